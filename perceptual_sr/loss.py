@@ -1,0 +1,135 @@
+"""Perceptual loss: a frozen ImageNet VGG-16 with features named as in the paper, plus TV and pixel terms.
+
+Johnson et al. (2016), section 3: the feature reconstruction loss is the (normalised) squared
+Euclidean distance between VGG-16 activations of output and target; for super-resolution they
+use `relu2_2`. A total-variation regulariser encourages spatial smoothness.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from torch import nn
+from torchvision.models import vgg16
+
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+VGG16_WEIGHTS = PRETRAINED_DIR / "vgg16_imagenet.safetensors"
+
+# torchvision `vgg16().features` index of each ReLU, named as in the paper (block_conv).
+VGG16_RELU_INDEX = {
+    "relu1_1": 1, "relu1_2": 3,
+    "relu2_1": 6, "relu2_2": 8,
+    "relu3_1": 11, "relu3_2": 13, "relu3_3": 15,
+}
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class VGG16Features(nn.Module):
+    """Frozen VGG-16 (torchvision architecture) returning named activations up to relu3_3.
+
+    Input: float RGB NCHW in [0, 1]; ImageNet normalisation happens inside.
+    weights: "imagenet" (the bundled converted ImageNet weights), or None (random init,
+    for tests that must tell the two apart).
+    """
+
+    def __init__(self, layers: tuple[str, ...] = ("relu2_2",), weights: str | None = "imagenet") -> None:
+        super().__init__()
+        unknown = [name for name in layers if name not in VGG16_RELU_INDEX]
+        if unknown or not layers:
+            raise ValueError(f"unknown VGG-16 layers {unknown or layers}; choose from {list(VGG16_RELU_INDEX)}")
+        self.layers = tuple(layers)
+        depth = max(VGG16_RELU_INDEX[name] for name in layers) + 1
+        features = vgg16(weights=None).features[:16]
+        if weights == "imagenet":
+            # Strict: every conv through relu3_3 must come from the file.
+            features.load_state_dict(_strip_prefix(load_file(str(VGG16_WEIGHTS)), "features."), strict=True)
+        elif weights is not None:
+            raise ValueError(f"weights must be 'imagenet' or None, got {weights!r}")
+        for module in features:
+            if isinstance(module, nn.ReLU):
+                module.inplace = False  # the activations we return must not be overwritten
+        self.features = features[:depth]
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> "VGG16Features":
+        # Always frozen in eval mode, whatever the enclosing module does.
+        return super().train(False)
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = (image - self.mean) / self.std
+        wanted = {VGG16_RELU_INDEX[name]: name for name in self.layers}
+        out = {}
+        for index, module in enumerate(self.features):
+            x = module(x)
+            if index in wanted:
+                out[wanted[index]] = x  # e.g. relu2_2: (B, 128, H/2, W/2)
+        return out
+
+
+def _strip_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {key.removeprefix(prefix): value for key, value in tensors.items()}
+
+
+def total_variation(image: torch.Tensor) -> torch.Tensor:
+    """Anisotropic total variation: mean absolute difference of neighbouring pixels."""
+    dy = (image[:, :, 1:, :] - image[:, :, :-1, :]).abs().mean()
+    dx = (image[:, :, :, 1:] - image[:, :, :, :-1]).abs().mean()
+    return dx + dy
+
+
+def parse_feature_weights(spec: str) -> dict[str, float]:
+    """Parse "relu2_2" or "relu2_2:1,relu3_3:0.5" into {layer: weight}."""
+    weights = {}
+    for part in spec.split(","):
+        name, _, weight = part.strip().partition(":")
+        if name not in VGG16_RELU_INDEX:
+            raise ValueError(f"unknown VGG-16 layer {name!r} in {spec!r}; choose from {list(VGG16_RELU_INDEX)}")
+        try:
+            weights[name] = float(weight) if weight else 1.0
+        except ValueError:
+            raise ValueError(f"bad weight {weight!r} for layer {name!r} in {spec!r}") from None
+    return weights
+
+
+class PerceptualLoss(nn.Module):
+    """feature_weights * MSE(VGG features) + tv_weight * TV(output) + pixel_weight * MSE(pixels).
+
+    `forward` returns the total and a dict of the weighted terms (for logging).
+    The target's features are computed without gradient.
+    """
+
+    def __init__(self, feature_weights: Mapping[str, float] | str = "relu2_2", tv_weight: float = 0.0,
+                 pixel_weight: float = 0.0, vgg_weights: str | None = "imagenet") -> None:
+        super().__init__()
+        if isinstance(feature_weights, str):
+            feature_weights = parse_feature_weights(feature_weights)
+        if tv_weight < 0 or pixel_weight < 0 or any(w < 0 for w in feature_weights.values()):
+            raise ValueError(f"loss weights must be >= 0, got features={dict(feature_weights)}, "
+                             f"tv={tv_weight}, pixel={pixel_weight}")
+        self.feature_weights = dict(feature_weights)
+        self.tv_weight = tv_weight
+        self.pixel_weight = pixel_weight
+        self.vgg = VGG16Features(tuple(self.feature_weights), weights=vgg_weights) if self.feature_weights else None
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        terms: dict[str, torch.Tensor] = {}
+        if self.vgg is not None:
+            with torch.no_grad():
+                target_features = self.vgg(target)
+            output_features = self.vgg(output)
+            for name, weight in self.feature_weights.items():
+                terms[name] = weight * F.mse_loss(output_features[name].float(), target_features[name].float())
+        if self.tv_weight:
+            terms["tv"] = self.tv_weight * total_variation(output.float())
+        if self.pixel_weight:
+            terms["pixel"] = self.pixel_weight * F.mse_loss(output.float(), target.float())
+        total = sum(terms.values(), torch.zeros((), device=output.device))
+        return total, terms

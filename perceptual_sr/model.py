@@ -1,0 +1,244 @@
+"""The image-transformation network of Johnson et al. (2016) for super-resolution.
+
+Johnson, Alahi & Fei-Fei, "Perceptual Losses for Real-Time Style Transfer and
+Super-Resolution", ECCV 2016, supplementary material, Table 2 (x4 / x8 SR nets):
+9x9 conv -> residual blocks -> log2(scale) x2 upsampling stages -> 9x9 conv -> scaled tanh.
+
+`PerceptualSR` is an `nn.Module` with the Hugging Face Hub mixin, so `save_pretrained`,
+`from_pretrained` and `push_to_hub` write and read `config.json` + `model.safetensors`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import safetensors.torch
+import torch
+import torch.nn.functional as F
+from huggingface_hub import PyTorchModelHubMixin, constants, hf_hub_download
+from huggingface_hub.errors import HFValidationError, HfHubHTTPError, LocalEntryNotFoundError
+from safetensors import SafetensorError
+from torch import nn
+
+from perceptual_sr import model_card
+
+SCALES = (2, 4, 8)
+NORMS = ("batch", "instance")
+UPSAMPLERS = ("deconv", "pixelshuffle", "resize-conv")
+GLOBAL_SKIPS = ("none", "bicubic")
+
+# Shipped default weights (see issue "Train and ship the default x4 model").
+DEFAULT_WEIGHTS_DIR = Path(__file__).parent / "pretrained" / "perceptual-sr-x4"
+
+
+@dataclass(frozen=True)
+class SRConfig:
+    """Architecture of the network; serialised to `config.json` by `save_pretrained`.
+
+    scale: upscaling factor (2, 4 or 8; one x2 stage per factor of two).
+    channels: feature channels of the body (64 in the paper).
+    residual_blocks: number of residual blocks (4 in the paper's SR nets).
+    norm: "batch" (the paper) or "instance".
+    upsampler: "deconv" (the paper's fractionally strided conv), "pixelshuffle"
+        (sub-pixel conv, Shi et al. 2016) or "resize-conv" (nearest x2 then conv,
+        which avoids checkerboard artifacts: Odena et al., Distill 2016).
+    global_skip: "none" (the paper: the net paints the whole image) or "bicubic"
+        (the net predicts a residual over bicubic upscaling, which anchors colour).
+    """
+
+    scale: int = 4
+    channels: int = 64
+    residual_blocks: int = 4
+    norm: str = "batch"
+    upsampler: str = "deconv"
+    global_skip: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.scale not in SCALES:
+            raise ValueError(f"scale must be one of {SCALES}, got {self.scale!r}")
+        if not isinstance(self.channels, int) or self.channels < 1:
+            raise ValueError(f"channels must be a positive integer, got {self.channels!r}")
+        if not isinstance(self.residual_blocks, int) or self.residual_blocks < 0:
+            raise ValueError(f"residual_blocks must be a non-negative integer, got {self.residual_blocks!r}")
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
+        if self.upsampler not in UPSAMPLERS:
+            raise ValueError(f"upsampler must be one of {UPSAMPLERS}, got {self.upsampler!r}")
+        if self.global_skip not in GLOBAL_SKIPS:
+            raise ValueError(f"global_skip must be one of {GLOBAL_SKIPS}, got {self.global_skip!r}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "SRConfig":
+        """Build from a dict (e.g. a parsed config.json); unknown keys are an error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown SRConfig keys {unknown}; expected a subset of {sorted(known)}")
+        return cls(**values)
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels, affine=True)
+    raise ValueError(f"unknown norm {kind!r}")
+
+
+def _conv(in_channels: int, out_channels: int, kernel_size: int) -> nn.Conv2d:
+    # Reflection padding, as the paper, to keep borders free of zero-padding artifacts.
+    return nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, padding_mode="reflect")
+
+
+class ResidualBlock(nn.Module):
+    """3x3 conv - norm - ReLU - 3x3 conv - norm, plus the identity (Gross & Wilber 2016)."""
+
+    def __init__(self, channels: int, norm: str) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            _conv(channels, channels, 3), _norm(norm, channels), nn.ReLU(),
+            _conv(channels, channels, 3), _norm(norm, channels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+def _upsample_x2(kind: str, channels: int, norm: str) -> nn.Sequential:
+    """One x2 upsampling stage followed by norm and ReLU."""
+    if kind == "deconv":
+        # The paper's "fractionally strided convolution" (stride 1/2).
+        layer: nn.Module = nn.ConvTranspose2d(channels, channels, 3, stride=2, padding=1, output_padding=1)
+    elif kind == "pixelshuffle":
+        layer = nn.Sequential(_conv(channels, 4 * channels, 3), nn.PixelShuffle(2))
+    elif kind == "resize-conv":
+        layer = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), _conv(channels, channels, 3))
+    else:
+        raise ValueError(f"unknown upsampler {kind!r}")
+    return nn.Sequential(layer, _norm(norm, channels), nn.ReLU())
+
+
+class PerceptualSR(
+    nn.Module,
+    PyTorchModelHubMixin,
+    library_name="perceptual-sr",
+    tags=["super-resolution", "image-to-image", "perceptual-loss", "pytorch"],
+    pipeline_tag="image-to-image",
+    license="mit",
+    repo_url="https://github.com/perceptual-sr/perceptual_sr",
+):
+    """Feed-forward super-resolution network. Input and output: float RGB NCHW in [0, 1].
+
+    `PerceptualSR()` builds the default x4 network with random weights;
+    `PerceptualSR.from_pretrained()` loads the trained weights bundled in the package.
+    """
+
+    def __init__(self, config: SRConfig | dict | None = None) -> None:
+        super().__init__()
+        if config is None:
+            config = SRConfig()
+        elif isinstance(config, dict):
+            config = SRConfig.from_dict(config)
+        self.config = config
+        # The mixin writes this to config.json; set it here so `PerceptualSR()` is saved too.
+        self._hub_mixin_config = config
+        c = config.channels
+        self.head = nn.Sequential(_conv(3, c, 9), _norm(config.norm, c), nn.ReLU())
+        self.body = nn.Sequential(*[ResidualBlock(c, config.norm) for _ in range(config.residual_blocks)])
+        stages = int(math.log2(config.scale))
+        self.upsample = nn.Sequential(*[_upsample_x2(config.upsampler, c, config.norm) for _ in range(stages)])
+        self.tail = _conv(c, 3, 9)
+
+    @property
+    def scale(self) -> int:
+        return self.config.scale
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        if lr.ndim != 4 or lr.shape[1] != 3:
+            raise ValueError(f"expected a (B, 3, H, W) RGB batch, got shape {tuple(lr.shape)}")
+        x = self.head(lr)  # (B, C, H, W)
+        x = self.body(x)  # (B, C, H, W)
+        x = self.upsample(x)  # (B, C, scale*H, scale*W)
+        x = self.tail(x)  # (B, 3, scale*H, scale*W)
+        if self.config.global_skip == "bicubic":
+            base = F.interpolate(lr, scale_factor=self.scale, mode="bicubic", align_corners=False)
+            return (base + torch.tanh(x)).clamp(0.0, 1.0)
+        # The paper's scaled tanh, mapped from [-1, 1] to our [0, 1] pixel range.
+        return (torch.tanh(x) + 1.0) / 2.0
+
+    # --- Hub format -------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path | None = None, **kwargs: Any) -> "PerceptualSR":
+        """Load weights: a Hub repo id, a local folder, or (no argument) the bundled default.
+
+        Keyword arguments (revision, cache_dir, token, force_download, local_files_only,
+        map_location, ...) pass through to `huggingface_hub`. Loading is strict: a missing,
+        extra or renamed tensor raises an error instead of leaving random weights.
+        """
+        if pretrained_model_name_or_path is None:
+            if not (DEFAULT_WEIGHTS_DIR / "model.safetensors").is_file():
+                raise FileNotFoundError(
+                    "no default weights are bundled with this version of perceptual_sr "
+                    f"(expected {DEFAULT_WEIGHTS_DIR / 'model.safetensors'}); train a model with "
+                    "train.py and pass its output folder, or pass a Hub repo id"
+                )
+            pretrained_model_name_or_path = DEFAULT_WEIGHTS_DIR
+        path = Path(pretrained_model_name_or_path)
+        looks_local = path.is_absolute() or str(pretrained_model_name_or_path).startswith(".") or path.exists()
+        if looks_local:
+            if not path.is_dir():
+                raise FileNotFoundError(f"model folder {str(path)!r} does not exist")
+            for name in ("config.json", "model.safetensors"):
+                if not (path / name).is_file():
+                    raise FileNotFoundError(f"model folder {str(path)!r} has no {name}; was it written by save_pretrained?")
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        except (HFValidationError, LocalEntryNotFoundError, HfHubHTTPError) as error:
+            raise FileNotFoundError(
+                f"could not get model {str(pretrained_model_name_or_path)!r} from the Hugging Face Hub "
+                f"({type(error).__name__}: {error}); check the repo id, your connection and token, "
+                "or pass a local folder written by save_pretrained"
+            ) from error
+        except (RuntimeError, TypeError, SafetensorError, json.JSONDecodeError) as error:
+            raise ValueError(f"could not load weights from {str(pretrained_model_name_or_path)!r}: {error}") from error
+
+    @classmethod
+    def _from_pretrained(
+        cls,
+        *,
+        model_id: str,
+        revision: str | None,
+        cache_dir: str | Path | None,
+        force_download: bool,
+        local_files_only: bool,
+        token: str | bool | None,
+        map_location: str = "cpu",
+        **model_kwargs: Any,
+    ) -> "PerceptualSR":
+        # Replaces the mixin's loader: safetensors only (never a pickle fallback), always strict.
+        model = cls(**model_kwargs)
+        if os.path.isdir(model_id):
+            model_file = os.path.join(model_id, constants.SAFETENSORS_SINGLE_FILE)
+        else:
+            model_file = hf_hub_download(
+                repo_id=model_id,
+                filename=constants.SAFETENSORS_SINGLE_FILE,
+                revision=revision,
+                cache_dir=cache_dir,
+                force_download=force_download,
+                token=token,
+                local_files_only=local_files_only,
+            )
+        safetensors.torch.load_model(model, model_file, strict=True, device=map_location)
+        return model.eval()
+
+    def generate_model_card(self, *args: Any, **kwargs: Any):
+        """Model card written next to the weights by `save_pretrained` and `push_to_hub`."""
+        return model_card.build(self, **kwargs)

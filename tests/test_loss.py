@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+import torch
+from scipy.ndimage import gaussian_filter
+from skimage import data as skdata
+
+from perceptual_sr.data import uint8_to_tensor
+from perceptual_sr.loss import PerceptualLoss, VGG16Features, parse_feature_weights, total_variation
+
+
+@pytest.fixture(scope="module")
+def photo() -> torch.Tensor:
+    return uint8_to_tensor(skdata.astronaut()[::4, ::4].copy()).unsqueeze(0)  # (1, 3, 128, 128)
+
+
+@pytest.fixture(scope="module")
+def feature_loss() -> PerceptualLoss:
+    return PerceptualLoss("relu2_2")
+
+
+def _blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
+    array = image.numpy()
+    return torch.from_numpy(gaussian_filter(array, sigma=(0, 0, sigma, sigma), mode="reflect"))
+
+
+def test_feature_loss_is_zero_on_identical_images(photo, feature_loss):
+    total, _ = feature_loss(photo, photo.clone())
+    assert total.item() == 0.0
+
+
+def test_feature_loss_grows_with_blur(photo, feature_loss):
+    losses = [feature_loss(_blur(photo, sigma), photo)[0].item() for sigma in (0.5, 1.0, 2.0, 4.0)]
+    assert all(a < b for a, b in zip(losses, losses[1:])), losses
+
+
+def test_imagenet_features_differ_from_random_init(photo):
+    trained = VGG16Features(("relu2_2",))(photo)["relu2_2"]
+    random = VGG16Features(("relu2_2",), weights=None)(photo)["relu2_2"]
+    assert trained.shape == random.shape == (1, 128, 64, 64)
+    relative = (trained - random).norm() / trained.norm()
+    assert relative > 0.5
+
+
+def test_vgg_is_frozen_and_stays_in_eval_mode(feature_loss):
+    feature_loss.train()
+    assert not feature_loss.vgg.training
+    assert not any(p.requires_grad for p in feature_loss.vgg.parameters())
+
+
+def test_gradient_flows_to_the_output_only(photo, feature_loss):
+    output = _blur(photo, 1.0).requires_grad_(True)
+    target = photo.clone().requires_grad_(True)
+    total, _ = feature_loss(output, target)
+    total.backward()
+    assert output.grad is not None and output.grad.abs().sum() > 0
+    assert target.grad is None
+
+
+def test_combined_loss_reports_its_terms(photo):
+    loss = PerceptualLoss("relu1_2:0.5,relu2_2", tv_weight=1e-5, pixel_weight=0.1)
+    total, terms = loss(_blur(photo, 1.0), photo)
+    assert set(terms) == {"relu1_2", "relu2_2", "tv", "pixel"}
+    assert torch.isclose(total, sum(terms.values()))
+
+
+def test_tv_is_zero_on_constant_and_positive_on_noise():
+    assert total_variation(torch.full((1, 3, 8, 8), 0.3)).item() == 0
+    assert total_variation(torch.rand(1, 3, 8, 8)).item() > 0
+
+
+@pytest.mark.parametrize("bad", ["relu9_9", "relu2_2:abc", ""])
+def test_bad_layer_spec_is_a_clear_error(bad):
+    with pytest.raises(ValueError):
+        parse_feature_weights(bad)

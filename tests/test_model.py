@@ -1,0 +1,145 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from perceptual_sr import PerceptualSR, SRConfig
+from perceptual_sr.model import DEFAULT_WEIGHTS_DIR, UPSAMPLERS
+
+TINY = dict(channels=8, residual_blocks=1)
+
+
+@pytest.mark.parametrize("upsampler", UPSAMPLERS)
+@pytest.mark.parametrize("scale", [2, 4, 8])
+def test_output_is_scale_times_input(scale, upsampler):
+    model = PerceptualSR(SRConfig(scale=scale, upsampler=upsampler, **TINY)).eval()
+    out = model(torch.rand(2, 3, 10, 13))
+    assert out.shape == (2, 3, 10 * scale, 13 * scale)
+    assert out.min() >= 0 and out.max() <= 1
+
+
+@pytest.mark.parametrize("norm", ["batch", "instance"])
+@pytest.mark.parametrize("global_skip", ["none", "bicubic"])
+def test_every_parameter_gets_a_gradient(norm, global_skip):
+    model = PerceptualSR(SRConfig(norm=norm, global_skip=global_skip, **TINY))
+    # Inputs in the middle of the range so the bicubic skip's clamp passes gradient.
+    model(0.25 + 0.5 * torch.rand(2, 3, 12, 12)).mean().backward()
+    missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing
+
+
+def test_default_network_is_the_papers_x4():
+    model = PerceptualSR()
+    assert model.config == SRConfig(scale=4, channels=64, residual_blocks=4, norm="batch", upsampler="deconv")
+    assert model.head[0].kernel_size == (9, 9) and model.tail.kernel_size == (9, 9)
+    assert model.head[0].padding_mode == "reflect"
+    assert len(model.body) == 4 and len(model.upsample) == 2
+
+
+@pytest.mark.parametrize("bad", [dict(scale=3), dict(norm="layer"), dict(upsampler="bilinear"),
+                                 dict(channels=0), dict(residual_blocks=-1), dict(global_skip="x")])
+def test_invalid_config_names_the_value(bad):
+    with pytest.raises(ValueError, match=repr(next(iter(bad.values())))):
+        SRConfig(**bad)
+
+
+def test_wrong_input_shape_is_a_clear_error():
+    with pytest.raises(ValueError, match="RGB"):
+        PerceptualSR(SRConfig(**TINY))(torch.rand(1, 1, 8, 8))
+
+
+def _trained_tiny(tmp_path):
+    model = PerceptualSR(SRConfig(upsampler="resize-conv", **TINY))
+    model.train()
+    model(torch.rand(4, 3, 8, 8))  # move the batch-norm running stats away from their defaults
+    model.eval()
+    model.save_pretrained(tmp_path)
+    return model
+
+
+def test_save_load_round_trip_is_identical(tmp_path):
+    model = _trained_tiny(tmp_path)
+    assert {p.name for p in tmp_path.iterdir()} >= {"config.json", "model.safetensors", "README.md"}
+    assert json.loads((tmp_path / "config.json").read_text())["upsampler"] == "resize-conv"
+    card = (tmp_path / "README.md").read_text()
+    assert "library_name: perceptual-sr" in card and "pipeline_tag: image-to-image" in card and "license:" in card
+    loaded = PerceptualSR.from_pretrained(tmp_path)
+    assert loaded.config == model.config and not loaded.training
+    x = torch.rand(1, 3, 9, 11)
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
+
+
+def test_missing_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        PerceptualSR.from_pretrained(tmp_path / "nope")
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+        (tmp_path / "empty").mkdir()
+        (tmp_path / "empty" / "config.json").write_text("{}")
+        PerceptualSR.from_pretrained(tmp_path / "empty")
+
+
+def test_bad_repo_id_offline_is_a_clear_error():
+    with pytest.raises(FileNotFoundError, match="no-such-user/no-such-model-xyz"):
+        PerceptualSR.from_pretrained("no-such-user/no-such-model-xyz")
+    with pytest.raises(FileNotFoundError, match="not a valid repo"):
+        PerceptualSR.from_pretrained("not a valid repo id!!")
+
+
+def test_corrupted_safetensors_is_a_clear_error(tmp_path):
+    _trained_tiny(tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match="could not load weights"):
+        PerceptualSR.from_pretrained(tmp_path)
+
+
+def test_renamed_tensor_fails_strictly(tmp_path):
+    _trained_tiny(tmp_path)
+    tensors = load_file(tmp_path / "model.safetensors")
+    tensors["tail.renamed"] = tensors.pop("tail.weight")
+    save_file(tensors, tmp_path / "model.safetensors")
+    with pytest.raises(ValueError, match="tail"):
+        PerceptualSR.from_pretrained(tmp_path)
+
+
+def test_mismatched_config_is_a_clear_error(tmp_path):
+    _trained_tiny(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "channels": 16}))
+    with pytest.raises(ValueError, match="could not load weights"):
+        PerceptualSR.from_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({**config, "depth": 3}))
+    with pytest.raises(ValueError, match="depth"):
+        PerceptualSR.from_pretrained(tmp_path)
+
+
+def test_default_weights_load_offline_or_say_they_are_missing():
+    if (DEFAULT_WEIGHTS_DIR / "model.safetensors").is_file():
+        model = PerceptualSR.from_pretrained()
+        assert model.scale == 4 and not model.training
+    else:
+        with pytest.raises(FileNotFoundError, match="no default weights"):
+            PerceptualSR.from_pretrained()
+
+
+def test_push_to_hub_uploads_the_hub_folder(tmp_path, monkeypatch):
+    from huggingface_hub import HfApi
+
+    uploaded = {}
+
+    def fake_create_repo(self, repo_id, **kwargs):
+        from huggingface_hub import RepoUrl
+
+        return RepoUrl(f"https://huggingface.co/{repo_id}")
+
+    def fake_upload_folder(self, *, repo_id, folder_path, **kwargs):
+        uploaded["repo_id"] = repo_id
+        uploaded["files"] = sorted(p.name for p in __import__("pathlib").Path(folder_path).iterdir())
+        return "commit"
+
+    monkeypatch.setattr(HfApi, "create_repo", fake_create_repo)
+    monkeypatch.setattr(HfApi, "upload_folder", fake_upload_folder)
+    PerceptualSR(SRConfig(**TINY)).push_to_hub("someone/perceptual-sr-test", token="hf_fake")
+    assert uploaded["repo_id"] == "someone/perceptual-sr-test"
+    assert {"config.json", "model.safetensors", "README.md"} <= set(uploaded["files"])
