@@ -1,4 +1,5 @@
-"""Pixel convention and the degradation that turns a high-resolution image into its low-resolution input.
+"""Pixel convention, image reading, the degradation that turns a high-resolution image into its
+low-resolution input, and the dataset of prepared LR/HR pairs.
 
 Convention: inside the package, images are float32 RGB tensors, (3, H, W) or (B, 3, H, W),
 in [0, 1]. Conversion from and to uint8 arrays / PIL happens here, at the edges.
@@ -6,14 +7,60 @@ in [0, 1]. Conversion from and to uint8 arrays / PIL happens here, at the edges.
 
 from __future__ import annotations
 
+import json
+import struct
+from pathlib import Path
+
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from scipy.ndimage import gaussian_filter
+from torch.utils.data import Dataset
 
 DEGRADATIONS = ("blur", "bicubic")
 BLUR_SIGMA = 1.0  # Johnson et al. 2016, section 4.2: Gaussian blur sigma 1.0 before downsampling
 BLUR_TRUNCATE = 3.0  # kernel radius = 3 sigma -> 7x7 kernel for sigma 1
+SPLITS = ("val", "train")
+# Transparent pixels are composited on white: transparent web images (logos, product shots) are
+# designed to be seen on white pages, and black would invent dark fringes around them.
+TRANSPARENCY_BACKGROUND = (255, 255, 255, 255)
+_HIGH_BIT_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+_ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
+# What a broken, truncated or hostile file can raise while Pillow decodes it.
+_UNREADABLE = (OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError)
+
+
+def load_rgb(path: str | Path) -> np.ndarray:
+    """Read an image file as an upright (H, W, 3) uint8 RGB array.
+
+    EXIF orientation is applied. Greyscale, palette, CMYK and other modes become RGB; images with
+    transparency (alpha channel or palette/colour-key transparency) are composited on white;
+    16-bit (and 32-bit integer) greyscale is scaled to 8 bits as value / 257, rounded (so 65535 -> 255).
+    ICC profiles are ignored (the values are taken as sRGB). Multi-frame files give their first frame.
+    Raises FileNotFoundError if there is no file, and ValueError naming the path if it cannot be
+    decoded (unknown format, truncated or corrupt data, a decompression bomb).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no image file at {path}")
+    try:
+        with Image.open(path) as image:
+            image.load()  # decode now, so truncated data fails here rather than later
+            return _to_rgb8(ImageOps.exif_transpose(image))
+    except _UNREADABLE as error:
+        raise ValueError(f"cannot read image {path}: {error}") from error
+
+
+def _to_rgb8(image: Image.Image) -> np.ndarray:
+    if image.mode in _HIGH_BIT_DEPTH_MODES:
+        values = np.asarray(image).astype(np.float64)
+        grey = np.clip(np.rint(values / 257.0), 0, 255).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if image.mode in _ALPHA_MODES or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, TRANSPARENCY_BACKGROUND)
+        return np.array(Image.alpha_composite(background, rgba).convert("RGB"))
+    return np.array(image.convert("RGB"))
 
 
 def uint8_to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -64,3 +111,70 @@ def bicubic_upscale(lr: np.ndarray, scale: int) -> np.ndarray:
     """PIL bicubic upscaling of an (H, W, C) uint8 image: the baseline every table compares with."""
     height, width = lr.shape[:2]
     return np.asarray(Image.fromarray(lr).resize((width * scale, height * scale), Image.Resampling.BICUBIC))
+
+
+class SRPairDataset(Dataset):
+    """The (LR, HR) pairs that `prepare_data.py` wrote to `root`, as float32 (3, h, w) tensors in [0, 1].
+
+    `augment` applies one of the 8 flips/90-degree rotations, the same to LR and HR, drawn from
+    torch's RNG (which DataLoader seeds per worker; numpy's would repeat across forked workers).
+    The arrays are memory-mapped lazily in each process, so the dataset pickles cheaply into
+    DataLoader workers and works with DistributedSampler. `manifest` is the parsed manifest.json.
+    """
+
+    def __init__(self, root: str | Path, split: str = "train", augment: bool = False):
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        self.root, self.split, self.augment = Path(root), split, augment
+        manifest_path = self.root / "manifest.json"
+        if not manifest_path.is_file():
+            raise FileNotFoundError(f"{manifest_path} not found: {self.root} is not a finished dataset; "
+                                    f"run prepare_data.py SRC {self.root} (again, to finish an interrupted run)")
+        try:
+            self.manifest = json.loads(manifest_path.read_text())
+            count, hr_size, scale = (int(self.manifest["counts"][split]), int(self.manifest["hr_size"]),
+                                     int(self.manifest["scale"]))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"{manifest_path} is not a valid dataset manifest ({error!r})") from error
+        self.hr_path, self.lr_path = self.root / f"{split}_hr.npy", self.root / f"{split}_lr.npy"
+        lr_size = hr_size // scale
+        for path, side in ((self.hr_path, hr_size), (self.lr_path, lr_size)):
+            array = self._open(path)  # validates the header only; the data is not read
+            if array.dtype != np.uint8 or array.shape != (count, side, side, 3):
+                raise ValueError(f"{path} holds {array.dtype} {array.shape}, but the manifest says "
+                                 f"uint8 {(count, side, side, 3)}; re-run prepare_data.py into a new folder")
+        self._length = count
+        self._hr: np.ndarray | None = None
+        self._lr: np.ndarray | None = None
+
+    @staticmethod
+    def _open(path: Path) -> np.ndarray:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found; re-run prepare_data.py to finish the dataset")
+        try:
+            return np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as error:
+            raise ValueError(f"{path} is not a readable .npy array ({error})") from error
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if not -self._length <= index < self._length:
+            raise IndexError(f"index {index} out of range for {self._length} pairs")
+        if self._hr is None or self._lr is None:
+            self._hr, self._lr = self._open(self.hr_path), self._open(self.lr_path)
+        hr, lr = self._hr[index], self._lr[index]  # (h, w, 3) uint8 views of the memory map
+        if self.augment:
+            quarter_turns = int(torch.randint(4, ()))
+            hr, lr = np.rot90(hr, quarter_turns), np.rot90(lr, quarter_turns)
+            if torch.randint(2, ()):
+                hr, lr = hr[:, ::-1], lr[:, ::-1]
+        # Copies: the memory map is read-only, and torch must not alias it.
+        return uint8_to_tensor(np.array(lr)), uint8_to_tensor(np.array(hr))
+
+    def __getstate__(self) -> dict:
+        # Pickling a memmap would copy the whole array into each DataLoader worker.
+        state = self.__dict__.copy()
+        state["_hr"] = state["_lr"] = None
+        return state
