@@ -1,0 +1,264 @@
+"""The Gradio demo: a photo in, a bicubic-vs-model before/after slider and a full-resolution PNG out.
+
+`build_demo(model)` returns the `gr.Blocks` app that `app.py` launches (locally or as a
+Hugging Face Space); `Upscaler` is its prediction function, usable without a server. The API
+endpoint is `/upscale` (inputs: image file, colour fix, tile size; outputs: the slider's two PNG
+paths, the full-resolution PNG path, and a Markdown line with sizes and timing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Literal
+
+import gradio as gr
+import torch
+from PIL import Image, ImageOps
+
+from perceptual_sr.image_io import save_image
+from perceptual_sr.inference import COLOR_FIXES, DEFAULT_COLOR_FIX, ImageTooLargeError, upscale
+from perceptual_sr.model import PerceptualSR
+
+# A 1024 x 1024 input becomes a 4096 x 4096 output: about what a 2-vCPU, 16 GB Space handles
+# in tiles in under a minute. Larger inputs get a friendly message, not an OOM.
+DEFAULT_MAX_INPUT_PIXELS = 1024 * 1024
+# 0 = let `upscale` choose the tile size for the device (tiles bound peak memory; untiled, a
+# 1024 x 1024 input would need several (1, 64, 4096, 4096) float32 activations: 4 GiB each).
+DEFAULT_TILE_SIZE = 0
+MAX_TILE_SIZE = 1024
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+NO_COLOR_FIX = "off"  # the UI/API value for COLOR_FIXES' None (a radio button needs a string)
+_COLOR_FIX_LABELS = {"histogram": "Histogram match", "luma": "Luma only", None: "Off"}
+_OUTPUT_MAX_AGE_S = 15 * 60  # Gradio copies outputs into its own cache right after each call
+
+
+def _color_fix_value(name: str | None) -> str:
+    return NO_COLOR_FIX if name is None else name
+
+
+def _megapixels(pixels: int) -> str:
+    return f"{pixels / 1e6:.1f} MP"
+
+
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """A short hash of the weights, so cached example outputs of one model are never shown for another."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _header_size(path: str | Path) -> tuple[int, int] | None:
+    """(width, height) from the file's header without decoding pixels; None if unreadable."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                return image.size
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return None  # `upscale` reports unreadable files with its own message
+
+
+def _too_large_message(size: tuple[int, int] | None, max_input_pixels: int) -> str:
+    side = int(max_input_pixels ** 0.5)
+    what = "This image is too large" if size is None else (
+        f"This image is {size[0]} x {size[1]} pixels ({_megapixels(size[0] * size[1])})")
+    return (
+        f"{what}; this demo upscales inputs up to {_megapixels(max_input_pixels)} (for example "
+        f"{side} x {side}). Please downscale or crop it first, or run perceptual_sr on your own "
+        "machine, where the limit is configurable."
+    )
+
+
+def _bicubic_preview(path: str | Path, like: Image.Image) -> Image.Image:
+    """The "before" side: the input upscaled with plain bicubic to `like`'s size, in a displayable mode."""
+    with Image.open(path) as image:
+        image = ImageOps.exif_transpose(image)
+        mode = like.mode if like.mode in ("RGB", "RGBA", "L", "LA") else "RGB"
+        if image.mode != mode:
+            image = image.convert("RGBA" if mode == "LA" else mode)
+        # PIL premultiplies alpha when resizing RGBA, so transparent pixels don't bleed colour.
+        return image.resize(like.size, Image.Resampling.BICUBIC)
+
+
+def _prune(folder: Path, max_age_s: float) -> None:
+    """Remove per-request output folders older than `max_age_s` (Gradio has copied them by then)."""
+    cutoff = time.time() - max_age_s
+    for child in folder.iterdir():
+        try:
+            if child.stat().st_mtime < cutoff:
+                shutil.rmtree(child, ignore_errors=True)
+        except FileNotFoundError:
+            pass  # removed by a concurrent request
+
+
+class Upscaler:
+    """The demo's prediction function: (file path, colour fix, tile size) -> slider, PNG, summary."""
+
+    def __init__(
+        self,
+        model: PerceptualSR,
+        *,
+        max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS,
+        device: str | torch.device = "cpu",
+        output_dir: str | Path | None = None,
+    ) -> None:
+        if max_input_pixels < 1:
+            raise ValueError(f"max_input_pixels must be positive, got {max_input_pixels!r}")
+        self.model = model.eval()
+        self.max_input_pixels = max_input_pixels
+        self.device = torch.device(device)
+        self.output_dir = Path(output_dir or tempfile.mkdtemp(prefix="perceptual_sr_demo_"))
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+
+    def __call__(
+        self, image_path: str | None, color_fix: str | None = None, tile_size: float | None = DEFAULT_TILE_SIZE
+    ) -> tuple[tuple[str, str], str, str]:
+        if not image_path:
+            raise gr.Error("Please upload, paste or take a photo first (or click an example).", title="No image")
+        color_fix = _color_fix_value(DEFAULT_COLOR_FIX) if color_fix is None else color_fix
+        fixes = {_color_fix_value(name): name for name in COLOR_FIXES}
+        if color_fix not in fixes:
+            raise gr.Error(f"Unknown colour fix {color_fix!r}; choose one of {sorted(fixes)}.", title="Bad option")
+        tile = int(tile_size or 0)
+        if tile < 0 or tile > MAX_TILE_SIZE:
+            raise gr.Error(f"Tile size must be between 0 (automatic) and {MAX_TILE_SIZE}, got {tile}.",
+                           title="Bad option")
+        size = _header_size(image_path)
+        if size is not None and size[0] * size[1] > self.max_input_pixels:
+            raise gr.Error(_too_large_message(size, self.max_input_pixels), title="Image too large")
+        started = time.perf_counter()
+        try:
+            result = upscale(self.model, image_path, color_fix=fixes[color_fix], tile_size=tile or None,
+                             max_pixels=self.max_input_pixels, device=self.device)
+        except ImageTooLargeError as error:  # e.g. a decompression bomb with a lying header
+            raise gr.Error(_too_large_message(size, self.max_input_pixels), title="Image too large") from error
+        except ValueError as error:  # messages are meant for users; show the file's name, not our temp path
+            message = str(error).replace(repr(str(image_path)), repr(Path(image_path).name))
+            raise gr.Error(message, title="Can't upscale this image") from error
+        seconds = time.perf_counter() - started
+        bicubic = _bicubic_preview(image_path, result)
+        _prune(self.output_dir, _OUTPUT_MAX_AGE_S)
+        folder = Path(tempfile.mkdtemp(dir=self.output_dir))
+        stem = Path(image_path).stem or "image"
+        output_path = folder / f"{stem}_x{self.model.scale}.png"
+        bicubic_path = folder / f"{stem}_bicubic_x{self.model.scale}.png"
+        save_image(result, output_path)  # PNG keeps every pixel, the alpha channel, ICC and EXIF
+        bicubic.save(bicubic_path, compress_level=1)  # preview only: fast beats small
+        summary = (
+            f"**{result.width // self.model.scale} x {result.height // self.model.scale} → "
+            f"{result.width} x {result.height} px** "
+            f"(x{self.model.scale}, {result.mode}) in **{seconds:.2f} s** on {self.device.type.upper()}"
+            f"{f', {tile} px tiles' if tile else ''}; colour fix: {color_fix}."
+        )
+        return (str(bicubic_path), str(output_path)), str(output_path), summary
+
+
+class _ImageInput(gr.Image):
+    """`gr.Image` whose unreadable uploads raise a helpful `gr.Error` instead of a bare "Error"."""
+
+    is_template = True  # rendered by the frontend's ordinary Image component
+
+    def preprocess(self, payload: Any) -> Any:
+        try:
+            return super().preprocess(payload)
+        except gr.Error:
+            raise
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+            name = getattr(payload, "orig_name", None) or "the uploaded file"
+            raise gr.Error(  # the underlying message would only show our temporary file path
+                f"Could not read {name} as an image: it is damaged or not an image format this demo "
+                "reads. Please upload a PNG, JPEG, WebP, BMP, TIFF or GIF photo.",
+                title="Unsupported or damaged file",
+            ) from error
+
+
+def example_paths(examples_dir: str | Path = EXAMPLES_DIR) -> list[Path]:
+    """The bundled example photos, sorted by name (empty if the folder is missing)."""
+    folder = Path(examples_dir)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in EXAMPLE_SUFFIXES)
+
+
+def build_demo(
+    model: PerceptualSR,
+    *,
+    max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS,
+    default_tile_size: int = DEFAULT_TILE_SIZE,
+    concurrency_limit: int = 1,
+    queue_size: int = 16,
+    examples_dir: str | Path | None = EXAMPLES_DIR,
+    cache_examples: bool = True,
+    cache_mode: Literal["eager", "lazy"] | None = None,
+    device: str | torch.device = "cpu",
+) -> gr.Blocks:
+    """The demo app around `model`, queued with at most `concurrency_limit` upscales at a time.
+
+    Examples are cached with Gradio's `cache_examples`; `cache_mode` None means Gradio's
+    default ("eager": all examples computed at launch, or `GRADIO_CACHE_MODE=lazy`: on first
+    click). Cached outputs live under `GRADIO_EXAMPLES_CACHE` (default `.gradio/cached_examples`).
+    """
+    if not 0 <= default_tile_size <= MAX_TILE_SIZE:
+        raise ValueError(f"default_tile_size must be in [0, {MAX_TILE_SIZE}], got {default_tile_size!r}")
+    if concurrency_limit < 1:
+        raise ValueError(f"concurrency_limit must be at least 1, got {concurrency_limit!r}")
+    predict = Upscaler(model, max_input_pixels=max_input_pixels, device=device)
+    scale = model.scale
+    side = int(max_input_pixels ** 0.5)
+
+    def predict_example(image_path: str) -> tuple[tuple[str, str], str, str]:
+        return predict(image_path, _color_fix_value(DEFAULT_COLOR_FIX), default_tile_size)
+
+    with gr.Blocks(title=f"perceptual_sr: {scale}x photo super-resolution", analytics_enabled=False,
+                   delete_cache=(3600, 3600)) as demo:
+        gr.Markdown(
+            f"# perceptual_sr: {scale}x photo super-resolution\n"
+            "A feed-forward network trained on a perceptual (VGG-16 feature) loss, after Johnson et al., "
+            "[*Perceptual Losses for Real-Time Style Transfer and Super-Resolution*]"
+            "(https://arxiv.org/abs/1603.08155) (ECCV 2016). Drop in a small photo and drag the slider "
+            f"to compare plain bicubic upscaling (left) with the network (right). Inputs up to "
+            f"{_megapixels(max_input_pixels)} (about {side} x {side}); transparency is kept."
+        )
+        with gr.Row():
+            with gr.Column(scale=1):
+                image = _ImageInput(label="Low-resolution photo", type="filepath", image_mode=None,
+                                    sources=["upload", "clipboard", "webcam"], format="png",
+                                    elem_id="input-image")
+                color_fix = gr.Radio(
+                    choices=[(_COLOR_FIX_LABELS.get(name, str(name)), _color_fix_value(name)) for name in COLOR_FIXES],
+                    value=_color_fix_value(DEFAULT_COLOR_FIX), label="Colour fix",
+                    info="Corrects colour shifts of the network output using the input's colours.",
+                )
+                with gr.Accordion("Advanced", open=False):
+                    tile_size = gr.Slider(
+                        minimum=0, maximum=MAX_TILE_SIZE, step=32, value=default_tile_size,
+                        label="Tile size (input pixels)",
+                        info="Images are upscaled in overlapping tiles to bound memory; 0 = automatic.",
+                    )
+                run = gr.Button(f"Upscale {scale}x", variant="primary", elem_id="upscale-button")
+            with gr.Column(scale=2):
+                slider = gr.ImageSlider(label="Bicubic (left) vs perceptual_sr (right)", type="filepath",
+                                        format="png", interactive=False, max_height=640, elem_id="result-slider")
+                summary = gr.Markdown(elem_id="result-summary")
+                download = gr.File(label=f"Full-resolution {scale}x PNG", interactive=False,
+                                   elem_id="result-file")
+        outputs = [slider, download, summary]
+        paths = example_paths(examples_dir) if examples_dir is not None else []
+        if paths:
+            gr.Examples(
+                examples=[[str(path)] for path in paths], inputs=[image], outputs=outputs,
+                fn=predict_example, cache_examples=cache_examples, cache_mode=cache_mode,
+                examples_per_page=12, label="Examples (default settings): click one",
+            )
+        run.click(predict, inputs=[image, color_fix, tile_size], outputs=outputs, api_name="upscale",
+                  concurrency_limit=concurrency_limit, concurrency_id="upscale")
+    demo.queue(max_size=queue_size, default_concurrency_limit=concurrency_limit)
+    return demo
