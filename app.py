@@ -49,11 +49,12 @@ def main() -> None:
         concurrency = _int_env("PERCEPTUAL_SR_CONCURRENCY", 1)
 
         from perceptual_sr import PerceptualSR
-        from perceptual_sr.demo import build_demo, model_fingerprint
 
         model = PerceptualSR.from_pretrained(os.environ.get("PERCEPTUAL_SR_MODEL") or None)
     except (FileNotFoundError, ValueError) as error:
         sys.exit(f"app.py: {error}")
+    from perceptual_sr.demo import build_demo, model_fingerprint  # imports gradio: after the checks
+
     # Cached example outputs belong to one set of weights: keep each model's cache apart.
     os.environ.setdefault(
         "GRADIO_EXAMPLES_CACHE", str(Path(".gradio") / "cached_examples" / model_fingerprint(model))

@@ -43,7 +43,7 @@ def _color_fix_value(name: str | None) -> str:
 
 
 def _megapixels(pixels: int) -> str:
-    return f"{pixels / 1e6:.1f} MP"
+    return f"{pixels / 1e6:.3g} MP"
 
 
 def model_fingerprint(model: torch.nn.Module) -> str:

@@ -1,0 +1,215 @@
+"""The demo app end to end: `app.py` in a subprocess, driven by gradio_client and by headless Chromium.
+
+The app is served with a tiny random model written by `save_pretrained` (nothing is downloaded).
+The browser test needs Playwright (pip) and a Chromium binary (Debian: `apt-get install chromium`);
+without them it skips and says why. Screenshots go to `artifacts/` (or $PERCEPTUAL_SR_ARTIFACTS).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from perceptual_sr import PerceptualSR, SRConfig
+
+REPO = Path(__file__).resolve().parent.parent
+APP = REPO / "app.py"
+ARTIFACTS = Path(os.environ.get("PERCEPTUAL_SR_ARTIFACTS", REPO / "artifacts"))
+MAX_PIXELS = 200 * 200  # small, so the "too large" path is cheap to hit; all examples fit
+STARTUP_TIMEOUT_S = 180
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _app_env(tmp: Path, **extra: str) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "GRADIO_TEMP_DIR": str(tmp / "gradio-tmp"),
+        "GRADIO_EXAMPLES_CACHE": str(tmp / "examples-cache"),
+        "GRADIO_CACHE_MODE": "lazy",  # don't upscale all examples at start-up
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    """`python app.py` with a tiny random model on a free port; yields its URL."""
+    tmp = tmp_path_factory.mktemp("app")
+    model_dir = tmp / "tiny-model"
+    PerceptualSR(SRConfig(channels=8, residual_blocks=1)).save_pretrained(model_dir)
+    port = _free_port()
+    log_path = tmp / "app.log"
+    env = _app_env(tmp, PERCEPTUAL_SR_MODEL=str(model_dir), GRADIO_SERVER_PORT=str(port),
+                   GRADIO_SERVER_NAME="127.0.0.1", PERCEPTUAL_SR_MAX_PIXELS=str(MAX_PIXELS))
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([sys.executable, str(APP)], cwd=tmp, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"app.py exited with {process.returncode}:\n{log_path.read_text()}")
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"app.py did not serve {url} in {STARTUP_TIMEOUT_S} s:\n{log_path.read_text()}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _photo(path: Path, size: tuple[int, int], mode: str = "RGB") -> Path:
+    """A smooth test image with structure (and a transparent hole for RGBA)."""
+    width, height = size
+    y, x = np.mgrid[0:height, 0:width]
+    rgb = np.stack([x * 255 // max(width - 1, 1), y * 255 // max(height - 1, 1), (x ^ y) % 256], -1)
+    image = Image.fromarray(rgb.astype(np.uint8), "RGB")
+    if mode == "RGBA":
+        alpha = np.full((height, width), 255, np.uint8)
+        alpha[height // 4: height // 2, width // 4: width // 2] = 0
+        image.putalpha(Image.fromarray(alpha))
+    image.save(path)
+    return path
+
+
+def _load_app_module():
+    spec = importlib.util.spec_from_file_location("perceptual_sr_app", APP)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_app_without_weights_exits_with_one_clear_line(tmp_path, monkeypatch, capsys):
+    app = _load_app_module()
+    monkeypatch.setenv("PERCEPTUAL_SR_MODEL", str(tmp_path / "no-such-model"))
+    with pytest.raises(SystemExit) as exited:
+        app.main()
+    message = str(exited.value.code)
+    assert message.startswith("app.py: ") and "no-such-model" in message and "\n" not in message
+    assert "Running on" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name, value", [("GRADIO_SERVER_PORT", "http"), ("PERCEPTUAL_SR_MAX_PIXELS", "0"),
+                                         ("GRADIO_SHARE", "maybe")])
+def test_app_rejects_bad_settings_in_one_line(monkeypatch, name, value):
+    app = _load_app_module()
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit, match=f"app.py: {name} must be"):
+        app.main()
+
+
+def test_upscale_endpoint_from_gradio_client(app_url, tmp_path):
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    client = Client(app_url, verbose=False, download_files=str(tmp_path / "downloads"))
+    source = _photo(tmp_path / "rgba.png", (40, 24), mode="RGBA")
+    (before, after), full, summary = client.predict(handle_file(source), "histogram", 0, api_name="/upscale")
+
+    output = Image.open(full)
+    assert output.size == (160, 96) and output.mode == "RGBA"
+    alpha = np.asarray(output)[..., 3]
+    assert alpha[30, 50] == 0 and alpha[0, 0] == alpha[90, 150] == 255  # the hole stays transparent
+    assert Image.open(after).size == Image.open(before).size == (160, 96)
+    assert Image.open(before).mode == "RGBA" and Path(full).suffix == ".png"
+    assert "40 x 24 → 160 x 96 px" in summary and "s** on CPU" in summary
+
+    corrupt = tmp_path / "holiday.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0 this is not really a JPEG")
+    with pytest.raises(AppError, match="Could not read holiday.jpg as an image"):
+        client.predict(handle_file(corrupt), "histogram", 0, api_name="/upscale")
+
+    large = _photo(tmp_path / "large.png", (256, 256))
+    with pytest.raises(AppError, match=r"256 x 256 pixels .*up to 0\.04 MP"):
+        client.predict(handle_file(large), "off", 0, api_name="/upscale")
+
+    with pytest.raises(AppError, match="'sepia'.* not in the list of choices"):
+        client.predict(handle_file(source), "sepia", 0, api_name="/upscale")
+
+
+def _chromium() -> str | None:
+    for candidate in (os.environ.get("CHROMIUM_EXECUTABLE"), "chromium", "chromium-browser", "google-chrome"):
+        if candidate and (found := shutil.which(candidate)):
+            return found
+    return None
+
+
+# Flags for a root user in a container on a closed network (background networking hangs there).
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage"]
+
+
+@pytest.fixture()
+def page(tmp_path):
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("browser test needs the `playwright` Python package (pip install playwright)")
+    executable = _chromium()
+    if executable is None:
+        pytest.skip("browser test needs Chromium (apt-get install chromium, or set CHROMIUM_EXECUTABLE)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        context = browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 1000})
+        try:
+            yield context.new_page()
+        finally:
+            context.close()
+            browser.close()
+
+
+def test_browser_upload_upscale_and_download(app_url, page, tmp_path):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / ".gitignore").write_text("*\n")
+    source = _photo(tmp_path / "gradient.png", (48, 32))
+    page.goto(app_url)
+    page.locator("#input-image input[type=file]").set_input_files(str(source))
+    page.locator("#input-image img").first.wait_for(timeout=30_000)
+    page.locator("#upscale-button").click()
+    link = page.locator("#result-file a[download]").first
+    link.wait_for(timeout=120_000)
+    with page.expect_download() as download_info:
+        link.click()
+    downloaded = tmp_path / download_info.value.suggested_filename
+    download_info.value.save_as(downloaded)
+    assert downloaded.name == "gradient_x4.png"
+    assert Image.open(downloaded).size == (192, 128)
+    assert "48 x 32 → 192 x 128 px" in page.locator("#result-summary").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "demo_upload.png"), full_page=True)
+
+    # A bundled example: clicking it loads the input and (lazily cached) result.
+    page.get_by_role("button", name="animal_cat.jpg").or_(page.locator("img[src*='animal_cat']")).first.click()
+    page.locator("#result-summary", has_text="225 x 150 → 900 x 600 px").wait_for(timeout=120_000)
+    page.locator("#result-slider img").first.wait_for(timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "demo_example.png"), full_page=True)
