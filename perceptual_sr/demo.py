@@ -161,14 +161,18 @@ class Upscaler:
         return (str(bicubic_path), str(output_path)), str(output_path), summary
 
 
-class _ImageInput(gr.Image):
-    """`gr.Image` whose unreadable uploads raise a helpful `gr.Error` instead of a bare "Error"."""
+def _friendly_read_errors(component: gr.Image) -> gr.Image:
+    """Make `component` turn unreadable uploads into a helpful `gr.Error` instead of a bare "Error".
 
-    is_template = True  # rendered by the frontend's ordinary Image component
+    Gradio decodes the upload's header in `preprocess`, before our function runs. This wraps the
+    instance's method rather than subclassing: Gradio writes a `.pyi` stub next to the module of
+    every `Component` subclass it sees.
+    """
+    preprocess = component.preprocess
 
-    def preprocess(self, payload: Any) -> Any:
+    def checked_preprocess(payload: Any) -> Any:
         try:
-            return super().preprocess(payload)
+            return preprocess(payload)
         except gr.Error:
             raise
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
@@ -178,6 +182,9 @@ class _ImageInput(gr.Image):
                 "reads. Please upload a PNG, JPEG, WebP, BMP, TIFF or GIF photo.",
                 title="Unsupported or damaged file",
             ) from error
+
+    component.preprocess = checked_preprocess  # type: ignore[method-assign]
+    return component
 
 
 def example_paths(examples_dir: str | Path = EXAMPLES_DIR) -> list[Path]:
@@ -229,9 +236,10 @@ def build_demo(
         )
         with gr.Row():
             with gr.Column(scale=1):
-                image = _ImageInput(label="Low-resolution photo", type="filepath", image_mode=None,
-                                    sources=["upload", "clipboard", "webcam"], format="png",
-                                    elem_id="input-image")
+                # filepath + image_mode None: Gradio only reads the header; `upscale` decodes it.
+                image = _friendly_read_errors(gr.Image(
+                    label="Low-resolution photo", type="filepath", image_mode=None,
+                    sources=["upload", "clipboard", "webcam"], format="png", elem_id="input-image"))
                 color_fix = gr.Radio(
                     choices=[(_COLOR_FIX_LABELS.get(name, str(name)), _color_fix_value(name)) for name in COLOR_FIXES],
                     value=_color_fix_value(DEFAULT_COLOR_FIX), label="Colour fix",
