@@ -539,7 +539,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         config = PrepareConfig(**vars(args))
-        manifest = prepare(config)
+        already_complete = (config.out / MANIFEST_FILE).is_file()
+        processed = []  # images cropped by this invocation (not by an earlier, interrupted one)
+        manifest = prepare(config, on_image=processed.append)
     except (ValueError, OSError) as error:
         print(f"prepare_data.py: error: {error}", file=sys.stderr)
         return 1
@@ -549,7 +551,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.monotonic() - started
     size = sum((config.out / f"{split}_{kind}.npy").stat().st_size for split in SPLITS for kind in ("hr", "lr"))
     images = sum(manifest["images"].values())
+    speed = "" if already_complete else f"; {seconds:.1f} s, {len(processed)} images cropped ({len(processed) / seconds:.1f}/s)"
     print(f"{config.out}: train {manifest['counts']['train']} rows, val {manifest['counts']['val']} rows "
-          f"from {images} images, {len(manifest['skipped'])} skipped; {_format_bytes(size)}; "
-          f"{seconds:.1f} s ({images / seconds:.1f} images/s)")
+          f"from {images} images, {len(manifest['skipped'])} skipped; {_format_bytes(size)}{speed}")
     return 0
