@@ -172,6 +172,12 @@ class PerceptualSR(
         # The paper's scaled tanh, mapped from [-1, 1] to our [0, 1] pixel range.
         return (torch.tanh(x) + 1.0) / 2.0
 
+    def upscale(self, image: Any, **options: Any) -> Any:
+        """Upscale a PIL image, path, numpy array or tensor; see `perceptual_sr.inference.upscale`."""
+        from perceptual_sr.inference import upscale  # imported here: inference imports this module's users
+
+        return upscale(self, image, **options)
+
     # --- Hub format -------------------------------------------------------------------------
 
     @classmethod

@@ -1,0 +1,218 @@
+"""Reading and writing images faithfully: modes, bit depth, alpha, ICC profile and EXIF.
+
+`decode_pil` turns any Pillow image into a `DecodedImage`: float32 RGB in [0, 1] (the package's
+pixel convention, HWC here because it is an edge), an optional alpha plane, and what is needed to
+write the result back in the same kind (mode, bit depth, ICC profile, EXIF). `encode_pil` does the
+reverse. Nothing here knows about the network.
+
+What is kept and what cannot be:
+- EXIF orientation is applied on reading; the EXIF block is written back with orientation reset to 1.
+- Greyscale (1, L, LA, I;16, I) stays greyscale; alpha is returned separately so it can be upscaled
+  on its own and reattached.
+- 16-bit greyscale (I;16*, and 32-bit I, which Pillow uses for 16-bit PNGs) stays 16-bit. Pillow
+  has no 16-bit RGB mode, so 16-bit RGB files are decoded as 8-bit by Pillow itself; pass a uint16
+  numpy array to keep 16 bits of colour.
+- Palette (P, PA) and CMYK/YCbCr/LAB/HSV are converted to RGB(A) and written as RGB(A). A CMYK ICC
+  profile does not describe RGB pixels, so it is dropped for CMYK input.
+- Animated / multi-frame files raise a ValueError: silently upscaling only the first frame would
+  lose the rest.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Input pixels (width x height) accepted by default. 16 MP covers phone photos; the x4 output of
+# such an image is 256 MP (768 MB as 8-bit RGB), which is why there is a limit at all.
+DEFAULT_MAX_PIXELS = 16_000_000
+EXIF_ORIENTATION_TAG = 0x0112
+
+_GREY_8 = ("1", "L")
+_GREY_16 = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+_TO_RGB = ("RGB", "P", "CMYK", "YCbCr", "LAB", "HSV", "RGBX")
+_TO_RGBA = ("RGBA", "RGBa", "PA", "LA", "La")
+
+
+class ImageTooLargeError(ValueError):
+    """The image has more pixels than the configured `max_pixels` limit."""
+
+
+@dataclass
+class DecodedImage:
+    """An image ready for the network plus what is needed to write the result back in kind.
+
+    rgb: (H, W, 3) float32 in [0, 1] (greyscale replicated to three channels).
+    alpha: (H, W) float32 in [0, 1], or None.
+    mode: the Pillow mode the output should have ("RGB", "RGBA", "L", "LA" or "I;16").
+    icc_profile, exif: raw bytes to carry to the output, or None.
+    """
+
+    rgb: np.ndarray
+    alpha: np.ndarray | None
+    mode: str
+    icc_profile: bytes | None = None
+    exif: bytes | None = None
+
+    @property
+    def bit_depth(self) -> int:
+        return 16 if self.mode == "I;16" else 8
+
+    @property
+    def is_grey(self) -> bool:
+        return self.mode in ("L", "LA", "I;16")
+
+
+def check_pixel_count(width: int, height: int, max_pixels: int | None, what: str = "image") -> None:
+    """Raise ValueError for an empty image and ImageTooLargeError above `max_pixels`."""
+    if width <= 0 or height <= 0:
+        raise ValueError(f"{what} is empty ({width}x{height} pixels)")
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"{what} is {width}x{height} = {width * height:,} pixels, more than max_pixels={max_pixels:,}; "
+            "pass a larger max_pixels (--max-pixels) if you have the memory for a "
+            "scale^2 times larger output, or downscale it first"
+        )
+
+
+def open_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open and fully decode an image file; clear errors for missing, empty, corrupt or huge files."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image file {str(path)!r} does not exist")
+    if path.stat().st_size == 0:
+        raise ValueError(f"image file {str(path)!r} is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            # Our own max_pixels check replaces Pillow's decompression-bomb warning.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+            # Check the header's size before decoding, so a huge file fails before it allocates.
+            check_pixel_count(image.width, image.height, max_pixels, what=f"image {str(path)!r}")
+            image.load()
+    except Image.DecompressionBombError as error:
+        raise ImageTooLargeError(f"image {str(path)!r} is too large to decode safely: {error}") from error
+    except (UnidentifiedImageError, OSError, SyntaxError, EOFError) as error:
+        raise ValueError(f"cannot read image {str(path)!r}: it is corrupt or not an image ({error})") from error
+    return image
+
+
+def decode_pil(image: Image.Image, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> DecodedImage:
+    """Any Pillow image -> DecodedImage (EXIF orientation applied, alpha split off)."""
+    if getattr(image, "n_frames", 1) > 1:
+        raise ValueError(
+            f"image has {image.n_frames} frames (animated or multi-page); upscale supports single-frame "
+            "images only: save the frame you want as its own file first"
+        )
+    check_pixel_count(image.width, image.height, max_pixels)
+    icc_profile = image.info.get("icc_profile") or None
+    exif = _exif_without_orientation(image)
+    try:
+        image = ImageOps.exif_transpose(image)
+    except Exception as error:  # a malformed EXIF block must not crash reading the pixels
+        raise ValueError(f"image has an unreadable EXIF orientation: {error}") from error
+    mode = image.mode
+    if mode == "CMYK":
+        icc_profile = None  # a CMYK profile does not describe the RGB pixels we write
+    if mode == "P" and "transparency" in image.info:
+        mode = "PA"
+    if mode in _GREY_8:
+        grey = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+        return DecodedImage(_replicate(grey), None, "L", icc_profile, exif)
+    if mode in _GREY_16:
+        values = np.asarray(image, dtype=np.float64)
+        grey = (np.clip(values, 0, 65535) / 65535.0).astype(np.float32)
+        return DecodedImage(_replicate(grey), None, "I;16", icc_profile, exif)
+    if mode in ("LA", "La"):
+        la = np.asarray(image.convert("LA"), dtype=np.float32) / 255.0
+        return DecodedImage(_replicate(la[..., 0]), np.ascontiguousarray(la[..., 1]), "LA", icc_profile, exif)
+    if mode in _TO_RGBA:
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / 255.0
+        return DecodedImage(np.ascontiguousarray(rgba[..., :3]), np.ascontiguousarray(rgba[..., 3]),
+                            "RGBA", icc_profile, exif)
+    if mode in _TO_RGB:
+        rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+        return DecodedImage(rgb, None, "RGB", icc_profile, exif)
+    raise ValueError(f"unsupported image mode {image.mode!r}; convert it to RGB, RGBA, L or I;16 first")
+
+
+def encode_pil(rgb: np.ndarray, alpha: np.ndarray | None, like: DecodedImage) -> Image.Image:
+    """Upscaled float RGB (H, W, 3) [0, 1] (+ alpha) -> a Pillow image of `like`'s mode, ICC and EXIF."""
+    if like.mode == "I;16":
+        grey = _quantize(rgb_to_grey(rgb), np.uint16)
+        out = Image.fromarray(grey)  # a uint16 array becomes mode "I;16"
+    elif like.mode in ("L", "LA"):
+        out = Image.fromarray(_quantize(rgb_to_grey(rgb), np.uint8))
+        if like.mode == "LA":
+            out = Image.merge("LA", (out, Image.fromarray(_quantize(_require_alpha(alpha), np.uint8))))
+    else:
+        out = Image.fromarray(_quantize(rgb, np.uint8))
+        if like.mode == "RGBA":
+            out.putalpha(Image.fromarray(_quantize(_require_alpha(alpha), np.uint8)))
+    if like.icc_profile:
+        out.info["icc_profile"] = like.icc_profile
+    if like.exif:
+        out.info["exif"] = like.exif
+    return out
+
+
+def save_image(image: Image.Image, path: str | Path, format: str | None = None) -> None:
+    """Save with the ICC profile and EXIF kept, converting modes the target format cannot hold."""
+    path = Path(path)
+    format = (format or Image.registered_extensions().get(path.suffix.lower(), "")).upper()
+    if not format:
+        raise ValueError(f"cannot tell the image format of {str(path)!r}; use a known suffix or pass a format")
+    if format == "JPEG" and image.mode not in ("RGB", "L", "CMYK"):
+        # JPEG has no alpha and no 16-bit: flatten alpha onto white, reduce depth.
+        if image.mode in ("RGBA", "LA"):
+            background = Image.new("RGB", image.size, "white")
+            background.paste(image.convert("RGBA"), mask=image.getchannel("A"))
+            image = background
+        else:
+            image = image.point(lambda v: v / 257).convert("L") if image.mode.startswith("I") else image.convert("RGB")
+    options = {}
+    if image.info.get("icc_profile"):
+        options["icc_profile"] = image.info["icc_profile"]
+    if image.info.get("exif") and format in ("JPEG", "PNG", "WEBP", "TIFF"):
+        options["exif"] = image.info["exif"]
+    if format == "JPEG":
+        options["quality"] = 95
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, format=format, **options)
+
+
+def rgb_to_grey(rgb: np.ndarray) -> np.ndarray:
+    """ITU-R BT.601 luma, as Pillow's RGB -> L conversion: (H, W, 3) -> (H, W)."""
+    return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+
+
+def _quantize(values: np.ndarray, dtype: type) -> np.ndarray:
+    peak = np.iinfo(dtype).max
+    return np.rint(np.clip(values, 0.0, 1.0) * peak).astype(dtype)
+
+
+def _replicate(grey: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=2))
+
+
+def _require_alpha(alpha: np.ndarray | None) -> np.ndarray:
+    assert alpha is not None, "an RGBA/LA output needs an alpha plane"
+    return alpha
+
+
+def _exif_without_orientation(image: Image.Image) -> bytes | None:
+    """The image's EXIF block with orientation reset (we apply it to the pixels), or None."""
+    if "exif" not in image.info:
+        return None
+    try:
+        exif = image.getexif()
+        if EXIF_ORIENTATION_TAG in exif:
+            exif[EXIF_ORIENTATION_TAG] = 1
+        return exif.tobytes()
+    except Exception:
+        # A malformed EXIF block is metadata we cannot carry; the pixels are still fine.
+        return None

@@ -1,0 +1,426 @@
+"""Upscaling real images: any input kind, tiled with overlap and blending, fast path, colour fix.
+
+`upscale(model, image)` accepts a Pillow image, a file path (-> Pillow image), a numpy array
+(H, W[, C], uint8 / uint16 / float in [0, 1]) or a torch tensor ((C, H, W) or (B, C, H, W) float
+in [0, 1]) and returns the same kind. C may be 1 (grey), 3 (RGB) or 4 (RGBA).
+
+Tiling: the input is cut into `tile_size` x `tile_size` tiles overlapping by `tile_overlap` input
+pixels. Each tile's output is weighted by a ramp that falls to ~0 at edges shared with a
+neighbour, where reflection padding makes the network's output wrong, and the weighted sum is
+normalised. Output rows are finalised one strip of tiles at a time, so memory is bounded by one
+strip of float32 output plus the final output array. Networks with InstanceNorm see per-tile
+statistics, so for them tiled output only approximates untiled output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from tqdm.auto import tqdm
+
+from perceptual_sr.image_io import (
+    DEFAULT_MAX_PIXELS,
+    DecodedImage,
+    ImageTooLargeError,
+    check_pixel_count,
+    decode_pil,
+    encode_pil,
+    open_image,
+    rgb_to_grey,
+)
+
+__all__ = ["upscale", "upscale_array", "apply_color_fix", "choose_device", "COLOR_FIXES",
+           "DEFAULT_COLOR_FIX", "ImageTooLargeError", "DEFAULT_MAX_PIXELS"]
+
+COLOR_FIXES = ("histogram", "luma", None)
+# Provisional: the paper's histogram matching. No trained weights exist yet to measure "luma"
+# against it (see README, "Colour fix"); revisit with `perceptual-sr eval --color-fix`.
+DEFAULT_COLOR_FIX = "histogram"
+DEFAULT_TILE_OVERLAP = 16  # input pixels; > the receptive-field radius of the default 4-block net
+MIN_TILE_SIZE = 32
+_AUTO_TILE_SIZE = {"cpu": 192, "cuda": 512, "mps": 256}
+_TILE_MEMORY_BUDGET = {"cpu": 1 << 30, "mps": 1 << 30}  # bytes of activations per batch of tiles
+_LIVE_ACTIVATIONS = 6  # rough count of full-resolution feature maps alive at once in forward
+
+
+def upscale(
+    model: nn.Module,
+    image: Any,
+    *,
+    color_fix: str | None = DEFAULT_COLOR_FIX,
+    tile_size: int | None = None,
+    tile_overlap: int = DEFAULT_TILE_OVERLAP,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    device: str | torch.device | None = None,
+    fast: bool = True,
+    tile_batch: int | None = None,
+    progress: bool = False,
+) -> Any:
+    """Upscale `image` by `model.scale`; returns the same kind as the input (a path gives PIL).
+
+    color_fix: "histogram", "luma" or None (see `apply_color_fix`).
+    tile_size / tile_overlap: tile side and overlap in input pixels; tile_size None picks one
+        for the device. Out-of-memory errors are retried with smaller batches and tiles.
+    max_pixels: largest accepted input (width x height); above it ImageTooLargeError.
+    device: None picks CUDA, then MPS, then CPU. The model is moved there for the call and back.
+    fast: channels_last, plus bf16 autocast on CPUs with bf16 hardware, fp16/bf16 autocast on
+        CUDA; False runs plain fp32 eager.
+    Raises ValueError (or FileNotFoundError for a missing path) with a user-facing message.
+    """
+    if color_fix not in COLOR_FIXES:
+        raise ValueError(f"color_fix must be one of {COLOR_FIXES}, got {color_fix!r}")
+    options = dict(color_fix=color_fix, tile_size=tile_size, tile_overlap=tile_overlap,
+                   device=device, fast=fast, tile_batch=tile_batch, progress=progress)
+    if isinstance(image, (str, Path)):
+        image = open_image(image, max_pixels=max_pixels)
+    if isinstance(image, Image.Image):
+        decoded = decode_pil(image, max_pixels=max_pixels)
+        return encode_pil(*_upscale_decoded(model, decoded, **options), like=decoded)
+    if isinstance(image, np.ndarray):
+        return _upscale_numpy(model, image, max_pixels, options)
+    if isinstance(image, torch.Tensor):
+        return _upscale_tensor(model, image, max_pixels, options)
+    raise ValueError(f"cannot upscale a {type(image).__name__}; pass a PIL image, a path, a numpy array or a tensor")
+
+
+def _upscale_decoded(model: nn.Module, decoded: DecodedImage, **options: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """DecodedImage -> (upscaled float32 RGB, upscaled alpha or None)."""
+    scale = model.scale
+    # Work in 16-bit integers: exact for 8-bit and 16-bit output, and memory-light for huge images.
+    rgb = upscale_array(model, decoded.rgb, out_dtype=np.uint16, **options)
+    rgb = rgb.astype(np.float32) / 65535.0
+    alpha = None
+    if decoded.alpha is not None:
+        # Alpha is not a colour: the network never saw one, so it is upscaled bicubically.
+        alpha = np.clip(_bicubic_upscale(decoded.alpha[..., None], scale)[..., 0], 0.0, 1.0)
+    return rgb, alpha
+
+
+def _upscale_numpy(model: nn.Module, array: np.ndarray, max_pixels: int | None, options: dict) -> np.ndarray:
+    if array.ndim == 2:
+        channels = 1
+    elif array.ndim == 3 and array.shape[2] in (1, 3, 4):
+        channels = array.shape[2]
+    else:
+        raise ValueError(f"expected a numpy image of shape (H, W) or (H, W, 1|3|4), got {array.shape}")
+    check_pixel_count(array.shape[1], array.shape[0], max_pixels)
+    values = _to_unit_float(array)
+    planes = values.reshape(array.shape[0], array.shape[1], channels)
+    rgb = np.repeat(planes, 3, axis=2) if channels == 1 else planes[..., :3]
+    alpha = planes[..., 3] if channels == 4 else None
+    out_dtype = array.dtype.type if array.dtype in (np.uint8, np.uint16) else np.uint16
+    upscaled = upscale_array(model, np.ascontiguousarray(rgb), out_dtype=out_dtype, **options)
+    if channels == 1:
+        upscaled = _from_unit_float(rgb_to_grey(_to_unit_float(upscaled)), array.dtype)[..., None]
+    elif array.dtype not in (np.uint8, np.uint16):
+        upscaled = _from_unit_float(_to_unit_float(upscaled), array.dtype)
+    if alpha is not None:
+        alpha_up = np.clip(_bicubic_upscale(alpha[..., None], model.scale), 0.0, 1.0)
+        upscaled = np.concatenate([upscaled, _from_unit_float(alpha_up, array.dtype)], axis=2)
+    return upscaled.reshape(upscaled.shape[0], upscaled.shape[1]) if array.ndim == 2 else upscaled
+
+
+def _upscale_tensor(model: nn.Module, tensor: torch.Tensor, max_pixels: int | None, options: dict) -> torch.Tensor:
+    if tensor.ndim not in (3, 4) or tensor.shape[-3] not in (1, 3, 4):
+        raise ValueError(f"expected a tensor of shape (C, H, W) or (B, C, H, W) with C in 1, 3, 4, got {tuple(tensor.shape)}")
+    if not tensor.is_floating_point():
+        raise ValueError(f"expected a float tensor in [0, 1], got dtype {tensor.dtype}")
+    batch = tensor.unsqueeze(0) if tensor.ndim == 3 else tensor
+    outputs = []
+    for item in batch:
+        hwc = item.detach().float().permute(1, 2, 0).cpu().numpy()
+        out = _upscale_numpy(model, hwc, max_pixels, options)  # float32 in -> float32 out
+        outputs.append(torch.from_numpy(out).permute(2, 0, 1))
+    result = torch.stack(outputs).to(device=tensor.device, dtype=tensor.dtype)
+    return result[0] if tensor.ndim == 3 else result
+
+
+def _to_unit_float(array: np.ndarray) -> np.ndarray:
+    if array.size == 0:
+        raise ValueError(f"image is empty (shape {array.shape})")
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / 255.0
+    if array.dtype == np.uint16:
+        return array.astype(np.float32) / 65535.0
+    if np.issubdtype(array.dtype, np.floating):
+        values = array.astype(np.float32)
+        low, high = float(values.min()), float(values.max())
+        if not (math.isfinite(low) and math.isfinite(high)) or low < -1e-3 or high > 1 + 1e-3:
+            raise ValueError(f"float images must hold finite values in [0, 1], got range [{low}, {high}]")
+        return np.clip(values, 0.0, 1.0)
+    raise ValueError(f"unsupported image dtype {array.dtype}; use uint8, uint16 or float in [0, 1]")
+
+
+def _from_unit_float(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    if dtype in (np.uint8, np.uint16):
+        peak = np.iinfo(dtype).max
+        return np.rint(np.clip(values, 0.0, 1.0) * peak).astype(dtype)
+    return np.clip(values, 0.0, 1.0).astype(dtype)
+
+
+# --- device and fast path ------------------------------------------------------------------
+
+
+def choose_device(device: str | torch.device | None = None) -> torch.device:
+    """`device` if given, else CUDA, then Apple MPS, then CPU."""
+    if device is not None:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU has bf16 matrix hardware (AVX-512 bf16 or AMX)."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def _autocast(device: torch.device, fast: bool) -> contextlib.AbstractContextManager:
+    if not fast:
+        return contextlib.nullcontext()
+    if device.type == "cpu":
+        # bf16 is 3-5x faster than fp32 for this network on CPUs with AVX-512 bf16 / AMX, but
+        # several times *slower* on CPUs without them (measured: AVX2-only), where the fast path
+        # is fp32 + channels_last alone.
+        return torch.autocast("cpu", dtype=torch.bfloat16) if cpu_has_fast_bf16() else contextlib.nullcontext()
+    if device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return contextlib.nullcontext()  # MPS: fp32 (autocast support there varies by torch version)
+
+
+@contextlib.contextmanager
+def _inference_mode(model: nn.Module, device: torch.device) -> Iterator[None]:
+    """Eval mode on `device` for the call; the model's device and train/eval mode are restored."""
+    parameter = next(model.parameters(), None)
+    original_device = parameter.device if parameter is not None else device
+    was_training = model.training
+    model.to(device).eval()
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        model.to(original_device).train(was_training)
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    if isinstance(error, torch.OutOfMemoryError):
+        return True
+    message = str(error).lower()
+    return isinstance(error, (RuntimeError, MemoryError)) and (
+        "out of memory" in message or "can't allocate memory" in message or isinstance(error, MemoryError))
+
+
+# --- tiling --------------------------------------------------------------------------------
+
+
+def upscale_array(
+    model: nn.Module,
+    rgb: np.ndarray,
+    *,
+    out_dtype: type = np.uint8,
+    color_fix: str | None = DEFAULT_COLOR_FIX,
+    tile_size: int | None = None,
+    tile_overlap: int = DEFAULT_TILE_OVERLAP,
+    device: str | torch.device | None = None,
+    fast: bool = True,
+    tile_batch: int | None = None,
+    progress: bool = False,
+) -> np.ndarray:
+    """(H, W, 3) float32 RGB in [0, 1] -> (sH, sW, 3) array of `out_dtype` (uint8, uint16 or float32)."""
+    if color_fix not in COLOR_FIXES:
+        raise ValueError(f"color_fix must be one of {COLOR_FIXES}, got {color_fix!r}")
+    if tile_size is not None and (not isinstance(tile_size, int) or tile_size < MIN_TILE_SIZE):
+        raise ValueError(f"tile_size must be an integer >= {MIN_TILE_SIZE} or None, got {tile_size!r}")
+    if not isinstance(tile_overlap, int) or tile_overlap < 0:
+        raise ValueError(f"tile_overlap must be a non-negative integer, got {tile_overlap!r}")
+    if tile_size is not None and 2 * tile_overlap >= tile_size:
+        raise ValueError(f"tile_overlap ({tile_overlap}) must be less than half of tile_size ({tile_size})")
+    device = choose_device(device)
+    tile = tile_size or _AUTO_TILE_SIZE.get(device.type, 256)
+    overlap = min(tile_overlap, (tile - 1) // 2)
+    channels = getattr(getattr(model, "config", None), "channels", 64)
+    batch = tile_batch or _auto_tile_batch(device, tile, model.scale, channels, fast)
+    with _inference_mode(model, device):
+        while True:
+            try:
+                out = _run_tiles(model, rgb, out_dtype, tile, overlap, batch, device, fast, progress)
+                break
+            except (RuntimeError, MemoryError) as error:
+                if not _is_out_of_memory(error):
+                    raise
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                if batch > 1:
+                    batch //= 2  # fewer tiles at once before smaller tiles: small tiles waste overlap
+                elif tile // 2 >= MIN_TILE_SIZE:
+                    tile //= 2
+                    overlap = min(overlap, tile // 4)
+                else:
+                    raise MemoryError(
+                        f"out of memory on {device} even with {tile}-pixel tiles; free memory or use device='cpu'"
+                    ) from error
+    if color_fix is not None:
+        out = apply_color_fix(out, rgb, model.scale, color_fix)
+    return out
+
+
+def _auto_tile_batch(device: torch.device, tile: int, scale: int, channels: int, fast: bool) -> int:
+    bytes_per_value = 2 if fast else 4
+    per_tile = channels * (tile * scale) ** 2 * bytes_per_value * _LIVE_ACTIVATIONS
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        budget = free // 4
+    else:
+        budget = _TILE_MEMORY_BUDGET.get(device.type, 1 << 30)
+    return int(max(1, min(8, budget // per_tile)))
+
+
+def _tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile, tile - overlap))
+    starts.append(length - tile)  # the last tile ends flush with the image
+    return starts
+
+
+def _edge_ramp(length: int, ramp: int, lead: bool, trail: bool) -> np.ndarray:
+    """1-D blend weights: rising over `ramp` pixels on edges shared with a neighbour tile."""
+    weights = np.ones(length, dtype=np.float32)
+    if ramp > 0:
+        # Strictly positive, so every output pixel has a non-zero total weight.
+        rise = (np.arange(ramp, dtype=np.float32) + 0.5) / ramp
+        if lead:
+            weights[:ramp] = np.minimum(weights[:ramp], rise)
+        if trail:
+            weights[-ramp:] = np.minimum(weights[-ramp:], rise[::-1])
+    return weights
+
+
+def _run_tiles(model: nn.Module, rgb: np.ndarray, out_dtype: type, tile: int, overlap: int, batch: int,
+               device: torch.device, fast: bool, progress: bool) -> np.ndarray:
+    height, width = rgb.shape[:2]
+    scale = model.scale
+    tile_h, tile_w = min(tile, height), min(tile, width)
+    ys, xs = _tile_starts(height, tile_h, overlap), _tile_starts(width, tile_w, overlap)
+    ramp = overlap * scale
+    weight_y = [_edge_ramp(tile_h * scale, ramp, i > 0, i < len(ys) - 1) for i in range(len(ys))]
+    weight_x = [_edge_ramp(tile_w * scale, ramp, j > 0, j < len(xs) - 1) for j in range(len(xs))]
+    out = np.empty((height * scale, width * scale, 3), dtype=out_dtype)
+    # One strip of tile rows, accumulated in float32 and finalised as soon as no later tile touches it.
+    strip = np.zeros((tile_h * scale, width * scale, 3), dtype=np.float32)
+    strip_weight = np.zeros((tile_h * scale, width * scale, 1), dtype=np.float32)
+    source = torch.from_numpy(rgb).permute(2, 0, 1)  # (3, H, W)
+    memory_format = torch.channels_last if fast and device.type != "mps" else torch.contiguous_format
+    bar = tqdm(total=len(ys) * len(xs), desc="tiles", unit="tile", disable=not progress, leave=False)
+    for i, y in enumerate(ys):
+        for first in range(0, len(xs), batch):
+            columns = list(range(first, min(first + batch, len(xs))))
+            tiles = torch.stack([source[:, y:y + tile_h, xs[j]:xs[j] + tile_w] for j in columns])
+            tiles = tiles.to(device).contiguous(memory_format=memory_format)  # (B, 3, th, tw)
+            with _autocast(device, fast):
+                result = model(tiles)  # (B, 3, s*th, s*tw)
+            result = result.float().clamp_(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+            for k, j in enumerate(columns):
+                weight = (weight_y[i][:, None] * weight_x[j][None, :])[..., None]
+                x0 = xs[j] * scale
+                strip[:, x0:x0 + tile_w * scale] += result[k] * weight
+                strip_weight[:, x0:x0 + tile_w * scale] += weight
+            bar.update(len(columns))
+        done = ((ys[i + 1] if i + 1 < len(ys) else height) - y) * scale
+        out[y * scale:y * scale + done] = _quantize(strip[:done] / strip_weight[:done], out_dtype)
+        keep = len(strip) - done  # rows the next tile row adds to: shift them to the top
+        if keep > 0:
+            strip[:keep] = strip[done:].copy()
+            strip_weight[:keep] = strip_weight[done:].copy()
+        strip[keep:] = 0
+        strip_weight[keep:] = 0
+    bar.close()
+    return out
+
+
+def _quantize(values: np.ndarray, dtype: type) -> np.ndarray:
+    if np.issubdtype(dtype, np.integer):
+        peak = np.iinfo(dtype).max
+        return np.rint(np.clip(values, 0.0, 1.0) * peak).astype(dtype)
+    return np.clip(values, 0.0, 1.0).astype(dtype)
+
+
+# --- colour fix ----------------------------------------------------------------------------
+
+
+def _bicubic_upscale(planes: np.ndarray, scale: int) -> np.ndarray:
+    """(H, W, C) float32 -> (sH, sW, C) float32 by Pillow's bicubic (a = -0.5), as data.bicubic_upscale."""
+    height, width = planes.shape[:2]
+    channels = [
+        np.asarray(Image.fromarray(np.ascontiguousarray(planes[..., c], dtype=np.float32), mode="F")
+                   .resize((width * scale, height * scale), Image.Resampling.BICUBIC))
+        for c in range(planes.shape[2])
+    ]
+    return np.stack(channels, axis=2)
+
+
+def apply_color_fix(upscaled: np.ndarray, low_res: np.ndarray, scale: int, method: str | None) -> np.ndarray:
+    """Pull the colours of `upscaled` towards the bicubic upscaling of `low_res` (float RGB [0, 1]).
+
+    "histogram": per channel, match the histogram of the bicubic upscaling (Johnson et al. 2016,
+        section 4.2 post-process; the algorithm of skimage.exposure.match_histograms, applied as a
+        lookup table so a 256 MP image needs no float64 copy).
+    "luma": keep the network's luma (BT.601 Y) and take chroma from bicubic.
+    None: unchanged. Returns a new array of the same dtype.
+    """
+    if method is None:
+        return upscaled
+    if method not in COLOR_FIXES:
+        raise ValueError(f"color_fix must be one of {COLOR_FIXES}, got {method!r}")
+    reference = _quantize(_bicubic_upscale(low_res, scale), upscaled.dtype.type
+                          if np.issubdtype(upscaled.dtype, np.integer) else np.uint16)
+    if method == "histogram":
+        work = upscaled if np.issubdtype(upscaled.dtype, np.integer) else _quantize(upscaled, np.uint16)
+        fixed = np.stack([match_histogram(work[..., c], reference[..., c]) for c in range(3)], axis=2)
+        return fixed if fixed.dtype == upscaled.dtype else (fixed / 65535.0).astype(upscaled.dtype)
+    return _luma_fix(upscaled, reference)
+
+
+def match_histogram(source: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Unsigned-integer `source` remapped so its histogram matches `reference`'s; same dtype."""
+    levels = np.iinfo(source.dtype).max + 1
+    source_counts = np.bincount(source.ravel(), minlength=levels)
+    reference_counts = np.bincount(reference.ravel(), minlength=levels)
+    source_values = np.nonzero(source_counts)[0]
+    reference_values = np.nonzero(reference_counts)[0]
+    source_quantiles = np.cumsum(source_counts[source_values]) / source.size
+    reference_quantiles = np.cumsum(reference_counts[reference_values]) / reference.size
+    lookup = np.zeros(levels, dtype=np.float64)
+    lookup[source_values] = np.interp(source_quantiles, reference_quantiles, reference_values)
+    return np.rint(lookup).astype(source.dtype)[source]
+
+
+_RGB_TO_YCBCR = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]],
+                         dtype=np.float32)
+_YCBCR_TO_RGB = np.linalg.inv(_RGB_TO_YCBCR).astype(np.float32)
+
+
+def _luma_fix(upscaled: np.ndarray, reference: np.ndarray, rows: int = 512) -> np.ndarray:
+    # Row chunks keep the float32 temporaries small on huge outputs.
+    is_int = np.issubdtype(upscaled.dtype, np.integer)
+    peak = float(np.iinfo(upscaled.dtype).max) if is_int else 1.0
+    ref_peak = float(np.iinfo(reference.dtype).max)
+    out = np.empty_like(upscaled)
+    for top in range(0, upscaled.shape[0], rows):
+        sr = upscaled[top:top + rows].astype(np.float32) / peak
+        ref = reference[top:top + rows].astype(np.float32) / ref_peak
+        ycc = ref @ _RGB_TO_YCBCR.T
+        ycc[..., 0] = sr @ _RGB_TO_YCBCR[0]
+        out[top:top + rows] = _quantize(ycc @ _YCBCR_TO_RGB.T, upscaled.dtype.type)
+    return out
