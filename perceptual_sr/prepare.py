@@ -70,7 +70,8 @@ class PrepareConfig:
     crops_per_image: int = field(default=1, metadata={"help": "random training crops per image"})
     hr_size: int = field(default=288, metadata={"help": "side of the square high-resolution crops"})
     scale: int = field(default=4, metadata={"help": "downscaling factor; LR side = hr_size / scale"})
-    degradation: str = field(default="blur", metadata={"help": "blur (the paper's) or bicubic", "choices": DEGRADATIONS})
+    degradation: str = field(default="blur",
+                             metadata={"help": "blur (the paper's) or bicubic", "choices": DEGRADATIONS})
     seed: int = field(default=0, metadata={"help": "picks the images and crop positions"})
     workers: int = field(default_factory=_default_workers, metadata={"help": "worker processes"})
 
@@ -169,7 +170,8 @@ def choose_images(config: PrepareConfig, pool: ProcessPoolExecutor | None) -> di
 # ----------------------------------------------------------------------------- making crops
 
 
-def crop_positions(height: int, width: int, hr_size: int, count: int, seed: tuple[int, ...] | None) -> list[tuple[int, int]]:
+def crop_positions(height: int, width: int, hr_size: int, count: int,
+                   seed: tuple[int, ...] | None) -> list[tuple[int, int]]:
     """(top, left) of `count` crops: uniformly random from `seed`, or the centre when `seed` is None."""
     if seed is None:
         return [((height - hr_size) // 2, (width - hr_size) // 2)] * count
@@ -551,7 +553,8 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.monotonic() - started
     size = sum((config.out / f"{split}_{kind}.npy").stat().st_size for split in SPLITS for kind in ("hr", "lr"))
     images = sum(manifest["images"].values())
-    speed = "" if already_complete else f"; {seconds:.1f} s, {len(processed)} images cropped ({len(processed) / seconds:.1f}/s)"
+    rate = f"{len(processed) / seconds:.1f}/s"
+    speed = "" if already_complete else f"; {seconds:.1f} s, {len(processed)} images cropped ({rate})"
     print(f"{config.out}: train {manifest['counts']['train']} rows, val {manifest['counts']['val']} rows "
           f"from {images} images, {len(manifest['skipped'])} skipped; {_format_bytes(size)}{speed}")
     return 0
