@@ -1,0 +1,119 @@
+"""Image-quality metrics as super-resolution papers report them: PSNR-Y, SSIM-Y and LPIPS.
+
+PSNR and SSIM follow BasicSR (`calculate_psnr` / `calculate_ssim` with `test_y_channel=True`):
+BT.601 luma Y in [16, 235] computed in float from uint8 RGB, `border` pixels cropped on every
+side, SSIM with an 11x11 Gaussian window (sigma 1.5) over the valid region (Wang et al. 2004).
+LPIPS (Zhang et al. 2018) uses the `lpips` package's AlexNet variant, built without downloading:
+its linear heads ship in the wheel and the AlexNet trunk comes from our bundled ImageNet weights.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from scipy.ndimage import correlate1d
+from torch import nn
+
+ALEXNET_WEIGHTS = Path(__file__).parent / "pretrained" / "alexnet_imagenet.safetensors"
+# torchvision `alexnet().features` index -> the lpips package's `net.sliceN` holding it.
+_ALEXNET_SLICE = {0: 1, 3: 2, 6: 3, 8: 4, 10: 5}
+
+
+def rgb_to_y(image: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (H, W) float64 BT.601 luma in [16, 235] (BasicSR's `rgb2ycbcr`, y only)."""
+    _check_uint8_rgb(image, "image")
+    rgb = image.astype(np.float64) / 255.0
+    return 16.0 + rgb @ np.array([65.481, 128.553, 24.966])
+
+
+def psnr_y(sr: np.ndarray, hr: np.ndarray, border: int = 4) -> float:
+    """PSNR (dB) between the Y channels of two (H, W, 3) uint8 images, `border` pixels cropped."""
+    sr_y, hr_y = _cropped_y(sr, hr, border)
+    mse = float(np.mean((sr_y - hr_y) ** 2))
+    return float("inf") if mse == 0 else 10.0 * np.log10(255.0**2 / mse)
+
+
+def ssim_y(sr: np.ndarray, hr: np.ndarray, border: int = 4) -> float:
+    """SSIM between the Y channels of two (H, W, 3) uint8 images, `border` pixels cropped."""
+    sr_y, hr_y = _cropped_y(sr, hr, border)
+    if min(sr_y.shape) < 11:
+        raise ValueError(f"SSIM needs at least 11x11 pixels after the border crop, got {sr_y.shape}")
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    window = _gaussian_window(11, 1.5)
+
+    def blur(values: np.ndarray) -> np.ndarray:
+        # Separable 11x11 Gaussian, then keep only positions where the window fits ("valid").
+        out = correlate1d(correlate1d(values, window, axis=0), window, axis=1)
+        return out[5:-5, 5:-5]
+
+    mu_x, mu_y = blur(sr_y), blur(hr_y)
+    var_x = blur(sr_y * sr_y) - mu_x**2
+    var_y = blur(hr_y * hr_y) - mu_y**2
+    cov = blur(sr_y * hr_y) - mu_x * mu_y
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return float(ssim_map.mean())
+
+
+def _gaussian_window(size: int, sigma: float) -> np.ndarray:
+    offsets = np.arange(size) - size // 2
+    window = np.exp(-(offsets**2) / (2 * sigma**2))
+    return window / window.sum()
+
+
+def _cropped_y(sr: np.ndarray, hr: np.ndarray, border: int) -> tuple[np.ndarray, np.ndarray]:
+    _check_uint8_rgb(sr, "sr")
+    _check_uint8_rgb(hr, "hr")
+    if sr.shape != hr.shape:
+        raise ValueError(f"sr and hr must have the same shape, got {sr.shape} and {hr.shape}")
+    if border < 0 or 2 * border >= min(sr.shape[:2]):
+        raise ValueError(f"border {border} is invalid for a {sr.shape[1]}x{sr.shape[0]} image")
+    crop = (slice(border, -border), slice(border, -border)) if border else (slice(None), slice(None))
+    return rgb_to_y(sr)[crop], rgb_to_y(hr)[crop]
+
+
+def _check_uint8_rgb(image: np.ndarray, name: str) -> None:
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"{name} must be an (H, W, 3) uint8 array, got "
+                         f"{getattr(image, 'dtype', type(image).__name__)} {getattr(image, 'shape', '')}")
+
+
+class LPIPSMetric(nn.Module):
+    """LPIPS-alex distance, built fully offline. Call on two (B, 3, H, W) float tensors in [0, 1] -> (B,).
+
+    Build once and reuse (e.g. for validation every K steps): construction loads two weight files.
+    alexnet_weights: safetensors file with torchvision AlexNet `features.{0,3,6,8,10}` tensors.
+    """
+
+    def __init__(self, alexnet_weights: str | Path = ALEXNET_WEIGHTS) -> None:
+        super().__init__()
+        import lpips  # imported here: it prints and warns on import-heavy paths not every user needs
+
+        # pnet_rand=True: the package would otherwise fetch torchvision's AlexNet from the internet;
+        # pretrained=False: we load its heads ourselves, safely and strictly, below.
+        self.lpips = lpips.LPIPS(net="alex", pretrained=False, pnet_rand=True, verbose=False)
+        heads_file = Path(lpips.__file__).parent / "weights" / "v0.1" / "alex.pth"
+        heads = torch.load(heads_file, map_location="cpu", weights_only=True)
+        trunk = load_file(str(alexnet_weights))
+        state = {name: value for name, value in self.lpips.state_dict().items() if name.startswith("scaling_layer.")}
+        for name, value in trunk.items():
+            _, index, kind = name.split(".")  # "features.3.weight"
+            state[f"net.slice{_ALEXNET_SLICE[int(index)]}.{index}.{kind}"] = value
+        for name, value in heads.items():
+            state[name] = value  # "lin0.model.1.weight"
+            state[name.replace("lin", "lins.", 1)] = value  # the same modules, listed again in `lins`
+        # Strict: every trunk conv and every head must come from the files, none left random.
+        self.lpips.load_state_dict(state, strict=True)
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> "LPIPSMetric":
+        return super().train(False)  # a metric: always eval (no dropout)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if x.shape != y.shape or x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected two (B, 3, H, W) tensors of the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+        with torch.no_grad():
+            return self.lpips(x.float(), y.float(), normalize=True).reshape(x.shape[0])
