@@ -4,20 +4,116 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from perceptual_sr.data import DEGRADATIONS
+from perceptual_sr.evaluate import IMAGE_SUFFIXES, evaluate, markdown_table
+from perceptual_sr.image_io import DEFAULT_MAX_PIXELS, save_image
+from perceptual_sr.inference import COLOR_FIXES, DEFAULT_COLOR_FIX, DEFAULT_TILE_OVERLAP, upscale
+from perceptual_sr.model import PerceptualSR
+
+FORMATS = {"png": ".png", "jpeg": ".jpg", "jpg": ".jpg", "webp": ".webp", "tiff": ".tif"}
+
+
+def _color_fix(value: str) -> str | None:
+    return None if value == "none" else value
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="perceptual-sr", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("upscale", help="upscale image files or folders")
-    commands.add_parser("eval", help="PSNR-Y / SSIM-Y / LPIPS against bicubic on folders of HR images")
+
+    up = commands.add_parser("upscale", help="upscale image files or folders")
+    up.add_argument("inputs", nargs="+", type=Path, help="image files and/or folders of images")
+    up.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    up.add_argument("--format", choices=sorted(FORMATS), help="output format (default: the input's)")
+    up.add_argument("--skip-existing", action="store_true", help="leave outputs that already exist alone")
+    _add_model_options(up)
+    up.add_argument("--color-fix", type=_color_fix, default=DEFAULT_COLOR_FIX,
+                    choices=[c for c in COLOR_FIXES], help=f"colour fix: histogram, luma or none (default {DEFAULT_COLOR_FIX})")
+    up.add_argument("--tile-size", type=int, help="tile side in input pixels (default: chosen per device)")
+    up.add_argument("--tile-overlap", type=int, default=DEFAULT_TILE_OVERLAP, help="tile overlap in input pixels")
+    up.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="largest input accepted (width x height)")
+
+    ev = commands.add_parser("eval", help="PSNR-Y / SSIM-Y / LPIPS against bicubic on folders of HR images")
+    ev.add_argument("--data", nargs="+", type=Path, required=True, help="folders of HR images (e.g. Set5 Set14 BSD68)")
+    ev.add_argument("--degradation", choices=DEGRADATIONS, default="bicubic")
+    ev.add_argument("--out", type=Path, default=Path("eval_results"), help="folder for results.md/.csv and comparisons")
+    ev.add_argument("--color-fix", type=_color_fix, default=None, choices=[c for c in COLOR_FIXES],
+                    help="colour fix applied to the model output (default none: the raw network)")
+    _add_model_options(ev)
     return parser
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="local folder or Hub repo id (default: the bundled weights)")
+    parser.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
+    parser.add_argument("--no-fast", dest="fast", action="store_false", help="plain fp32 (no bf16/channels_last)")
+
+
+def collect_inputs(inputs: list[Path]) -> list[Path]:
+    """Expand folders into their image files (sorted); files are kept as given."""
+    files: list[Path] = []
+    for path in inputs:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+        elif path.exists():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"input {str(path)!r} does not exist")
+    if not files:
+        raise ValueError("no input images found")
+    return files
+
+
+def run_upscale(args: argparse.Namespace, model: PerceptualSR) -> int:
+    files = collect_inputs(args.inputs)
+    args.output.mkdir(parents=True, exist_ok=True)
+    done, skipped, failed = 0, 0, []
+    start = time.perf_counter()
+    for path in tqdm(files, desc="upscale", unit="image"):
+        suffix = FORMATS[args.format] if args.format else path.suffix.lower()
+        target = args.output / f"{path.stem}_x{model.scale}{suffix}"
+        if args.skip_existing and target.exists():
+            skipped += 1
+            continue
+        try:
+            image = upscale(model, path, color_fix=args.color_fix, tile_size=args.tile_size,
+                            tile_overlap=args.tile_overlap, max_pixels=args.max_pixels,
+                            device=args.device, fast=args.fast)
+            save_image(image, target)
+            done += 1
+        except (ValueError, OSError) as error:
+            # One bad file must not stop a folder: report it and go on.
+            failed.append(path)
+            tqdm.write(f"perceptual-sr: skipped {path}: {error}", file=sys.stderr)
+    seconds = time.perf_counter() - start
+    print(f"upscaled {done}, skipped {skipped} existing, failed {len(failed)} of {len(files)} images "
+          f"in {seconds:.1f} s -> {args.output}")
+    return 1 if failed else 0
+
+
+def run_eval(args: argparse.Namespace, model: PerceptualSR) -> int:
+    results = evaluate(model, args.data, out_dir=args.out, degradation=args.degradation,
+                       color_fix=args.color_fix, device=args.device, fast=args.fast, progress=True)
+    print(markdown_table(results), end="")
+    print(f"wrote {args.out / 'results.md'}, {args.out / 'results.csv'} and comparisons in {args.out / 'comparisons'}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    print(f"perceptual-sr {args.command}: not implemented yet", file=sys.stderr)
-    return 2
+    try:
+        model = PerceptualSR.from_pretrained(args.model) if args.model else PerceptualSR.from_pretrained()
+        if args.command == "upscale":
+            return run_upscale(args, model)
+        return run_eval(args, model)
+    except (ValueError, FileNotFoundError, MemoryError, OSError) as error:
+        print(f"perceptual-sr {args.command}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,0 +1,167 @@
+"""Benchmark evaluation: bicubic vs the model on folders of HR images, as the paper's Table 2.
+
+Protocol (the common SR benchmark protocol, as BasicSR): each HR image (greyscale converted to
+RGB) is cropped to a multiple of the scale, degraded with `perceptual_sr.data.degrade`, and
+upscaled by bicubic (`perceptual_sr.data.bicubic_upscale`) and by the model; both are scored
+against the HR image with PSNR-Y, SSIM-Y (4-pixel border) and LPIPS-alex.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from tqdm.auto import tqdm
+
+from perceptual_sr.data import DEGRADATIONS, bicubic_upscale, crop_to_multiple, degrade
+from perceptual_sr.image_io import decode_pil, open_image
+from perceptual_sr.inference import upscale_array
+from perceptual_sr.metrics import LPIPSMetric, psnr_y, ssim_y
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+METRICS = ("psnr", "ssim", "lpips")
+METHODS = ("bicubic", "model")
+
+
+@dataclass
+class ImageScores:
+    """Scores of one image: `scores[method][metric]`, method in METHODS, metric in METRICS."""
+
+    name: str
+    scores: dict[str, dict[str, float]]
+
+
+@dataclass
+class FolderResult:
+    """Per-image and mean scores for one folder (a benchmark set such as Set5)."""
+
+    name: str
+    images: list[ImageScores] = field(default_factory=list)
+
+    def mean(self, method: str, metric: str) -> float:
+        values = [image.scores[method][metric] for image in self.images]
+        return float(np.mean(values)) if values else math.nan
+
+    @property
+    def means(self) -> dict[str, dict[str, float]]:
+        return {method: {metric: self.mean(method, metric) for metric in METRICS} for method in METHODS}
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files directly inside `folder`, sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"evaluation folder {str(folder)!r} does not exist")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"evaluation folder {str(folder)!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def _to_tensor(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255.0
+
+
+def evaluate_folder(
+    model: nn.Module,
+    folder: str | Path,
+    *,
+    scale: int | None = None,
+    degradation: str = "bicubic",
+    lpips_metric: LPIPSMetric | None = None,
+    color_fix: str | None = None,
+    comparison_dir: str | Path | None = None,
+    device: str | torch.device | None = None,
+    fast: bool = False,
+    max_images: int | None = None,
+    progress: bool = False,
+) -> FolderResult:
+    """Score bicubic and `model` on every HR image in `folder`.
+
+    scale: defaults to `model.scale`. degradation: "bicubic" (benchmark protocol) or "blur" (paper).
+    lpips_metric: pass one built once when calling repeatedly (e.g. validation during training).
+    color_fix: applied to the model output (None: the raw network, as papers report).
+    comparison_dir: if set, writes `<name>.png` = [bicubic | model | HR] side by side per image.
+    fast: False (default) evaluates in fp32 so scores do not depend on the CPU's bf16 support.
+    """
+    scale = scale or model.scale
+    if scale != model.scale:
+        raise ValueError(f"scale {scale} does not match the model's scale {model.scale}")
+    if degradation not in DEGRADATIONS:
+        raise ValueError(f"degradation must be one of {DEGRADATIONS}, got {degradation!r}")
+    files = list_images(folder)[:max_images]
+    lpips_metric = lpips_metric or LPIPSMetric()
+    if comparison_dir is not None:
+        Path(comparison_dir).mkdir(parents=True, exist_ok=True)
+    result = FolderResult(Path(folder).name)
+    for path in tqdm(files, desc=f"eval {result.name}", unit="image", disable=not progress):
+        decoded = decode_pil(open_image(path, max_pixels=None), max_pixels=None)
+        # Greyscale HR (one in Set14) is evaluated as RGB, like every other image.
+        hr = crop_to_multiple(np.rint(decoded.rgb * 255).astype(np.uint8), scale)
+        lr = degrade(hr, scale, degradation)
+        bicubic = bicubic_upscale(lr, scale)
+        sr = upscale_array(model, lr.astype(np.float32) / 255.0, out_dtype=np.uint8, color_fix=color_fix,
+                           device=device, fast=fast)
+        hr_tensor = _to_tensor(hr)
+        lpips_values = lpips_metric(torch.cat([_to_tensor(bicubic), _to_tensor(sr)]), hr_tensor.expand(2, -1, -1, -1))
+        scores = {
+            method: {"psnr": psnr_y(image, hr), "ssim": ssim_y(image, hr), "lpips": float(lpips_values[k])}
+            for k, (method, image) in enumerate((("bicubic", bicubic), ("model", sr)))
+        }
+        result.images.append(ImageScores(path.stem, scores))
+        if comparison_dir is not None:
+            Image.fromarray(np.concatenate([bicubic, sr, hr], axis=1)).save(Path(comparison_dir) / f"{path.stem}.png")
+    return result
+
+
+def evaluate(model: nn.Module, folders: list[str | Path], *, out_dir: str | Path | None = None,
+             **options) -> list[FolderResult]:
+    """`evaluate_folder` on each folder with one shared LPIPS; writes tables + comparisons to `out_dir`."""
+    options.setdefault("lpips_metric", LPIPSMetric())
+    results = []
+    for folder in folders:
+        comparison_dir = Path(out_dir) / "comparisons" / Path(folder).name if out_dir is not None else None
+        results.append(evaluate_folder(model, folder, comparison_dir=comparison_dir, **options))
+    if out_dir is not None:
+        write_tables(results, out_dir)
+    return results
+
+
+def markdown_table(results: list[FolderResult]) -> str:
+    """Mean scores per folder laid out as Johnson et al.'s Table 2: PSNR / SSIM per method, plus LPIPS."""
+    lines = [
+        "| Dataset | Bicubic PSNR / SSIM | Model PSNR / SSIM | Bicubic LPIPS | Model LPIPS |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for result in results:
+        m = result.means
+        lines.append(
+            f"| {result.name} ({len(result.images)}) | {m['bicubic']['psnr']:.2f} / {m['bicubic']['ssim']:.4f} "
+            f"| {m['model']['psnr']:.2f} / {m['model']['ssim']:.4f} "
+            f"| {m['bicubic']['lpips']:.4f} | {m['model']['lpips']:.4f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(results: list[FolderResult], out_dir: str | Path) -> tuple[Path, Path]:
+    """Write `results.md` (means) and `results.csv` (per image + a mean row per folder)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    markdown_path, csv_path = out_dir / "results.md", out_dir / "results.csv"
+    markdown_path.write_text(markdown_table(results), encoding="utf-8")
+    columns = [f"{method}_{metric}" for method in METHODS for metric in METRICS]
+    with csv_path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["dataset", "image", *columns])
+        for result in results:
+            for image in result.images:
+                writer.writerow([result.name, image.name,
+                                 *(f"{image.scores[m][k]:.6f}" for m in METHODS for k in METRICS)])
+            writer.writerow([result.name, "mean", *(f"{result.mean(m, k):.6f}" for m in METHODS for k in METRICS)])
+    return markdown_path, csv_path
