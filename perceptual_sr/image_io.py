@@ -112,7 +112,7 @@ def decode_pil(image: Image.Image, max_pixels: int | None = DEFAULT_MAX_PIXELS) 
     icc_profile = image.info.get("icc_profile") or None
     exif = _exif_without_orientation(image)
     try:
-        image = ImageOps.exif_transpose(image)
+        image = ImageOps.exif_transpose(image)  # a new image; the caller's is left as it was
     except Exception as error:  # a malformed EXIF block must not crash reading the pixels
         raise ValueError(f"image has an unreadable EXIF orientation: {error}") from error
     mode = image.mode
@@ -209,7 +209,9 @@ def _exif_without_orientation(image: Image.Image) -> bytes | None:
     if "exif" not in image.info:
         return None
     try:
-        exif = image.getexif()
+        # A fresh Exif object: editing `image.getexif()` would change the caller's image.
+        exif = Image.Exif()
+        exif.load(image.info["exif"])
         if EXIF_ORIENTATION_TAG in exif:
             exif[EXIF_ORIENTATION_TAG] = 1
         return exif.tobytes()

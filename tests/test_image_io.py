@@ -1,0 +1,107 @@
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, ImageCms
+
+from perceptual_sr.image_io import (
+    DecodedImage, ImageTooLargeError, decode_pil, encode_pil, open_image, save_image,
+)
+
+
+def _gradient(width=12, height=8):
+    y, x = np.mgrid[0:height, 0:width]
+    return np.stack([x * 20, y * 30, (x + y) * 10], axis=2).astype(np.uint8)
+
+
+@pytest.mark.parametrize(
+    "mode, out_mode, has_alpha",
+    [("RGB", "RGB", False), ("RGBA", "RGBA", True), ("L", "L", False), ("LA", "LA", True),
+     ("P", "RGB", False), ("CMYK", "RGB", False), ("1", "L", False), ("I;16", "I;16", False)],
+)
+def test_decode_encode_keeps_mode_and_size(mode, out_mode, has_alpha):
+    image = Image.fromarray(_gradient()).convert(mode)
+    decoded = decode_pil(image)
+    assert decoded.rgb.shape == (8, 12, 3) and decoded.rgb.dtype == np.float32
+    assert decoded.mode == out_mode and (decoded.alpha is not None) == has_alpha
+    out = encode_pil(decoded.rgb, decoded.alpha, decoded)
+    assert out.mode == out_mode and out.size == image.size
+
+
+def test_16_bit_grey_keeps_16_bits():
+    values = (np.arange(96, dtype=np.uint16).reshape(8, 12) * 673)
+    decoded = decode_pil(Image.fromarray(values))
+    assert decoded.bit_depth == 16
+    out = np.asarray(encode_pil(decoded.rgb, None, decoded))
+    assert out.dtype == np.uint16 and np.abs(out.astype(int) - values).max() <= 1
+    assert (out % 257 != 0).any()  # not squeezed through 8 bits
+
+
+def test_palette_with_transparency_becomes_rgba():
+    image = Image.fromarray(_gradient()).convert("P")
+    image.info["transparency"] = 0
+    assert decode_pil(image).mode == "RGBA"
+
+
+def test_exif_orientation_applied_and_reset(tmp_path):
+    image = Image.fromarray(_gradient(12, 8))
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    path = tmp_path / "rotated.jpg"
+    image.save(path, exif=exif.tobytes())
+    decoded = decode_pil(open_image(path))
+    assert decoded.rgb.shape[:2] == (12, 8)  # width and height swapped
+    out = encode_pil(decoded.rgb, None, decoded)
+    saved = tmp_path / "out.jpg"
+    save_image(out, saved)
+    assert Image.open(saved).getexif()[0x0112] == 1
+
+
+def test_icc_profile_carried_to_output(tmp_path):
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    image = Image.fromarray(_gradient())
+    image.info["icc_profile"] = icc
+    decoded = decode_pil(image)
+    out = encode_pil(decoded.rgb, None, decoded)
+    assert out.info["icc_profile"] == icc
+    save_image(out, tmp_path / "out.png")
+    assert Image.open(tmp_path / "out.png").info["icc_profile"] == icc
+
+
+def test_multi_frame_is_a_clear_error(tmp_path):
+    frames = [Image.fromarray(_gradient()).convert("P") for _ in range(2)]
+    frames[1] = Image.fromarray(255 - _gradient()).convert("P")
+    path = tmp_path / "anim.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    with pytest.raises(ValueError, match="frames"):
+        decode_pil(open_image(path))
+
+
+def test_corrupt_empty_missing_and_huge_files(tmp_path):
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(ValueError, match="empty"):
+        open_image(tmp_path / "empty.png")
+    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8 this is not a jpeg at all" * 10)
+    with pytest.raises(ValueError, match="corrupt"):
+        open_image(tmp_path / "bad.jpg")
+    buffer = io.BytesIO()
+    Image.fromarray(_gradient(64, 64)).save(buffer, format="PNG")
+    (tmp_path / "truncated.png").write_bytes(buffer.getvalue()[:60])
+    with pytest.raises(ValueError):
+        open_image(tmp_path / "truncated.png")
+    with pytest.raises(FileNotFoundError):
+        open_image(tmp_path / "missing.png")
+    Image.fromarray(_gradient(64, 64)).save(tmp_path / "big.png")
+    with pytest.raises(ImageTooLargeError, match="max_pixels"):
+        open_image(tmp_path / "big.png", max_pixels=1000)
+
+
+def test_jpeg_output_flattens_alpha(tmp_path):
+    decoded = decode_pil(Image.fromarray(_gradient()).convert("RGBA"))
+    save_image(encode_pil(decoded.rgb, decoded.alpha, decoded), tmp_path / "out.jpg")
+    assert Image.open(tmp_path / "out.jpg").mode == "RGB"
+
+
+def test_unsupported_mode_is_a_value_error():
+    with pytest.raises(ValueError, match="unsupported image mode"):
+        decode_pil(Image.new("F", (4, 4)))
