@@ -1,0 +1,191 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageCms
+from skimage.exposure import match_histograms
+
+from perceptual_sr import PerceptualSR, SRConfig
+from perceptual_sr import inference
+from perceptual_sr.inference import (
+    COLOR_FIXES, DEFAULT_COLOR_FIX, ImageTooLargeError, apply_color_fix, choose_device, match_histogram, upscale,
+)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return PerceptualSR(SRConfig(channels=4, residual_blocks=1)).eval()
+
+
+def _photo(width=20, height=12, seed=0):
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([x * 10, y * 15, (x + y) * 5], axis=2) + rng.integers(0, 40, (height, width, 3))
+    return np.clip(base, 0, 255).astype(np.uint8)
+
+
+def test_contract_names():
+    assert COLOR_FIXES == ("histogram", "luma", None) and DEFAULT_COLOR_FIX in COLOR_FIXES
+    assert issubclass(ImageTooLargeError, ValueError)
+
+
+def test_tiled_matches_untiled_on_512(model, monkeypatch):
+    image = np.random.default_rng(1).random((512, 512, 3), dtype=np.float32)
+    calls = []
+    forward = model.forward
+    monkeypatch.setattr(model, "forward", lambda x: calls.append(tuple(x.shape)) or forward(x))
+    untiled = upscale(model, image, tile_size=512, color_fix=None, fast=False, device="cpu")
+    assert calls == [(1, 3, 512, 512)]
+    calls.clear()
+    tiled = upscale(model, image, tile_size=160, tile_overlap=16, tile_batch=2, color_fix=None, fast=False, device="cpu")
+    assert len(calls) == 8 and calls[0] == (2, 3, 160, 160)  # really tiled (4x4 tiles) and batched
+    assert tiled.shape == untiled.shape == (2048, 2048, 3)
+    assert np.abs(tiled - untiled).max() <= 1 / 255
+
+
+def test_fast_path_close_to_fp32(model):
+    image = _photo(40, 32)
+    fast = upscale(model, image, color_fix=None, fast=True, device="cpu")
+    exact = upscale(model, image, color_fix=None, fast=False, device="cpu")
+    assert np.abs(fast.astype(int) - exact.astype(int)).max() <= 3
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "LA", "P", "CMYK", "I;16"])
+def test_pil_modes_round_trip(model, mode):
+    image = Image.fromarray(_photo()).convert(mode)
+    out = upscale(model, image, color_fix=None)
+    expected = {"P": "RGB", "CMYK": "RGB"}.get(mode, mode)
+    assert isinstance(out, Image.Image) and out.mode == expected and out.size == (80, 48)
+
+
+def test_alpha_is_upscaled_bicubic_and_reattached(model):
+    rgba = np.dstack([_photo(), np.tile(np.linspace(0, 255, 20, dtype=np.uint8), (12, 1))])
+    out = upscale(model, Image.fromarray(rgba, "RGBA"), color_fix=None)
+    expected = np.asarray(Image.fromarray(rgba[..., 3]).resize((80, 48), Image.Resampling.BICUBIC))
+    assert np.abs(np.asarray(out.getchannel("A")).astype(int) - expected).max() <= 1
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64])
+@pytest.mark.parametrize("channels", [None, 1, 3, 4])
+def test_numpy_round_trip(model, dtype, channels):
+    photo = _photo()
+    planes = {None: photo[..., 0], 1: photo[..., :1], 3: photo, 4: np.dstack([photo, photo[..., :1]])}[channels]
+    if dtype == np.uint16:
+        image = planes.astype(np.uint16) * 257 + 3
+    elif dtype == np.uint8:
+        image = planes
+    else:
+        image = (planes / 255.0).astype(dtype)
+    out = upscale(model, image, color_fix=None)
+    assert out.dtype == dtype and out.shape == (48, 80) + image.shape[2:]
+    if dtype == np.uint16:
+        assert (out % 257 != 0).any()  # 16 bits kept, not squeezed through 8
+
+
+def test_tensor_round_trip(model):
+    image = torch.from_numpy(_photo()).permute(2, 0, 1).float() / 255
+    out = upscale(model, image, color_fix=None)
+    assert isinstance(out, torch.Tensor) and out.shape == (3, 48, 80) and out.dtype == torch.float32
+    batch = upscale(model, torch.stack([image, image]).double(), color_fix=None)
+    assert batch.shape == (2, 3, 48, 80) and batch.dtype == torch.float64
+    assert torch.allclose(batch[0].float(), out, atol=1e-6)
+
+
+def test_path_gives_pil_with_icc_and_orientation(model, tmp_path):
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    image = Image.fromarray(_photo())
+    exif = image.getexif()
+    exif[0x0112] = 8  # rotate 90 degrees counter-clockwise on display
+    path = tmp_path / "phone.jpg"
+    image.save(path, exif=exif.tobytes(), icc_profile=icc)
+    out = model.upscale(str(path))
+    assert isinstance(out, Image.Image) and out.size == (48, 80)
+    assert out.info["icc_profile"] == icc
+    assert out.getexif()[0x0112] == 1 if out.getexif() else True
+
+
+def test_bad_inputs_raise_value_error(model, tmp_path):
+    with pytest.raises(ImageTooLargeError):
+        upscale(model, _photo(), max_pixels=100)
+    with pytest.raises(ValueError, match="empty"):
+        upscale(model, np.zeros((0, 5, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        upscale(model, np.full((4, 4, 3), 2.0, np.float32))
+    with pytest.raises(ValueError, match="finite"):
+        upscale(model, np.full((4, 4, 3), np.nan, np.float32))
+    with pytest.raises(ValueError, match="dtype"):
+        upscale(model, np.zeros((4, 4, 3), np.int64))
+    with pytest.raises(ValueError, match="cannot upscale"):
+        upscale(model, [[0, 1]])
+    with pytest.raises(ValueError, match="color_fix"):
+        upscale(model, _photo(), color_fix="sepia")
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="corrupt"):
+        upscale(model, tmp_path / "bad.png")
+    with pytest.raises(ValueError, match="tile_overlap"):
+        upscale(model, _photo(), tile_size=64, tile_overlap=32)
+
+
+def test_histogram_fix_matches_skimage():
+    rng = np.random.default_rng(0)
+    source = rng.integers(0, 200, (64, 64), dtype=np.uint8)
+    reference = rng.integers(30, 255, (64, 64), dtype=np.uint8)
+    expected = np.rint(match_histograms(source, reference)).astype(np.uint8)
+    assert np.array_equal(match_histogram(source, reference), expected)
+
+
+def test_histogram_fix_pulls_colours_towards_bicubic():
+    method = "histogram"
+    low = _photo().astype(np.float32) / 255
+    bicubic = inference._bicubic_upscale(low, 4)
+    tinted = np.clip(bicubic * [1.0, 0.6, 0.6] + [0.0, 0.0, 0.2], 0, 1)  # a colour cast, as a bad net gives
+    tinted_u8 = np.rint(tinted * 255).astype(np.uint8)
+    fixed = apply_color_fix(tinted_u8, low, 4, method)
+    assert fixed.dtype == np.uint8 and fixed.shape == tinted_u8.shape
+    before = np.abs(tinted_u8.mean((0, 1)) - bicubic.mean((0, 1)) * 255).sum()
+    after = np.abs(fixed.mean((0, 1)) - bicubic.mean((0, 1)) * 255).sum()
+    assert after < before / 3
+
+
+def test_out_of_memory_retries_with_smaller_batch_then_tiles(model, monkeypatch):
+    forward = model.forward
+    seen = []
+
+    def tight_memory(x):
+        seen.append(tuple(x.shape))
+        if x.shape[0] * x.shape[2] * x.shape[3] > 48 * 48:
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 GB")
+        return forward(x)
+
+    monkeypatch.setattr(model, "forward", tight_memory)
+    out = upscale(model, _photo(96, 96), tile_size=96, tile_overlap=8, tile_batch=4, color_fix=None, device="cpu")
+    assert out.shape == (384, 384, 3)
+    assert seen[-1][2] == 48 and max(s[0] for s in seen[1:]) >= 1
+
+
+def test_other_errors_are_not_swallowed(model, monkeypatch):
+    monkeypatch.setattr(model, "forward", lambda x: (_ for _ in ()).throw(RuntimeError("shape mismatch")))
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        upscale(model, _photo(), color_fix=None)
+
+
+def test_model_mode_and_device_restored(model):
+    model.train()
+    upscale(model, _photo(), color_fix=None, device="cpu")
+    assert model.training
+    model.eval()
+    assert choose_device("cpu").type == "cpu" and choose_device().type in ("cuda", "mps", "cpu")
+
+
+def test_luma_fix_keeps_network_luma_and_bicubic_chroma():
+    low = _photo().astype(np.float32) / 255
+    bicubic = inference._bicubic_upscale(low, 4)
+    tinted = np.clip(bicubic * [1.0, 0.6, 0.6] + [0.0, 0.0, 0.2], 0, 1)
+    tinted_u8 = np.rint(tinted * 255).astype(np.uint8)
+    fixed = apply_color_fix(tinted_u8, low, 4, "luma").astype(np.float32) / 255
+    to_ycc = inference._RGB_TO_YCBCR
+    fixed_ycc, tinted_ycc, bicubic_ycc = (a @ to_ycc.T for a in (fixed, tinted_u8 / 255.0, bicubic))
+    inside = (fixed > 0.01).all(2) & (fixed < 0.99).all(2)  # away from clipping
+    assert np.abs(fixed_ycc[..., 0] - tinted_ycc[..., 0])[inside].max() < 2 / 255
+    assert np.abs(fixed_ycc[..., 1:] - bicubic_ycc[..., 1:])[inside].max() < 3 / 255
+    assert np.abs(tinted_ycc[..., 1:] - bicubic_ycc[..., 1:]).mean() > 10 / 255  # the cast was there
