@@ -9,6 +9,7 @@ its linear heads ship in the wheel and the AlexNet trunk comes from our bundled 
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -93,7 +94,9 @@ class LPIPSMetric(nn.Module):
 
         # pnet_rand=True: the package would otherwise fetch torchvision's AlexNet from the internet;
         # pretrained=False: we load its heads ourselves, safely and strictly, below.
-        self.lpips = lpips.LPIPS(net="alex", pretrained=False, pnet_rand=True, verbose=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torchvision's notice about lpips's old `pretrained=`
+            self.lpips = lpips.LPIPS(net="alex", pretrained=False, pnet_rand=True, verbose=False)
         heads_file = Path(lpips.__file__).parent / "weights" / "v0.1" / "alex.pth"
         heads = torch.load(heads_file, map_location="cpu", weights_only=True)
         trunk = load_file(str(alexnet_weights))

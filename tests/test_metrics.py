@@ -1,0 +1,90 @@
+import numpy as np
+import pytest
+import torch
+from scipy.ndimage import gaussian_filter
+from skimage import data
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from perceptual_sr.metrics import LPIPSMetric, psnr_y, rgb_to_y, ssim_y
+
+
+@pytest.fixture(scope="module")
+def lpips_metric():
+    return LPIPSMetric()
+
+
+@pytest.fixture(scope="module")
+def pair():
+    hr = data.astronaut()[100:260, 150:350]
+    rng = np.random.default_rng(0)
+    sr = np.clip(hr.astype(int) + rng.integers(-25, 25, hr.shape), 0, 255).astype(np.uint8)
+    return sr, hr
+
+
+def test_y_is_bt601_studio_range():
+    assert rgb_to_y(np.zeros((1, 1, 3), np.uint8))[0, 0] == pytest.approx(16.0)
+    assert rgb_to_y(np.full((1, 1, 3), 255, np.uint8))[0, 0] == pytest.approx(235.0)
+
+
+def test_psnr_and_ssim_agree_with_skimage(pair):
+    sr, hr = pair
+    sr_y, hr_y = rgb_to_y(sr)[4:-4, 4:-4], rgb_to_y(hr)[4:-4, 4:-4]
+    assert psnr_y(sr, hr) == pytest.approx(peak_signal_noise_ratio(hr_y, sr_y, data_range=255), abs=1e-9)
+    expected = structural_similarity(sr_y, hr_y, data_range=255, gaussian_weights=True, sigma=1.5,
+                                     use_sample_covariance=False)
+    assert ssim_y(sr, hr) == pytest.approx(expected, abs=1e-9)
+    assert 20 < psnr_y(sr, hr) < 40 and 0.3 < ssim_y(sr, hr) < 0.99
+
+
+def test_border_matters_and_identical_images(pair):
+    sr, hr = pair
+    assert psnr_y(sr, hr, border=0) != psnr_y(sr, hr, border=4)
+    assert psnr_y(hr, hr) == float("inf") and ssim_y(hr, hr) == pytest.approx(1.0)
+
+
+def test_metric_inputs_are_checked(pair):
+    sr, hr = pair
+    with pytest.raises(ValueError, match="same shape"):
+        psnr_y(sr[:-1], hr)
+    with pytest.raises(ValueError, match="uint8"):
+        ssim_y(sr.astype(np.float32), hr)
+
+
+def _tensor(image):
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255
+
+
+def test_lpips_zero_on_identical_and_grows_with_blur(lpips_metric):
+    photo = data.astronaut()[::2, ::2]
+    x = _tensor(photo)
+    distances = [lpips_metric(x, _tensor(gaussian_filter(photo, sigma=(s, s, 0)))).item() for s in (0.0, 1.0, 3.0)]
+    assert distances[0] == pytest.approx(0.0, abs=1e-6)
+    assert 0 < distances[1] < distances[2]
+    batch = lpips_metric(torch.cat([x, x]), torch.cat([x, _tensor(gaussian_filter(photo, (3, 3, 0)))]))
+    assert batch.shape == (2,)
+
+
+def test_lpips_uses_imagenet_alexnet_not_random(lpips_metric):
+    from safetensors.torch import load_file
+
+    from perceptual_sr.metrics import ALEXNET_WEIGHTS
+
+    expected = load_file(str(ALEXNET_WEIGHTS))["features.3.weight"]
+    assert torch.equal(getattr(lpips_metric.lpips.net.slice2, "3").weight, expected)
+    import lpips
+
+    random_trunk = lpips.LPIPS(net="alex", pretrained=False, pnet_rand=True, verbose=False)
+    assert not torch.allclose(getattr(random_trunk.net.slice1, "0").weight, getattr(lpips_metric.lpips.net.slice1, "0").weight)
+    assert all(lin.model[1].weight.abs().sum() > 0 for lin in lpips_metric.lpips.lins)
+
+
+def test_lpips_load_is_strict(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from perceptual_sr.metrics import ALEXNET_WEIGHTS
+
+    tensors = load_file(str(ALEXNET_WEIGHTS))
+    del tensors["features.10.weight"]
+    save_file(tensors, str(tmp_path / "partial.safetensors"))
+    with pytest.raises(RuntimeError, match="Missing"):
+        LPIPSMetric(alexnet_weights=tmp_path / "partial.safetensors")
