@@ -65,7 +65,7 @@ def list_images(folder: str | Path) -> list[Path]:
 
 
 def _to_tensor(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255.0
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 255.0  # copy: PIL arrays are read-only
 
 
 def evaluate_folder(

@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from perceptual_sr import PerceptualSR, SRConfig
+from perceptual_sr.cli import main
+
+
+@pytest.fixture
+def model_dir(tmp_path):
+    torch.manual_seed(0)
+    PerceptualSR(SRConfig(channels=4, residual_blocks=1)).save_pretrained(tmp_path / "model")
+    return tmp_path / "model"
+
+
+def _photo(seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (16, 20, 3), dtype=np.uint8)
+
+
+def test_upscale_folder_with_a_corrupt_file(model_dir, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(_photo(0)).save(photos / "a.png")
+    Image.fromarray(_photo(1)).save(photos / "b.jpg")
+    (photos / "broken.png").write_bytes(b"\x89PNG garbage")
+    code = main(["upscale", str(photos), "-o", str(tmp_path / "out"), "--model", str(model_dir)])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "broken.png" in captured.err and "corrupt" in captured.err
+    assert "upscaled 2, skipped 0 existing, failed 1 of 3" in captured.out
+    assert Image.open(tmp_path / "out" / "a_x4.png").size == (80, 64)
+    assert Image.open(tmp_path / "out" / "b_x4.jpg").size == (80, 64)
+
+
+def test_format_and_skip_existing(model_dir, tmp_path, capsys):
+    Image.fromarray(_photo()).save(tmp_path / "a.png")
+    args = ["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--model", str(model_dir),
+            "--format", "webp", "--color-fix", "none"]
+    assert main(args) == 0
+    assert Image.open(tmp_path / "out" / "a_x4.webp").size == (80, 64)
+    assert main(args + ["--skip-existing"]) == 0
+    assert "upscaled 0, skipped 1 existing" in capsys.readouterr().out
+
+
+def test_eval_writes_tables(model_dir, tmp_path, capsys):
+    data = tmp_path / "Set1"
+    data.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(data / "x.png")
+    code = main(["eval", "--data", str(data), "--model", str(model_dir), "--out", str(tmp_path / "res"),
+                 "--degradation", "blur"])
+    assert code == 0
+    assert "Set1 (1)" in (tmp_path / "res" / "results.md").read_text()
+    assert (tmp_path / "res" / "results.csv").is_file() and (tmp_path / "res" / "comparisons" / "Set1" / "x.png").is_file()
+    assert "Bicubic PSNR" in capsys.readouterr().out
+
+
+def test_errors_are_one_line_and_nonzero(model_dir, tmp_path, capsys):
+    assert main(["upscale", str(tmp_path / "nope.png"), "-o", str(tmp_path / "o"), "--model", str(model_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "does not exist" in err and len(err.splitlines()) == 1
+    assert main(["eval", "--data", str(tmp_path), "--model", str(tmp_path / "no-model")]) == 2
+    assert "no-model" in capsys.readouterr().err
