@@ -154,6 +154,10 @@ class PerceptualSR(
         stages = int(math.log2(config.scale))
         self.upsample = nn.Sequential(*[_upsample_x2(config.upsampler, c, config.norm) for _ in range(stages)])
         self.tail = _conv(c, 3, 9)
+        if config.global_skip == "bicubic":
+            # Start as exactly bicubic upscaling; the net then learns only the residual detail.
+            nn.init.zeros_(self.tail.weight)
+            nn.init.zeros_(self.tail.bias)
 
     @property
     def scale(self) -> int:
