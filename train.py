@@ -60,14 +60,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[SRConfig, TrainConfig]:
 def main(argv: list[str] | None = None) -> int:
     try:
         model_config, train_config = parse_args(argv)
-        out_dir = train(model_config, train_config)
+        train(model_config, train_config)
     except KeyboardInterrupt:
         print("interrupted: checkpoint saved; continue with --resume", file=sys.stderr)
         return 130
     except (ValueError, FileNotFoundError, FileExistsError, TrainingDiverged, RuntimeError) as error:
         print(f"train.py: error: {error}", file=sys.stderr)
         return 1
-    print(f"model saved to {out_dir}")
+    print(f"model saved to {train_config.output_dir}")
     return 0
 
 

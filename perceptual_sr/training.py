@@ -318,8 +318,11 @@ def total_steps(config: TrainConfig, dataset_size: int, world_size: int) -> int:
     return max(1, math.ceil(config.epochs * steps_per_epoch))
 
 
-def train(model_config: SRConfig, config: TrainConfig) -> Path:
-    """Train, checkpointing to `output_dir/checkpoint`; returns the folder of the final model."""
+def train(model_config: SRConfig, config: TrainConfig) -> PerceptualSR:
+    """Train, checkpointing to `output_dir/checkpoint`; the final model is saved to `output_dir`.
+
+    Returns this process's trained model (identical on every rank under DDP).
+    """
     runtime = setup_runtime(config)
     torch.manual_seed(config.seed)
     out_dir = Path(config.output_dir)
@@ -455,7 +458,7 @@ def train(model_config: SRConfig, config: TrainConfig) -> Path:
             push(model, config, manifest, final_metrics)
     if runtime.world_size > 1:
         dist.barrier()
-    return out_dir
+    return model.eval()
 
 
 def _card_kwargs(config: TrainConfig, manifest: dict, metrics: dict[str, float] | None) -> dict[str, Any]:
