@@ -48,8 +48,9 @@ class SRConfig:
     upsampler: "deconv" (the paper's fractionally strided conv), "pixelshuffle"
         (sub-pixel conv, Shi et al. 2016) or "resize-conv" (nearest x2 then conv,
         which avoids checkerboard artifacts: Odena et al., Distill 2016).
-    global_skip: "none" (the paper: the net paints the whole image) or "bicubic"
-        (the net predicts a residual over bicubic upscaling, which anchors colour).
+    global_skip: "none" (the paper: the net paints the whole image, through a scaled tanh) or
+        "bicubic" (the net adds a residual to bicubic upscaling, which anchors colour; the
+        output is clamped to [0, 1] in eval mode only).
     """
 
     scale: int = 4
@@ -172,7 +173,11 @@ class PerceptualSR(
         x = self.tail(x)  # (B, 3, scale*H, scale*W)
         if self.config.global_skip == "bicubic":
             base = F.interpolate(lr, scale_factor=self.scale, mode="bicubic", align_corners=False)
-            return (base + torch.tanh(x)).clamp(0.0, 1.0)
+            # A linear residual, clamped only outside training: a tanh or clamp in the training
+            # graph saturates after the first large Adam steps and then passes no gradient
+            # (measured: a pilot collapsed to a flat image within 70 steps).
+            out = base + x
+            return out if self.training else out.clamp(0.0, 1.0)
         # The paper's scaled tanh, mapped from [-1, 1] to our [0, 1] pixel range.
         return (torch.tanh(x) + 1.0) / 2.0
 

@@ -23,6 +23,9 @@ def test_output_is_scale_times_input(scale, upsampler):
 @pytest.mark.parametrize("global_skip", ["none", "bicubic"])
 def test_every_parameter_gets_a_gradient(norm, global_skip):
     model = PerceptualSR(SRConfig(norm=norm, global_skip=global_skip, **TINY))
+    if global_skip == "bicubic":
+        assert model.tail.weight.abs().sum() == 0  # starts as plain bicubic...
+        torch.nn.init.normal_(model.tail.weight, std=0.01)  # ...so move it for gradients to reach the body
     # Inputs in the middle of the range so the bicubic skip's clamp passes gradient.
     model(0.25 + 0.5 * torch.rand(2, 3, 12, 12)).mean().backward()
     missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
@@ -143,3 +146,14 @@ def test_push_to_hub_uploads_the_hub_folder(tmp_path, monkeypatch):
     PerceptualSR(SRConfig(**TINY)).push_to_hub("someone/perceptual-sr-test", token="hf_fake")
     assert uploaded["repo_id"] == "someone/perceptual-sr-test"
     assert {"config.json", "model.safetensors", "README.md"} <= set(uploaded["files"])
+
+
+def test_bicubic_skip_starts_as_bicubic_and_clamps_in_eval():
+    model = PerceptualSR(SRConfig(global_skip="bicubic", **TINY)).eval()
+    lr = torch.rand(1, 3, 8, 8)
+    expected = torch.nn.functional.interpolate(lr, scale_factor=4, mode="bicubic", align_corners=False)
+    with torch.no_grad():
+        torch.testing.assert_close(model(lr), expected.clamp(0, 1))
+        torch.nn.init.normal_(model.tail.weight, std=1.0)
+        out = model(lr)
+    assert out.min() >= 0 and out.max() <= 1
