@@ -41,8 +41,8 @@ __all__ = ["upscale", "upscale_array", "apply_color_fix", "choose_device", "COLO
 
 COLOR_FIXES = ("histogram", "luma", None)
 # Chosen by measurement (docs/training.md, README "Colour fix"): with the bundled model, "luma"
-# gives the lowest LPIPS on Set5/Set14/BSD68 and removes the local chroma blobs the raw network
-# sometimes paints; "histogram" (the paper's) is 0.1-0.4 dB better in PSNR-Y but keeps the blobs.
+# gives the lowest LPIPS on Set5/Set14/BSD68 and removes local chroma errors the raw network can
+# paint; "histogram" (the paper's) is 0.2-0.35 dB better in PSNR-Y but cannot fix local colour.
 DEFAULT_COLOR_FIX = "luma"
 DEFAULT_TILE_OVERLAP = 16  # input pixels; > the receptive-field radius of the default 4-block net
 MIN_TILE_SIZE = 32
