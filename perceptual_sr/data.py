@@ -67,7 +67,10 @@ def uint8_to_tensor(image: np.ndarray) -> torch.Tensor:
     """(H, W, 3) uint8 -> (3, H, W) float32 in [0, 1]."""
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) uint8 array, got {image.dtype} {image.shape}")
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(255.0)
+    # A contiguous, writable array: torch must not alias a read-only buffer (a memory map, a PIL
+    # image's bytes); np.require copies only when the input is not already so.
+    image = np.require(image, requirements=["C_CONTIGUOUS", "WRITEABLE"])
+    return torch.from_numpy(image).permute(2, 0, 1).float().div(255.0)
 
 
 def tensor_to_uint8(image: torch.Tensor) -> np.ndarray:
@@ -170,8 +173,7 @@ class SRPairDataset(Dataset):
             hr, lr = np.rot90(hr, quarter_turns), np.rot90(lr, quarter_turns)
             if torch.randint(2, ()):
                 hr, lr = hr[:, ::-1], lr[:, ::-1]
-        # Copies: the memory map is read-only, and torch must not alias it.
-        return uint8_to_tensor(np.array(lr)), uint8_to_tensor(np.array(hr))
+        return uint8_to_tensor(lr), uint8_to_tensor(hr)  # copies out of the read-only memory map
 
     def __getstate__(self) -> dict:
         # Pickling a memmap would copy the whole array into each DataLoader worker.

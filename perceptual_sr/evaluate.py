@@ -19,7 +19,7 @@ from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
-from perceptual_sr.data import DEGRADATIONS, bicubic_upscale, crop_to_multiple, degrade
+from perceptual_sr.data import DEGRADATIONS, bicubic_upscale, crop_to_multiple, degrade, uint8_to_tensor
 from perceptual_sr.image_io import decode_pil, open_image
 from perceptual_sr.inference import upscale_array
 from perceptual_sr.metrics import LPIPSMetric, psnr_y, ssim_y
@@ -65,7 +65,7 @@ def list_images(folder: str | Path) -> list[Path]:
 
 
 def _to_tensor(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 255.0  # copy: PIL arrays are read-only
+    return uint8_to_tensor(image)[None]  # (1, 3, H, W)
 
 
 def evaluate_folder(

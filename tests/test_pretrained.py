@@ -6,7 +6,7 @@ import torch
 from skimage import data as skdata
 
 from perceptual_sr import PerceptualSR
-from perceptual_sr.data import bicubic_upscale, crop_to_multiple, degrade
+from perceptual_sr.data import bicubic_upscale, crop_to_multiple, degrade, uint8_to_tensor
 from perceptual_sr.inference import upscale_array
 from perceptual_sr.metrics import LPIPSMetric, psnr_y
 
@@ -17,7 +17,7 @@ def model() -> PerceptualSR:
 
 
 def _tensor(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0
+    return uint8_to_tensor(image)[None]
 
 
 @pytest.mark.parametrize("photo", ["astronaut", "chelsea", "coffee"])
