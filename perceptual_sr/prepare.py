@@ -36,7 +36,7 @@ import shutil
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Callable, Iterator
@@ -45,6 +45,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from perceptual_sr.config_flags import add_flags, from_flags
 from perceptual_sr.data import DEGRADATIONS, SPLITS, degrade, load_rgb
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
@@ -525,14 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
     """Flags generated from `PrepareConfig`'s fields (source and out are positional)."""
     parser = argparse.ArgumentParser(
         prog="prepare_data.py", description="Turn a folder of photos into memory-mapped LR/HR training arrays.")
-    for spec in fields(PrepareConfig):
-        help_text = spec.metadata["help"]
-        if spec.name in ("source", "out"):
-            parser.add_argument(spec.name, type=Path, help=help_text)
-            continue
-        default = spec.default_factory() if spec.default_factory is not MISSING else spec.default
-        parser.add_argument(f"--{spec.name.replace('_', '-')}", type=type(default), default=default,
-                            choices=spec.metadata.get("choices"), help=f"{help_text} (default {default})")
+    add_flags(parser, PrepareConfig, positional=("source", "out"))
     return parser
 
 
@@ -540,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     started = time.monotonic()
     try:
-        config = PrepareConfig(**vars(args))
+        config = from_flags(PrepareConfig, vars(args))
         already_complete = (config.out / MANIFEST_FILE).is_file()
         processed = []  # images cropped by this invocation (not by an earlier, interrupted one)
         manifest = prepare(config, on_image=processed.append)

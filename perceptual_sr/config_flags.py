@@ -1,0 +1,56 @@
+"""Command-line flags generated from a configuration dataclass (TrainConfig, SRConfig, PrepareConfig).
+
+One flag per field (`--field-name`), typed from the field's annotation; `X | None` fields accept
+the word "none"; bools become `--flag/--no-flag`. A field's metadata may carry "help" and
+"choices". Validation stays in the dataclass's `__post_init__`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from typing import Any, Callable
+
+
+def _base_type(annotation: Any) -> tuple[type, bool]:
+    """(the non-None type, whether None is allowed) of an annotation such as `int | None`."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        members = [member for member in typing.get_args(annotation) if member is not type(None)]
+        return members[0], len(members) < len(typing.get_args(annotation))
+    return annotation, False
+
+
+def _none_or(kind: type) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        return None if text.lower() == "none" else kind(text)
+
+    parse.__name__ = kind.__name__  # argparse names the type in its error messages
+    return parse
+
+
+def add_flags(parser: argparse.ArgumentParser, cls: type, title: str | None = None,
+              positional: tuple[str, ...] = ()) -> None:
+    """Add a flag for every field of dataclass `cls` (fields in `positional` become positional arguments)."""
+    group = parser.add_argument_group(title) if title else parser
+    hints = typing.get_type_hints(cls)
+    for spec in dataclasses.fields(cls):
+        kind, optional = _base_type(hints[spec.name])
+        help_text = spec.metadata.get("help", "")
+        if spec.name in positional:
+            group.add_argument(spec.name, type=kind, help=help_text)
+            continue
+        default = spec.default_factory() if spec.default_factory is not dataclasses.MISSING else spec.default
+        flag = "--" + spec.name.replace("_", "-")
+        if kind is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+        else:
+            group.add_argument(flag, type=_none_or(kind) if optional else kind, default=default,
+                               choices=spec.metadata.get("choices"),
+                               help=f"{help_text} (default: {default})".strip())
+
+
+def from_flags(cls: type, values: dict[str, Any]) -> Any:
+    """Build dataclass `cls` from parsed flags (`vars(args)`), taking only its own fields."""
+    return cls(**{spec.name: values[spec.name] for spec in dataclasses.fields(cls)})
