@@ -249,11 +249,10 @@ def validate(model: PerceptualSR, config: TrainConfig, scale: int, degradation: 
     """PSNR-Y / SSIM-Y / LPIPS on `val_dir` and a comparison grid PNG of the first images."""
     from perceptual_sr.evaluate import evaluate_folder
 
-    model.eval()
+    # evaluate_folder runs the model in eval mode and restores training mode afterwards.
     result = evaluate_folder(model, Path(config.val_dir), scale=scale, degradation=degradation,
                              lpips_metric=lpips_metric, max_images=config.val_images or None,
                              comparison_dir=out_dir / "val" / f"step{step:07d}")
-    model.train()
     means = result.means
     return {
         "psnr_y": means["model"]["psnr"], "ssim_y": means["model"]["ssim"], "lpips": means["model"]["lpips"],
@@ -397,6 +396,7 @@ def train(model_config: SRConfig, config: TrainConfig) -> PerceptualSR:
     if step == 0:
         run_validation(0)
     model.train()
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     progress = tqdm(total=steps, initial=step, desc="train", disable=not runtime.is_main, dynamic_ncols=True)
     loader_iter, epoch = None, -1
     window_start, window_samples = time.perf_counter(), 0
@@ -412,7 +412,6 @@ def train(model_config: SRConfig, config: TrainConfig) -> PerceptualSR:
             lr_batch, hr_batch = next(loader_iter)
             generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step * 7919 + runtime.rank)
             lr_batch, hr_batch = augment_batch(lr_batch, hr_batch, scale, config.crop_size, generator)
-            memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
             lr_batch = lr_batch.to(runtime.device, non_blocking=True).contiguous(memory_format=memory_format)
             hr_batch = hr_batch.to(runtime.device, non_blocking=True).contiguous(memory_format=memory_format)
 
