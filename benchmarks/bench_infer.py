@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from perceptual_sr import PerceptualSR
-from perceptual_sr.inference import choose_device, cpu_has_fast_bf16, upscale
+from perceptual_sr.inference import upscale
+from perceptual_sr.runtime import choose_device, cpu_has_fast_bf16
 
 
 def megapixels_per_second(model: PerceptualSR, image: np.ndarray, fast: bool, repeats: int, device) -> float:

@@ -16,7 +16,7 @@ import time
 import torch
 
 from perceptual_sr import PerceptualLoss, PerceptualSR, SRConfig
-from perceptual_sr.inference import choose_device, cpu_has_fast_bf16
+from perceptual_sr.runtime import choose_device, cpu_has_fast_bf16
 
 
 def samples_per_second(fast: bool, hr_size: int, batch_size: int, steps: int, device: torch.device,

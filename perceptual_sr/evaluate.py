@@ -3,7 +3,9 @@
 Protocol (the common SR benchmark protocol, as BasicSR): each HR image (greyscale converted to
 RGB) is cropped to a multiple of the scale, degraded with `perceptual_sr.data.degrade`, and
 upscaled by bicubic (`perceptual_sr.data.bicubic_upscale`) and by the model; both are scored
-against the HR image with PSNR-Y, SSIM-Y (4-pixel border) and LPIPS-alex.
+against the HR image with PSNR-Y, SSIM-Y (4-pixel border), LPIPS-alex and the grid-texture score
+(`perceptual_sr.metrics.grid_score`: periodic energy at periods of 2 and 4 px relative to the HR
+image, log10; 0 = as much as the real photo, 1 = ten times as much).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import csv
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import torch
@@ -22,10 +25,10 @@ from tqdm.auto import tqdm
 from perceptual_sr.data import DEGRADATIONS, bicubic_upscale, crop_to_multiple, degrade, uint8_to_tensor
 from perceptual_sr.image_io import decode_pil, open_image
 from perceptual_sr.inference import upscale_array
-from perceptual_sr.metrics import LPIPSMetric, psnr_y, ssim_y
+from perceptual_sr.metrics import LPIPSMetric, grid_score, psnr_y, ssim_y
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-METRICS = ("psnr", "ssim", "lpips")
+METRICS = ("psnr", "ssim", "lpips", "grid")
 METHODS = ("bicubic", "model")
 
 
@@ -46,6 +49,7 @@ class FolderResult:
 
     def mean(self, method: str, metric: str) -> float:
         values = [image.scores[method][metric] for image in self.images]
+        values = [value for value in values if not math.isnan(value)]  # grid: NaN on images too small
         return float(np.mean(values)) if values else math.nan
 
     @property
@@ -99,25 +103,53 @@ def evaluate_folder(
     lpips_metric = lpips_metric or LPIPSMetric()
     if comparison_dir is not None:
         Path(comparison_dir).mkdir(parents=True, exist_ok=True)
-    result = FolderResult(Path(folder).name)
-    for path in tqdm(files, desc=f"eval {result.name}", unit="image", disable=not progress):
-        decoded = decode_pil(open_image(path, max_pixels=None), max_pixels=None)
-        # Greyscale HR (one in Set14) is evaluated as RGB, like every other image.
-        hr = crop_to_multiple(np.rint(decoded.rgb * 255).astype(np.uint8), scale)
-        lr = degrade(hr, scale, degradation)
+    name = Path(folder).name
+
+    def pairs():
+        for path in tqdm(files, desc=f"eval {name}", unit="image", disable=not progress):
+            decoded = decode_pil(open_image(path, max_pixels=None), max_pixels=None)
+            # Greyscale HR (one in Set14) is evaluated as RGB, like every other image.
+            hr = crop_to_multiple(np.rint(decoded.rgb * 255).astype(np.uint8), scale)
+            yield path.stem, degrade(hr, scale, degradation), hr
+
+    return evaluate_pairs(model, pairs(), name, scale=scale, lpips_metric=lpips_metric, color_fix=color_fix,
+                          comparison_dir=comparison_dir, device=device, fast=fast)
+
+
+def evaluate_pairs(model: nn.Module, pairs: Iterable[tuple[str, np.ndarray, np.ndarray]], name: str, *,
+                   scale: int, lpips_metric: LPIPSMetric, color_fix: str | None = None,
+                   comparison_dir: str | Path | None = None, device: str | torch.device | None = None,
+                   fast: bool = False) -> FolderResult:
+    """Score bicubic and `model` on (name, LR, HR) uint8 (H, W, 3) pairs, LR = degrade(HR)."""
+    result = FolderResult(name)
+    for image_name, lr, hr in pairs:
         bicubic = bicubic_upscale(lr, scale)
         sr = upscale_array(model, lr.astype(np.float32) / 255.0, out_dtype=np.uint8, color_fix=color_fix,
                            device=device, fast=fast)
         hr_tensor = _to_tensor(hr)
-        lpips_values = lpips_metric(torch.cat([_to_tensor(bicubic), _to_tensor(sr)]), hr_tensor.expand(2, -1, -1, -1))
+        lpips_values = lpips_metric(torch.cat([_to_tensor(bicubic), _to_tensor(sr)]).to(_device_of(lpips_metric)),
+                                    hr_tensor.expand(2, -1, -1, -1).to(_device_of(lpips_metric)))
         scores = {
-            method: {"psnr": psnr_y(image, hr), "ssim": ssim_y(image, hr), "lpips": float(lpips_values[k])}
+            method: {"psnr": psnr_y(image, hr), "ssim": ssim_y(image, hr), "lpips": float(lpips_values[k]),
+                     "grid": _grid_or_nan(image, hr)}
             for k, (method, image) in enumerate((("bicubic", bicubic), ("model", sr)))
         }
-        result.images.append(ImageScores(path.stem, scores))
+        result.images.append(ImageScores(image_name, scores))
         if comparison_dir is not None:
-            Image.fromarray(np.concatenate([bicubic, sr, hr], axis=1)).save(Path(comparison_dir) / f"{path.stem}.png")
+            Image.fromarray(np.concatenate([bicubic, sr, hr], axis=1)).save(Path(comparison_dir) / f"{image_name}.png")
     return result
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    parameter = next(module.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def _grid_or_nan(image: np.ndarray, hr: np.ndarray) -> float:
+    try:
+        return grid_score(image, hr)
+    except ValueError:  # too small for a spectrum
+        return math.nan
 
 
 def evaluate(model: nn.Module, folders: list[str | Path], *, out_dir: str | Path | None = None,
@@ -136,15 +168,16 @@ def evaluate(model: nn.Module, folders: list[str | Path], *, out_dir: str | Path
 def markdown_table(results: list[FolderResult]) -> str:
     """Mean scores per folder laid out as Johnson et al.'s Table 2: PSNR / SSIM per method, plus LPIPS."""
     lines = [
-        "| Dataset | Bicubic PSNR / SSIM | Model PSNR / SSIM | Bicubic LPIPS | Model LPIPS |",
-        "| --- | --- | --- | --- | --- |",
+        "| Dataset | Bicubic PSNR / SSIM | Model PSNR / SSIM | Bicubic LPIPS | Model LPIPS | Bicubic grid | Model grid |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for result in results:
         m = result.means
         lines.append(
             f"| {result.name} ({len(result.images)}) | {m['bicubic']['psnr']:.2f} / {m['bicubic']['ssim']:.4f} "
             f"| {m['model']['psnr']:.2f} / {m['model']['ssim']:.4f} "
-            f"| {m['bicubic']['lpips']:.4f} | {m['model']['lpips']:.4f} |"
+            f"| {m['bicubic']['lpips']:.4f} | {m['model']['lpips']:.4f} "
+            f"| {m['bicubic']['grid']:.2f} | {m['model']['grid']:.2f} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -35,6 +35,7 @@ from perceptual_sr.image_io import (
     open_image,
     rgb_to_grey,
 )
+from perceptual_sr.runtime import autocast, choose_device, resolve_precision
 
 __all__ = ["upscale", "upscale_array", "apply_color_fix", "choose_device", "COLOR_FIXES",
            "DEFAULT_COLOR_FIX", "ImageTooLargeError", "DEFAULT_MAX_PIXELS"]
@@ -169,35 +170,11 @@ def _from_unit_float(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
 # --- device and fast path ------------------------------------------------------------------
 
 
-def choose_device(device: str | torch.device | None = None) -> torch.device:
-    """`device` if given, else CUDA, then Apple MPS, then CPU."""
-    if device is not None:
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def cpu_has_fast_bf16() -> bool:
-    """Whether this CPU has bf16 matrix hardware (AVX-512 bf16 or AMX)."""
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
-
-
 def _autocast(device: torch.device, fast: bool) -> contextlib.AbstractContextManager:
-    if not fast:
+    # MPS stays fp32: autocast support there varies by torch version.
+    if not fast or device.type == "mps":
         return contextlib.nullcontext()
-    if device.type == "cpu":
-        # bf16 is 3-5x faster than fp32 for this network on CPUs with AVX-512 bf16 / AMX, but
-        # several times *slower* on CPUs without them (measured: AVX2-only), where the fast path
-        # is fp32 + channels_last alone.
-        return torch.autocast("cpu", dtype=torch.bfloat16) if cpu_has_fast_bf16() else contextlib.nullcontext()
-    if device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return contextlib.nullcontext()  # MPS: fp32 (autocast support there varies by torch version)
+    return autocast(device, resolve_precision(device, "auto"))
 
 
 @contextlib.contextmanager

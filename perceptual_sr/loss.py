@@ -86,7 +86,9 @@ def total_variation(image: torch.Tensor) -> torch.Tensor:
 
 
 def parse_feature_weights(spec: str) -> dict[str, float]:
-    """Parse "relu2_2" or "relu2_2:1,relu3_3:0.5" into {layer: weight}."""
+    """Parse "relu2_2" or "relu2_2:1,relu3_3:0.5" into {layer: weight}; "none" gives {} (no VGG term)."""
+    if spec.strip().lower() == "none":
+        return {}
     weights = {}
     for part in spec.split(","):
         name, _, weight = part.strip().partition(":")

@@ -48,6 +48,9 @@ class SRConfig:
     upsampler: "deconv" (the paper's fractionally strided conv), "pixelshuffle"
         (sub-pixel conv, Shi et al. 2016) or "resize-conv" (nearest x2 then conv,
         which avoids checkerboard artifacts: Odena et al., Distill 2016).
+    full_res_channels: channels of the last x2 stage, which runs at output resolution, and of the
+        tail's input; None: `channels`. Each channel there costs scale**2 times one at input
+        resolution, so a leaner last stage pays for more residual blocks at the same speed.
     global_skip: "none" (the paper: the net paints the whole image, through a scaled tanh) or
         "bicubic" (the net adds a residual to bicubic upscaling, which anchors colour; the
         output is clamped to [0, 1] in eval mode only).
@@ -59,6 +62,7 @@ class SRConfig:
     norm: str = "batch"
     upsampler: str = "deconv"
     global_skip: str = "none"
+    full_res_channels: int | None = None
 
     def __post_init__(self) -> None:
         if self.scale not in SCALES:
@@ -71,6 +75,9 @@ class SRConfig:
             raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
         if self.upsampler not in UPSAMPLERS:
             raise ValueError(f"upsampler must be one of {UPSAMPLERS}, got {self.upsampler!r}")
+        if self.full_res_channels is not None and (not isinstance(self.full_res_channels, int)
+                                                   or self.full_res_channels < 1):
+            raise ValueError(f"full_res_channels must be a positive integer or None, got {self.full_res_channels!r}")
         if self.global_skip not in GLOBAL_SKIPS:
             raise ValueError(f"global_skip must be one of {GLOBAL_SKIPS}, got {self.global_skip!r}")
 
@@ -111,18 +118,18 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
-def _upsample_x2(kind: str, channels: int, norm: str) -> nn.Sequential:
+def _upsample_x2(kind: str, in_channels: int, out_channels: int, norm: str) -> nn.Sequential:
     """One x2 upsampling stage followed by norm and ReLU."""
     if kind == "deconv":
         # The paper's "fractionally strided convolution" (stride 1/2).
-        layer: nn.Module = nn.ConvTranspose2d(channels, channels, 3, stride=2, padding=1, output_padding=1)
+        layer: nn.Module = nn.ConvTranspose2d(in_channels, out_channels, 3, stride=2, padding=1, output_padding=1)
     elif kind == "pixelshuffle":
-        layer = nn.Sequential(_conv(channels, 4 * channels, 3), nn.PixelShuffle(2))
+        layer = nn.Sequential(_conv(in_channels, 4 * out_channels, 3), nn.PixelShuffle(2))
     elif kind == "resize-conv":
-        layer = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), _conv(channels, channels, 3))
+        layer = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), _conv(in_channels, out_channels, 3))
     else:
         raise ValueError(f"unknown upsampler {kind!r}")
-    return nn.Sequential(layer, _norm(norm, channels), nn.ReLU())
+    return nn.Sequential(layer, _norm(norm, out_channels), nn.ReLU())
 
 
 class PerceptualSR(
@@ -153,8 +160,11 @@ class PerceptualSR(
         self.head = nn.Sequential(_conv(3, c, 9), _norm(config.norm, c), nn.ReLU())
         self.body = nn.Sequential(*[ResidualBlock(c, config.norm) for _ in range(config.residual_blocks)])
         stages = int(math.log2(config.scale))
-        self.upsample = nn.Sequential(*[_upsample_x2(config.upsampler, c, config.norm) for _ in range(stages)])
-        self.tail = _conv(c, 3, 9)
+        last = config.full_res_channels or c
+        widths = [c] * stages + [last]  # in and out channels of each stage
+        self.upsample = nn.Sequential(*[_upsample_x2(config.upsampler, widths[k], widths[k + 1], config.norm)
+                                        for k in range(stages)])
+        self.tail = _conv(last, 3, 9)
         if config.global_skip == "bicubic":
             # Start as exactly bicubic upscaling; the net then learns only the residual detail.
             nn.init.zeros_(self.tail.weight)

@@ -1,8 +1,10 @@
-"""Training: configuration, the step loop, checkpoints and resume, validation and logs.
+"""Training: configuration, the training step, checkpoints and resume, validation and logs.
 
-`train(model_config, train_config)` runs the reference recipe (Johnson et al. 2016 for x4 SR:
-VGG-16 relu2_2 feature loss + total variation, Adam lr 1e-3, batch 4) on a dataset written by
-`prepare_data.py`, in one process or under `torchrun` (DistributedDataParallel).
+`train(model_config, train_config)` runs a recipe on a dataset written by `prepare_data.py`, in
+one process or under `torchrun` (DistributedDataParallel). It reads top to bottom: set-up
+(`setup_run`), then a loop that calls `train_step` and logs, checkpoints and validates, then
+`finish`. The reference recipe (Johnson et al. 2016, x4 SR) is VGG-16 relu2_2 feature loss + total
+variation, Adam lr 1e-3; docs/training.md records the settings the shipped model was trained with.
 """
 
 from __future__ import annotations
@@ -26,13 +28,17 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
 from perceptual_sr.data import SRPairDataset
-from perceptual_sr.inference import choose_device, cpu_has_fast_bf16
 from perceptual_sr.loss import PerceptualLoss, parse_feature_weights
 from perceptual_sr.model import PerceptualSR, SRConfig
+from perceptual_sr.runtime import PRECISIONS, autocast, choose_device, resolve_precision
 
-PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 CHECKPOINT_DIR = "checkpoint"
+EMA_DIR = "ema"  # inside the checkpoint folder
 TRAINING_STATE = "training_state.pt"
+LR_SCHEDULES = ("constant", "cosine")
+# Settings a resumed run may change: how long it runs and how it reports, never what it learns.
+RESUMABLE_CHANGES = ("epochs", "steps", "resume", "workers", "log_every", "checkpoint_every", "val_every",
+                     "val_images", "validate_at_start", "push_to_hub", "device", "compile", "output_dir")
 
 
 @dataclass
@@ -45,12 +51,16 @@ class TrainConfig:
     epochs: float = 2.0
     steps: int | None = None  # overrides epochs when set
     batch_size: int = 4
-    lr: float = 1e-3
-    feature_layers: str = "relu2_2"  # "relu2_2" or "relu2_2:1,relu3_3:0.5"
+    lr: float = 1e-3  # Adam learning rate (the peak, with a schedule)
+    lr_schedule: str = "constant"  # constant, or cosine decay to 0 after `warmup_steps` of linear warm-up
+    warmup_steps: int = 0
+    ema_decay: float = 0.0  # exponential moving average of the weights (0: off); validated and saved when on
+    feature_layers: str = "relu2_2"  # "relu2_2", "relu2_2:1,relu3_3:0.5", or "none" (pixel loss only)
     tv_weight: float = 1e-5  # Johnson et al. tuned it between 1e-6 and 1e-4
     pixel_weight: float = 0.0
     crop_size: int | None = None  # random HR crops of this size (a multiple of scale); None: whole samples
-    precision: str = "auto"  # auto: bf16 autocast on CPU and on CUDA where supported, else fp16
+    init_from: str | None = None  # start from these weights (a save_pretrained folder) instead of random
+    precision: str = "auto"  # auto: bf16 autocast on CUDA and on CPUs with bf16 hardware, else fp32
     channels_last: bool = True
     compile: bool = False
     device: str = "auto"
@@ -60,28 +70,40 @@ class TrainConfig:
     checkpoint_every: int = 250
     val_every: int = 250
     val_images: int = 0  # validate on the first N images of val_dir (0: all)
+    validate_at_start: bool = True  # score the untrained (or --init-from) weights first, as a baseline
     resume: bool = False
     push_to_hub: str | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size!r}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if not self.lr > 0 or not math.isfinite(self.lr):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps!r}")
-        if self.steps is None and self.epochs <= 0:
-            raise ValueError(f"epochs must be > 0, got {self.epochs!r}")
+        if self.steps is None and not (self.epochs > 0 and math.isfinite(self.epochs)):
+            raise ValueError(f"epochs must be a finite number > 0, got {self.epochs!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps!r}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.tv_weight < 0 or self.pixel_weight < 0:
-            raise ValueError(f"loss weights must be >= 0, got tv={self.tv_weight!r} pixel={self.pixel_weight!r}")
+        for name in ("tv_weight", "pixel_weight"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.crop_size is not None and self.crop_size < 8:
             raise ValueError(f"crop_size must be >= 8, got {self.crop_size!r}")
         for name in ("log_every", "checkpoint_every", "val_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
-        parse_feature_weights(self.feature_layers)
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers!r}")
+        if not parse_feature_weights(self.feature_layers) and self.pixel_weight == 0:
+            raise ValueError("with --feature-layers none, set --pixel-weight above 0: there would be nothing to learn")
 
 
 class TrainingDiverged(RuntimeError):
@@ -104,26 +126,18 @@ class Runtime:
 
 
 def setup_runtime(config: TrainConfig) -> Runtime:
-    """Pick the device and precision; join the process group when launched by torchrun."""
+    """Pick the device and precision (perceptual_sr.runtime); join the process group under torchrun."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
-    device = choose_device(None if config.device == "auto" else config.device)
+    device = choose_device(config.device)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    precision = config.precision
-    if precision == "auto":
-        if device.type == "cuda":
-            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        else:
-            # bf16 autocast is 3-5x faster on CPUs with AVX-512 bf16 / AMX, several times slower
-            # without them (measured on an AVX2-only EPYC): there fp32 + channels_last is the fast path.
-            precision = "bf16" if device.type == "cpu" and cpu_has_fast_bf16() else "fp32"
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[precision]
-    return Runtime(device, rank, world_size, dtype)
+        torch.backends.cudnn.benchmark = True  # fixed crop sizes: let cuDNN pick its fastest kernels once
+    return Runtime(device, rank, world_size, resolve_precision(device, config.precision))
 
 
 class ResumableSampler(Sampler[int]):
@@ -151,38 +165,94 @@ class ResumableSampler(Sampler[int]):
         return self.size // self.world_size - self.start
 
 
-def augment_batch(lr: torch.Tensor, hr: torch.Tensor, scale: int, crop_size: int | None,
-                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random aligned crop, flips and 90-degree rotation of a (B, 3, h, w) / (B, 3, H, W) pair.
+# --- Augmentation: one crop window and one of the 8 flips/transposes per sample -------------
+# Drawn from a generator seeded by the step, rather than in DataLoader workers, so a resumed run
+# draws exactly the same augmentations.
 
-    Done here, from a generator seeded by the step, rather than in DataLoader workers, so a
-    resumed run draws exactly the same augmentations.
+
+def random_crops(low_res: torch.Tensor, high_res: torch.Tensor, scale: int, crop_size: int | None,
+                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """An aligned random crop per sample of a (B, 3, h, w) / (B, 3, h*scale, w*scale) pair."""
+    if crop_size is None or (crop_size >= high_res.shape[-1] and crop_size >= high_res.shape[-2]):
+        return low_res, high_res
+    batch, lr_crop = low_res.shape[0], crop_size // scale
+    tops = torch.randint(0, low_res.shape[-2] - lr_crop + 1, (batch,), generator=generator).tolist()
+    lefts = torch.randint(0, low_res.shape[-1] - lr_crop + 1, (batch,), generator=generator).tolist()
+    low_crops = [low_res[i, :, t:t + lr_crop, l:l + lr_crop] for i, (t, l) in enumerate(zip(tops, lefts))]
+    high_crops = [high_res[i, :, t * scale:(t + lr_crop) * scale, l * scale:(l + lr_crop) * scale]
+                  for i, (t, l) in enumerate(zip(tops, lefts))]
+    return torch.stack(low_crops), torch.stack(high_crops)
+
+
+def random_dihedral(low_res: torch.Tensor, high_res: torch.Tensor,
+                    generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random horizontal flip, vertical flip and (for square samples) transpose per sample."""
+    draws = torch.randint(0, 2, (low_res.shape[0], 3), generator=generator).bool()
+
+    def apply(images: torch.Tensor) -> torch.Tensor:
+        masks = draws.to(images.device).view(-1, 3, 1, 1, 1).unbind(1)  # three (B, 1, 1, 1) masks
+        images = torch.where(masks[0], images.flip(-1), images)
+        images = torch.where(masks[1], images.flip(-2), images)
+        if images.shape[-1] == images.shape[-2]:
+            images = torch.where(masks[2], images.transpose(-1, -2), images)
+        return images
+
+    return apply(low_res), apply(high_res)
+
+
+# --- Learning rate and weight averaging ----------------------------------------------------
+
+
+def learning_rate_at(step: int, total: int, config: TrainConfig) -> float:
+    """The learning rate for the update after `step` updates (a pure function: resume is exact)."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    if config.lr_schedule == "constant":
+        return config.lr
+    progress = (step - config.warmup_steps) / max(1, total - config.warmup_steps)
+    return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+class WeightAverage:
+    """Exponential moving average of a model's parameters and floating-point buffers (BatchNorm
+    statistics included), as BasicSR's `net_g_ema`. The decay warms up as (1 + n) / (10 + n), so
+    the first updates are not anchored to the random initialisation.
     """
-    if crop_size is not None and crop_size < hr.shape[-1]:
-        lr_crop = crop_size // scale
-        top = int(torch.randint(0, lr.shape[-2] - lr_crop + 1, (1,), generator=generator))
-        left = int(torch.randint(0, lr.shape[-1] - lr_crop + 1, (1,), generator=generator))
-        lr = lr[..., top:top + lr_crop, left:left + lr_crop]
-        hr = hr[..., top * scale:(top + lr_crop) * scale, left * scale:(left + lr_crop) * scale]
-    flips = torch.randint(0, 2, (3,), generator=generator).tolist()
-    if flips[0]:
-        lr, hr = lr.flip(-1), hr.flip(-1)
-    if flips[1]:
-        lr, hr = lr.flip(-2), hr.flip(-2)
-    if flips[2]:
-        lr, hr = lr.transpose(-1, -2), hr.transpose(-1, -2)
-    return lr.contiguous(), hr.contiguous()
+
+    def __init__(self, model: PerceptualSR, decay: float) -> None:
+        self.decay = decay
+        self.updates = 0
+        self.model = PerceptualSR(model.config).to(next(model.parameters()).device)
+        self.model.load_state_dict(model.state_dict())
+        self.model.eval().requires_grad_(False)
+
+    def _pairs(self, model: PerceptualSR) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        mine = list(self.model.state_dict().values())
+        theirs = list(model.state_dict().values())
+        floats = [k for k, value in enumerate(mine) if value.is_floating_point()]
+        return [mine[k] for k in floats], [theirs[k] for k in floats]
+
+    @torch.no_grad()
+    def update(self, model: PerceptualSR) -> None:
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        mine, theirs = self._pairs(model)
+        torch._foreach_lerp_(mine, theirs, 1.0 - decay)
+        for name, value in model.state_dict().items():  # integer buffers (num_batches_tracked): copied
+            if not value.is_floating_point():
+                self.model.state_dict()[name].copy_(value)
+        self.updates += 1
 
 
 # --- Checkpoints ---------------------------------------------------------------------------
 
 
 def save_checkpoint(folder: Path, model: PerceptualSR, optimizer: torch.optim.Optimizer,
-                    scaler: torch.amp.GradScaler, step: int, config: TrainConfig) -> None:
-    """Atomically write model (safetensors via save_pretrained) + optimizer/RNG state."""
+                    scaler: torch.amp.GradScaler, step: int, config: TrainConfig,
+                    average: WeightAverage | None = None) -> None:
+    """Atomically write model (safetensors via save_pretrained), its average, optimizer and RNG state."""
     staging = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(staging)
+    _save_weights(model, staging)
     state = {
         "step": step,
         "optimizer": optimizer.state_dict(),
@@ -190,6 +260,9 @@ def save_checkpoint(folder: Path, model: PerceptualSR, optimizer: torch.optim.Op
         "torch_rng": torch.get_rng_state(),
         "train_config": json.dumps(dataclasses.asdict(config)),
     }
+    if average is not None:
+        _save_weights(average.model, staging / EMA_DIR)
+        state["ema_updates"] = average.updates
     torch.save(state, staging / TRAINING_STATE)
     previous = folder.with_name(folder.name + ".old")
     shutil.rmtree(previous, ignore_errors=True)
@@ -199,21 +272,53 @@ def save_checkpoint(folder: Path, model: PerceptualSR, optimizer: torch.optim.Op
     shutil.rmtree(previous, ignore_errors=True)
 
 
+def _save_weights(model: PerceptualSR, folder: Path, **card: Any) -> None:
+    # save_pretrained on the plain module, in the standard memory layout.
+    was_training = model.training
+    model.eval().to(memory_format=torch.contiguous_format).save_pretrained(folder, **card)
+    model.train(was_training)
+
+
+def read_checkpoint_config(folder: Path) -> dict[str, Any]:
+    """The TrainConfig (as a dict) a checkpoint was written with."""
+    state = torch.load(folder / TRAINING_STATE, map_location="cpu", weights_only=True)
+    return json.loads(state["train_config"])
+
+
+def check_resumable(saved: dict[str, Any], config: TrainConfig) -> None:
+    """Refuse to resume a run with a different recipe: the result would be neither run."""
+    current = dataclasses.asdict(config)
+    changed = sorted(name for name in current
+                     if name not in RESUMABLE_CHANGES and name in saved and saved[name] != current[name])
+    if changed:
+        details = ", ".join(f"{name}: {saved[name]!r} -> {current[name]!r}" for name in changed)
+        raise ValueError(f"--resume with a different recipe ({details}); use the original flags, "
+                         "or start a new run in another --output-dir")
+
+
 def load_checkpoint(folder: Path, model: PerceptualSR, optimizer: torch.optim.Optimizer,
-                    scaler: torch.amp.GradScaler, device: torch.device) -> int:
+                    scaler: torch.amp.GradScaler, device: torch.device,
+                    average: WeightAverage | None = None) -> int:
     """Restore a checkpoint written by `save_checkpoint`; returns the step it was taken at."""
     if not (folder / TRAINING_STATE).is_file():
         raise FileNotFoundError(f"no checkpoint to resume from in {folder}; run without --resume to start fresh")
-    saved = PerceptualSR.from_pretrained(folder)
-    if saved.config != model.config:
-        raise ValueError(f"checkpoint architecture {saved.config} differs from the requested {model.config}")
-    model.load_state_dict(saved.state_dict(), strict=True)
+    _load_weights_into(model, folder)
     # weights_only: the restricted unpickler, which admits tensors and plain containers only.
     state = torch.load(folder / TRAINING_STATE, map_location=device, weights_only=True)
     optimizer.load_state_dict(state["optimizer"])
     scaler.load_state_dict(state["scaler"])
     torch.set_rng_state(state["torch_rng"].cpu())
+    if average is not None:
+        _load_weights_into(average.model, folder / EMA_DIR)
+        average.updates = int(state["ema_updates"])
     return int(state["step"])
+
+
+def _load_weights_into(model: PerceptualSR, folder: Path) -> None:
+    saved = PerceptualSR.from_pretrained(folder)
+    if saved.config != model.config:
+        raise ValueError(f"the weights in {folder} are for {saved.config}, not the requested {model.config}")
+    model.load_state_dict(saved.state_dict(), strict=True)
 
 
 # --- Logs and validation -------------------------------------------------------------------
@@ -244,25 +349,43 @@ def truncate_log(path: Path, after_step: int) -> None:
         csv.writer(handle).writerows(kept)
 
 
-def validate(model: PerceptualSR, config: TrainConfig, scale: int, degradation: str, step: int,
-             out_dir: Path, lpips_metric: Any) -> dict[str, float]:
-    """PSNR-Y / SSIM-Y / LPIPS on `val_dir` and a comparison grid PNG of the first images."""
-    from perceptual_sr.evaluate import evaluate_folder
+VAL_FIELDS = ["step", "set", "psnr_y", "ssim_y", "lpips", "grid", "bicubic_psnr_y", "bicubic_ssim_y",
+              "bicubic_lpips", "bicubic_grid"]
 
-    # evaluate_folder runs the model in eval mode and restores training mode afterwards.
-    result = evaluate_folder(model, Path(config.val_dir), scale=scale, degradation=degradation,
-                             lpips_metric=lpips_metric, max_images=config.val_images or None,
-                             comparison_dir=out_dir / "val" / f"step{step:07d}")
-    means = result.means
-    return {
-        "psnr_y": means["model"]["psnr"], "ssim_y": means["model"]["ssim"], "lpips": means["model"]["lpips"],
-        "bicubic_psnr_y": means["bicubic"]["psnr"], "bicubic_ssim_y": means["bicubic"]["ssim"],
-        "bicubic_lpips": means["bicubic"]["lpips"],
-    }
+
+def validate(model: PerceptualSR, config: TrainConfig, dataset_root: Path, scale: int, degradation: str,
+             step: int, out_dir: Path, lpips_metric: Any, device: torch.device) -> list[dict[str, Any]]:
+    """Scores on the dataset's held-out split and on `val_dir`, each a row of VAL_FIELDS; comparison PNGs."""
+    from perceptual_sr.evaluate import evaluate_folder, evaluate_pairs
+
+    results = []
+    held_out = SRPairDataset(dataset_root, split="val")
+    if len(held_out):
+        count = min(len(held_out), config.val_images or len(held_out))
+        pairs = ((f"val{k:03d}", *(_to_uint8(image) for image in held_out[k])) for k in range(count))
+        results.append(evaluate_pairs(model, pairs, "held-out", scale=scale, lpips_metric=lpips_metric,
+                                      device=device))
+    if config.val_dir:
+        results.append(evaluate_folder(model, Path(config.val_dir), scale=scale, degradation=degradation,
+                                       lpips_metric=lpips_metric, max_images=config.val_images or None,
+                                       device=device, comparison_dir=out_dir / "val" / f"step{step:07d}"))
+    rows = []
+    for result in results:
+        means = result.means
+        row = {"step": step, "set": result.name}
+        for metric, column in (("psnr", "psnr_y"), ("ssim", "ssim_y"), ("lpips", "lpips"), ("grid", "grid")):
+            row[column] = means["model"][metric]
+            row[f"bicubic_{column}"] = means["bicubic"][metric]
+        rows.append(row)
+    return rows
+
+
+def _to_uint8(image: torch.Tensor) -> np.ndarray:
+    return image.mul(255).round().byte().permute(1, 2, 0).numpy()
 
 
 def plot_losses(log_path: Path, val_path: Path, out_path: Path) -> None:
-    """Loss curve (and validation LPIPS / PSNR where logged) as a PNG."""
+    """Loss curve (and validation LPIPS per set where logged) as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -272,22 +395,26 @@ def plot_losses(log_path: Path, val_path: Path, out_path: Path) -> None:
         rows = list(csv.DictReader(handle))
     if not rows:
         return
-    panels = 2 if val_path.exists() else 1
+    val_rows = []
+    if val_path.exists():
+        with val_path.open(newline="") as handle:
+            val_rows = list(csv.DictReader(handle))
+    panels = 2 if val_rows else 1
     figure, axes = plt.subplots(1, panels, figsize=(6 * panels, 4), squeeze=False)
     steps = [int(row["step"]) for row in rows]
     axes[0][0].plot(steps, [float(row["loss"]) for row in rows], label="training loss")
     axes[0][0].set_xlabel("step")
     axes[0][0].set_yscale("log")
     axes[0][0].legend()
-    if panels == 2:
-        with val_path.open(newline="") as handle:
-            val_rows = list(csv.DictReader(handle))
-        if val_rows:
-            val_steps = [int(row["step"]) for row in val_rows]
-            axes[0][1].plot(val_steps, [float(row["lpips"]) for row in val_rows], "o-", label="LPIPS (model)")
-            axes[0][1].axhline(float(val_rows[0]["bicubic_lpips"]), color="gray", ls="--", label="LPIPS (bicubic)")
-            axes[0][1].set_xlabel("step")
-            axes[0][1].legend()
+    if val_rows:
+        for name in dict.fromkeys(row["set"] for row in val_rows):
+            mine = [row for row in val_rows if row["set"] == name]
+            line, = axes[0][1].plot([int(row["step"]) for row in mine], [float(row["lpips"]) for row in mine], "o-",
+                                    label=f"LPIPS {name}")
+            axes[0][1].axhline(float(mine[0]["bicubic_lpips"]), color=line.get_color(), ls="--",
+                               label=f"bicubic {name}")
+        axes[0][1].set_xlabel("step")
+        axes[0][1].legend()
     figure.tight_layout()
     figure.savefig(out_path, dpi=100)
     plt.close(figure)
@@ -296,52 +423,74 @@ def plot_losses(log_path: Path, val_path: Path, out_path: Path) -> None:
 # --- The run -------------------------------------------------------------------------------
 
 
-def _unwrap(model: torch.nn.Module) -> PerceptualSR:
-    """The plain PerceptualSR under DDP and torch.compile wrappers."""
-    while True:
-        if isinstance(model, DistributedDataParallel):
-            model = model.module
-        elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        else:
-            return model
-
-
 def total_steps(config: TrainConfig, dataset_size: int, world_size: int) -> int:
     if config.steps is not None:
         return config.steps
-    steps_per_epoch = dataset_size // world_size // config.batch_size
-    if steps_per_epoch == 0:
+    return max(1, math.ceil(config.epochs * steps_per_epoch(config, dataset_size, world_size)))
+
+
+def steps_per_epoch(config: TrainConfig, dataset_size: int, world_size: int) -> int:
+    per_epoch = dataset_size // world_size // config.batch_size
+    if per_epoch == 0:
         raise ValueError(f"the dataset ({dataset_size} samples) is smaller than one batch of {config.batch_size} "
-                         f"per process ({world_size} processes)")
-    return max(1, math.ceil(config.epochs * steps_per_epoch))
+                         f"per process ({world_size} processes); lower --batch-size or prepare more crops")
+    return per_epoch
 
 
-def train(model_config: SRConfig, config: TrainConfig) -> PerceptualSR:
-    """Train, checkpointing to `output_dir/checkpoint`; the final model is saved to `output_dir`.
+@dataclass
+class Run:
+    """Everything `train_step` and the loop need, built once by `setup_run`."""
 
-    Returns this process's trained model (identical on every rank under DDP).
-    """
+    config: TrainConfig
+    runtime: Runtime
+    dataset: SRPairDataset
+    sampler: ResumableSampler
+    scale: int
+    steps: int
+    steps_per_epoch: int
+    model: PerceptualSR
+    network: torch.nn.Module  # the model, possibly wrapped by DDP / torch.compile
+    loss_fn: PerceptualLoss
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    average: WeightAverage | None
+    out_dir: Path
+    step: int = 0
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.out_dir / CHECKPOINT_DIR
+
+    @property
+    def final_model(self) -> PerceptualSR:
+        """The weights to validate and ship: the moving average when one is kept."""
+        return self.average.model if self.average is not None else self.model
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.config.channels_last else torch.contiguous_format
+
+
+def setup_run(model_config: SRConfig, config: TrainConfig) -> Run:
+    """Data, model, loss, optimizer, weight average; restored from the checkpoint with --resume."""
     runtime = setup_runtime(config)
     torch.manual_seed(config.seed)
     out_dir = Path(config.output_dir)
     checkpoint_dir = out_dir / CHECKPOINT_DIR
 
-    # Data
-    dataset = SRPairDataset(config.data, split="train", augment=False)
-    manifest = dataset.manifest
-    scale = int(manifest["scale"])
+    dataset = SRPairDataset(config.data, split="train")
+    scale = int(dataset.manifest["scale"])
     if scale != model_config.scale:
         raise ValueError(f"the dataset in {config.data} is x{scale} but the model is x{model_config.scale}; "
                          f"pass --scale {scale} or prepare a x{model_config.scale} dataset")
     if config.crop_size is not None and config.crop_size % scale:
         raise ValueError(f"crop_size {config.crop_size} is not a multiple of scale {scale}")
-    sampler = ResumableSampler(len(dataset), config.seed, runtime.rank, runtime.world_size)
-    steps = total_steps(config, len(dataset), runtime.world_size)
-    steps_per_epoch = len(dataset) // runtime.world_size // config.batch_size
+    per_epoch = steps_per_epoch(config, len(dataset), runtime.world_size)
 
-    # Model, loss, optimizer
-    model = PerceptualSR(model_config).to(runtime.device)
+    model = PerceptualSR(model_config)
+    if config.init_from:
+        _load_weights_into(model, Path(config.init_from))
+    model = model.to(runtime.device).train()
     loss_fn = PerceptualLoss(config.feature_layers, tv_weight=config.tv_weight,
                              pixel_weight=config.pixel_weight).to(runtime.device)
     if config.channels_last:
@@ -349,11 +498,14 @@ def train(model_config: SRConfig, config: TrainConfig) -> PerceptualSR:
         loss_fn = loss_fn.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.autocast_dtype == torch.float16)
+    average = WeightAverage(model, config.ema_decay) if config.ema_decay > 0 else None
+
     step = 0
-    if config.resume and (checkpoint_dir / TRAINING_STATE).exists():
-        step = load_checkpoint(checkpoint_dir, model, optimizer, scaler, runtime.device)
-    elif config.resume:
-        raise FileNotFoundError(f"--resume: no checkpoint in {checkpoint_dir}")
+    if config.resume:
+        if not (checkpoint_dir / TRAINING_STATE).exists():
+            raise FileNotFoundError(f"--resume: no checkpoint in {checkpoint_dir}")
+        check_resumable(read_checkpoint_config(checkpoint_dir), config)
+        step = load_checkpoint(checkpoint_dir, model, optimizer, scaler, runtime.device, average)
     elif checkpoint_dir.exists():
         raise FileExistsError(f"{checkpoint_dir} already holds a checkpoint; pass --resume to continue it "
                               "or choose another --output-dir")
@@ -363,130 +515,166 @@ def train(model_config: SRConfig, config: TrainConfig) -> PerceptualSR:
                                           else None)
     if config.compile:
         network = torch.compile(network)
+    return Run(config, runtime, dataset, ResumableSampler(len(dataset), config.seed, runtime.rank, runtime.world_size),
+               scale, total_steps(config, len(dataset), runtime.world_size), per_epoch, model, network, loss_fn,
+               optimizer, scaler, average, out_dir, step)
 
-    # Logs
+
+def batches(run: Run):
+    """Yield (low_res, high_res) training batches on the device, augmented, from `run.step` on."""
+    config, runtime = run.config, run.runtime
+    while True:
+        epoch = run.step // run.steps_per_epoch
+        run.sampler.set_position(epoch, (run.step % run.steps_per_epoch) * config.batch_size)
+        loader = DataLoader(run.dataset, batch_size=config.batch_size, sampler=run.sampler, drop_last=True,
+                            num_workers=config.workers, pin_memory=runtime.device.type == "cuda")
+        for low_res, high_res in loader:
+            # Seeded by the step: a resumed run draws the same crops and flips.
+            generator = torch.Generator().manual_seed(config.seed * 1_000_003 + run.step * 7919 + runtime.rank)
+            low_res, high_res = random_crops(low_res, high_res, run.scale, config.crop_size, generator)
+            low_res = low_res.to(runtime.device, non_blocking=True)
+            high_res = high_res.to(runtime.device, non_blocking=True)
+            low_res, high_res = random_dihedral(low_res, high_res, generator)
+            yield (low_res.contiguous(memory_format=run.memory_format),
+                   high_res.contiguous(memory_format=run.memory_format))
+            if run.step // run.steps_per_epoch != epoch:
+                break  # a new epoch: a new shuffle
+
+
+def train_step(run: Run, low_res: torch.Tensor, high_res: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One optimisation step on a batch; returns the loss and its weighted terms (unsynchronised)."""
+    for group in run.optimizer.param_groups:
+        group["lr"] = learning_rate_at(run.step, run.steps, run.config)
+    with autocast(run.runtime.device, run.runtime.autocast_dtype):
+        output = run.network(low_res)
+        loss, terms = run.loss_fn(output, high_res)
+    if not torch.isfinite(loss):
+        raise TrainingDiverged(f"loss became {loss.item()} at step {run.step}; the last good checkpoint is "
+                               f"kept in {run.checkpoint_dir}; lower --lr or check the data")
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    if run.average is not None:
+        run.average.update(run.model)
+    run.step += 1
+    return loss, terms
+
+
+def train(model_config: SRConfig, config: TrainConfig) -> PerceptualSR:
+    """Train, checkpointing to `output_dir/checkpoint`; the final model is saved to `output_dir`.
+
+    Returns this process's trained model (the weight average when `ema_decay` is set), identical
+    on every rank under DDP.
+    """
+    run = setup_run(model_config, config)
+    runtime = run.runtime
+    degradation = run.dataset.manifest.get("degradation", "blur")
     lpips_metric = None
     if runtime.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "train_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
+        run.out_dir.mkdir(parents=True, exist_ok=True)
+        _write_json_atomic(run.out_dir / "train_config.json", dataclasses.asdict(config))
         for name in ("log.csv", "val.csv"):
-            truncate_log(out_dir / name, step)
-    train_log = CsvLog(out_dir / "log.csv", ["step", "epoch", "loss", "feature", "tv", "pixel", "lr",
-                                             "samples_per_s"]) if runtime.is_main else None
-    val_log = CsvLog(out_dir / "val.csv", ["step", "psnr_y", "ssim_y", "lpips", "bicubic_psnr_y",
-                                           "bicubic_ssim_y", "bicubic_lpips"]) if runtime.is_main else None
+            truncate_log(run.out_dir / name, run.step)
+    train_log = CsvLog(run.out_dir / "log.csv", ["step", "epoch", "loss", "feature", "tv", "pixel", "lr",
+                                                 "samples_per_s"]) if runtime.is_main else None
+    val_log = CsvLog(run.out_dir / "val.csv", VAL_FIELDS) if runtime.is_main else None
 
-    def run_validation(at_step: int) -> dict[str, float] | None:
+    def run_validation() -> list[dict[str, Any]]:
         nonlocal lpips_metric
-        if not (runtime.is_main and config.val_dir):
-            return None
+        if not runtime.is_main:
+            return []
         if lpips_metric is None:
             from perceptual_sr.metrics import LPIPSMetric
 
-            lpips_metric = LPIPSMetric()
-        metrics = validate(model, config, scale, manifest.get("degradation", "blur"), at_step, out_dir,
-                           lpips_metric)
-        val_log.write({"step": at_step, **metrics})
-        return metrics
+            lpips_metric = LPIPSMetric().to(runtime.device)
+        rows = validate(run.final_model, config, Path(config.data), run.scale, degradation, run.step, run.out_dir,
+                        lpips_metric, runtime.device)
+        for row in rows:
+            val_log.write(row)
+        return rows
 
-    def checkpoint(at_step: int) -> None:
+    def checkpoint() -> None:
         if runtime.is_main:
-            save_checkpoint(checkpoint_dir, model, optimizer, scaler, at_step, config)
+            save_checkpoint(run.checkpoint_dir, run.model, run.optimizer, run.scaler, run.step, config, run.average)
 
-    if step == 0:
-        run_validation(0)
-    model.train()
-    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    progress = tqdm(total=steps, initial=step, desc="train", disable=not runtime.is_main, dynamic_ncols=True)
-    loader_iter, epoch = None, -1
+    if run.step == 0 and config.validate_at_start:
+        run_validation()
+    progress = tqdm(total=run.steps, initial=run.step, desc="train", disable=not runtime.is_main, dynamic_ncols=True)
     window_start, window_samples = time.perf_counter(), 0
+    data = batches(run)
     try:
-        while step < steps:
-            if loader_iter is None or step // steps_per_epoch != epoch:
-                epoch = step // steps_per_epoch
-                sampler.set_position(epoch, (step % steps_per_epoch) * config.batch_size)
-                loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, drop_last=True,
-                                    num_workers=config.workers, persistent_workers=False,
-                                    pin_memory=runtime.device.type == "cuda")
-                loader_iter = iter(loader)
-            lr_batch, hr_batch = next(loader_iter)
-            generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step * 7919 + runtime.rank)
-            lr_batch, hr_batch = augment_batch(lr_batch, hr_batch, scale, config.crop_size, generator)
-            lr_batch = lr_batch.to(runtime.device, non_blocking=True).contiguous(memory_format=memory_format)
-            hr_batch = hr_batch.to(runtime.device, non_blocking=True).contiguous(memory_format=memory_format)
-
-            with torch.autocast(runtime.device.type, dtype=runtime.autocast_dtype or torch.float32,
-                                enabled=runtime.autocast_dtype is not None):
-                output = network(lr_batch)
-                loss, terms = loss_fn(output, hr_batch)
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(f"loss became {loss.item()} at step {step}; the last good checkpoint "
-                                       f"is kept in {checkpoint_dir}; lower --lr or check the data")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            step += 1
-            window_samples += lr_batch.shape[0] * runtime.world_size
+        while run.step < run.steps:
+            low_res, high_res = next(data)
+            learning_rate = learning_rate_at(run.step, run.steps, config)
+            loss, terms = train_step(run, low_res, high_res)
+            window_samples += low_res.shape[0] * runtime.world_size
             progress.update(1)
-
-            if runtime.is_main and (step % config.log_every == 0 or step == steps):
+            if runtime.is_main and (run.step % config.log_every == 0 or run.step == run.steps):
                 elapsed = time.perf_counter() - window_start
-                feature = sum(value.item() for key, value in terms.items() if key.startswith("relu"))
-                train_log.write({"step": step, "epoch": f"{step / steps_per_epoch:.4f}", "loss": f"{loss.item():.6g}",
-                                 "feature": f"{feature:.6g}", "tv": f"{terms['tv'].item():.6g}" if "tv" in terms else 0,
-                                 "pixel": f"{terms['pixel'].item():.6g}" if "pixel" in terms else 0,
-                                 "lr": config.lr, "samples_per_s": f"{window_samples / elapsed:.3f}"})
+                values = {key: value.item() for key, value in terms.items()}
+                feature = sum(value for key, value in values.items() if key.startswith("relu"))
+                train_log.write({"step": run.step, "epoch": f"{run.step / run.steps_per_epoch:.4f}",
+                                 "loss": f"{loss.item():.6g}", "feature": f"{feature:.6g}",
+                                 "tv": f"{values.get('tv', 0):.6g}", "pixel": f"{values.get('pixel', 0):.6g}",
+                                 "lr": f"{learning_rate:.6g}", "samples_per_s": f"{window_samples / elapsed:.3f}"})
                 progress.set_postfix(loss=f"{loss.item():.4g}", samples_s=f"{window_samples / elapsed:.2f}")
                 window_start, window_samples = time.perf_counter(), 0
-            if step % config.checkpoint_every == 0 and step < steps:
-                checkpoint(step)
-            if step % config.val_every == 0 and step < steps:
-                run_validation(step)
+            if run.step % config.checkpoint_every == 0 and run.step < run.steps:
+                checkpoint()
+            if run.step % config.val_every == 0 and run.step < run.steps:
+                run_validation()
     except KeyboardInterrupt:
-        checkpoint(step)
+        checkpoint()
         progress.close()
         raise
     progress.close()
-    checkpoint(step)
-    final_metrics = run_validation(step)
+    checkpoint()
+    final_rows = run_validation()
     if runtime.is_main:
-        _save_final(model, config, manifest, final_metrics, out_dir)
-        plot_losses(out_dir / "log.csv", out_dir / "val.csv", out_dir / "loss.png")
+        _save_final(run.final_model, config, run.dataset.manifest, final_rows, run.out_dir)
+        plot_losses(run.out_dir / "log.csv", run.out_dir / "val.csv", run.out_dir / "loss.png")
         if config.push_to_hub:
-            push(model, config, manifest, final_metrics)
+            push(run.final_model, config, run.dataset.manifest, final_rows)
     if runtime.world_size > 1:
         dist.barrier()
-    return model.eval()
+    return run.final_model.eval()
 
 
-def _card_kwargs(config: TrainConfig, manifest: dict, metrics: dict[str, float] | None) -> dict[str, Any]:
+def _write_json_atomic(path: Path, data: dict) -> None:
+    staging = path.with_name(path.name + ".tmp")
+    staging.write_text(json.dumps(data, indent=2))
+    os.replace(staging, path)
+
+
+def _card_kwargs(config: TrainConfig, manifest: dict, rows: list[dict[str, Any]]) -> dict[str, Any]:
     data_summary = {key: manifest.get(key) for key in ("scale", "hr_size", "degradation", "counts", "seed")}
     evaluation = None
-    if metrics:
-        evaluation = (f"Validation on `{config.val_dir}` ({manifest.get('degradation', 'blur')} degradation):\n\n"
-                      "| | PSNR-Y | SSIM-Y | LPIPS-alex |\n| --- | --- | --- | --- |\n"
-                      f"| bicubic | {metrics['bicubic_psnr_y']:.2f} | {metrics['bicubic_ssim_y']:.4f} | "
-                      f"{metrics['bicubic_lpips']:.4f} |\n"
-                      f"| model | {metrics['psnr_y']:.2f} | {metrics['ssim_y']:.4f} | {metrics['lpips']:.4f} |")
+    if rows:
+        lines = [f"Validation at the end of training ({manifest.get('degradation', 'blur')} degradation; "
+                 "`held-out` is the dataset's held-out split):", "",
+                 "| set | method | PSNR-Y | SSIM-Y | LPIPS-alex | grid |", "| --- | --- | --- | --- | --- | --- |"]
+        for row in rows:
+            for method, prefix in (("bicubic", "bicubic_"), ("model", "")):
+                lines.append(f"| {row['set']} | {method} | {row[prefix + 'psnr_y']:.2f} | {row[prefix + 'ssim_y']:.4f} "
+                             f"| {row[prefix + 'lpips']:.4f} | {row[prefix + 'grid']:.2f} |")
+        evaluation = "\n".join(lines)
     return {"training": {"train_config": dataclasses.asdict(config), "data": data_summary}, "evaluation": evaluation}
 
 
-def _save_final(model: PerceptualSR, config: TrainConfig, manifest: dict, metrics: dict[str, float] | None,
+def _save_final(model: PerceptualSR, config: TrainConfig, manifest: dict, rows: list[dict[str, Any]],
                 out_dir: Path) -> None:
     # The mixin never overwrites README.md, so remove a stale card from an earlier run first.
     (out_dir / "README.md").unlink(missing_ok=True)
-    model.eval()
-    model.to(memory_format=torch.contiguous_format).save_pretrained(
-        out_dir, model_card_kwargs=_card_kwargs(config, manifest, metrics))
+    _save_weights(model, out_dir, model_card_kwargs=_card_kwargs(config, manifest, rows))
 
 
-def push(model: PerceptualSR, config: TrainConfig, manifest: dict, metrics: dict[str, float] | None) -> str:
+def push(model: PerceptualSR, config: TrainConfig, manifest: dict, rows: list[dict[str, Any]]) -> str:
     """Upload the final model to the Hub (token from `hf auth login` or HF_TOKEN)."""
     from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
 
     try:
-        return model.push_to_hub(config.push_to_hub, model_card_kwargs=_card_kwargs(config, manifest, metrics))
+        return model.push_to_hub(config.push_to_hub, model_card_kwargs=_card_kwargs(config, manifest, rows))
     except (HfHubHTTPError, LocalTokenNotFoundError, OSError) as error:
         raise RuntimeError(f"could not push to the Hub repo {config.push_to_hub!r} ({type(error).__name__}: "
                            f"{error}); log in with `hf auth login` or set HF_TOKEN, and check your connection. "
