@@ -88,3 +88,22 @@ def test_lpips_load_is_strict(tmp_path):
     save_file(tensors, str(tmp_path / "partial.safetensors"))
     with pytest.raises(RuntimeError, match="Missing"):
         LPIPSMetric(alexnet_weights=tmp_path / "partial.safetensors")
+
+
+def test_grid_score_is_high_for_a_periodic_pattern_and_zero_for_the_ground_truth():
+    from scipy.ndimage import gaussian_filter
+
+    from perceptual_sr.metrics import grid_score
+
+    rng = np.random.default_rng(0)
+    photo = np.clip(gaussian_filter(rng.normal(size=(128, 128, 3)), sigma=(3, 3, 0)) * 80 + 128, 0, 255)
+    clean = photo.astype(np.uint8)
+    rows, cols = np.mgrid[:128, :128]
+    pattern = (3.0 * ((cols % 4 == 0).astype(float) + (rows % 2 == 0))) [..., None]
+    gridded = np.clip(photo + pattern, 0, 255).astype(np.uint8)
+    assert grid_score(clean, clean) == 0.0
+    assert grid_score(gridded, clean) > 1.0  # more than ten times the ground truth's peak energy
+    noisy = np.clip(photo + rng.normal(scale=2.0, size=photo.shape), 0, 255).astype(np.uint8)
+    assert abs(grid_score(noisy, clean)) < 0.3  # aperiodic detail is not a grid
+    with pytest.raises(ValueError, match="at least"):
+        grid_score(clean[:16, :16], clean[:16, :16])

@@ -168,3 +168,83 @@ def test_ddp_replicas_end_identical(dataset, tmp_path):
     initial = PerceptualSR(TINY).state_dict()
     assert any(not torch.equal(initial[name], rank0[name]) for name in trained)
     assert PerceptualSR.from_pretrained(tmp_path / "run").config == TINY
+
+
+def test_each_sample_gets_its_own_crop_and_flip_and_pairs_stay_aligned():
+    from perceptual_sr.training import random_crops, random_dihedral
+
+    generator = torch.Generator().manual_seed(0)
+    high_res = torch.rand(16, 3, 32, 32)
+    low_res = torch.nn.functional.avg_pool2d(high_res, 4)  # commutes with aligned crops, flips and transposes
+    low_crop, high_crop = random_crops(low_res, high_res, 4, 16, generator)
+    low_aug, high_aug = random_dihedral(low_crop, high_crop, generator)
+    assert low_aug.shape == (16, 3, 4, 4) and high_aug.shape == (16, 3, 16, 16)
+    torch.testing.assert_close(torch.nn.functional.avg_pool2d(high_aug, 4), low_aug)
+    # Not one window for the whole batch: the crops of different samples come from different places.
+    origins = {tuple((high_res[i] == high_crop[i][:, :1, :1]).nonzero()[0].tolist()) for i in range(16)}
+    assert len(origins) > 1
+    flipped = [not torch.equal(high_aug[i], high_crop[i]) for i in range(16)]
+    assert 0 < sum(flipped) < 16
+
+
+def test_learning_rate_schedule():
+    from perceptual_sr.training import learning_rate_at
+
+    constant = TrainConfig(data="x", lr=1e-3)
+    assert learning_rate_at(0, 100, constant) == learning_rate_at(99, 100, constant) == 1e-3
+    cosine = TrainConfig(data="x", lr=1e-3, lr_schedule="cosine", warmup_steps=10)
+    assert learning_rate_at(0, 110, cosine) == pytest.approx(1e-4)
+    assert learning_rate_at(10, 110, cosine) == pytest.approx(1e-3)
+    assert learning_rate_at(60, 110, cosine) == pytest.approx(5e-4)
+    assert learning_rate_at(110, 110, cosine) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_weight_average_is_saved_and_resume_is_exact(dataset, tmp_path):
+    recipe = dict(ema_decay=0.9, lr_schedule="cosine", warmup_steps=2)
+    straight = train(TINY, _config(dataset, tmp_path / "straight", steps=6, **recipe))
+    train(TINY, _config(dataset, tmp_path / "resumed", steps=3, **recipe))
+    resumed = train(TINY, _config(dataset, tmp_path / "resumed", steps=6, resume=True, **recipe))
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+    saved = PerceptualSR.from_pretrained(tmp_path / "straight")
+    for (name, a), b in zip(straight.state_dict().items(), saved.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)  # the average is what ships
+    raw = PerceptualSR.from_pretrained(tmp_path / "straight" / "checkpoint")
+    assert not torch.equal(raw.tail.weight, saved.tail.weight)
+
+
+def test_resume_refuses_a_changed_recipe(dataset, tmp_path):
+    train(TINY, _config(dataset, tmp_path, steps=2))
+    with pytest.raises(ValueError, match="pixel_weight"):
+        train(TINY, _config(dataset, tmp_path, steps=4, resume=True, pixel_weight=5.0))
+    train(TINY, _config(dataset, tmp_path, steps=4, resume=True, log_every=2))  # reporting may change
+
+
+def test_init_from_starts_from_the_given_weights(dataset, tmp_path):
+    from perceptual_sr.training import setup_run
+
+    start = PerceptualSR(TINY)
+    torch.nn.init.normal_(start.tail.weight)
+    start.save_pretrained(tmp_path / "start")
+    run = setup_run(TINY, _config(dataset, tmp_path / "run", init_from=str(tmp_path / "start"),
+                                  feature_layers="none", pixel_weight=1.0))
+    torch.testing.assert_close(run.model.tail.weight.cpu(), start.tail.weight)
+    assert run.loss_fn.vgg is None  # pixel loss only: no VGG
+    with pytest.raises(ValueError, match="pixel-weight"):
+        TrainConfig(data="x", feature_layers="none")
+    with pytest.raises(ValueError, match="for"):
+        setup_run(SRConfig(channels=4, residual_blocks=1, upsampler="resize-conv"),
+                  _config(dataset, tmp_path / "run2", init_from=str(tmp_path / "start")))
+
+
+def test_validation_scores_the_held_out_split_and_the_val_dir(dataset, tmp_path):
+    val_dir = tmp_path / "val"
+    val_dir.mkdir()
+    Image.fromarray((np.random.default_rng(1).random((48, 48, 3)) * 255).astype(np.uint8)).save(val_dir / "a.png")
+    train(TINY, _config(dataset, tmp_path / "run", steps=2, val_dir=str(val_dir)))
+    import csv
+
+    with open(tmp_path / "run" / "val.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(row["step"], row["set"]) for row in rows] == [("0", "held-out"), ("0", "val"), ("2", "held-out"), ("2", "val")]
+    assert all(np.isfinite(float(row["grid"])) for row in rows)
