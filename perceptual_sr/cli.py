@@ -10,7 +10,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from perceptual_sr.data import DEGRADATIONS
-from perceptual_sr.evaluate import IMAGE_SUFFIXES, evaluate, markdown_table
+from perceptual_sr.evaluate import IMAGE_SUFFIXES, evaluate, markdown_table, sweep_detail
 from perceptual_sr.image_io import DEFAULT_MAX_PIXELS, save_image
 from perceptual_sr.inference import COLOR_FIXES, DEFAULT_COLOR_FIX, DEFAULT_TILE_OVERLAP, upscale
 from perceptual_sr.model import PerceptualSR
@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--color-fix", type=_color_fix, default=None, choices=[c for c in COLOR_FIXES],
                     help="colour fix applied to the model output (default none: the raw network)")
     _add_model_options(ev)
+    ev.add_argument("--sweep-detail", action="store_true",
+                    help="evaluate detail 0, 0.25, 0.5, 0.75 and 1 and plot PSNR-Y against LPIPS")
     return parser
 
 
@@ -52,6 +54,8 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="local folder or Hub repo id (default: the bundled weights)")
     parser.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
     parser.add_argument("--no-fast", dest="fast", action="store_false", help="plain fp32 (no bf16/channels_last)")
+    parser.add_argument("--detail", type=float, default=1.0,
+                        help="0.0 = fidelity (pixel-loss twin) ... 1.0 = detail (feature-loss model, default)")
 
 
 def collect_inputs(inputs: list[Path]) -> list[Path]:
@@ -97,6 +101,14 @@ def run_upscale(args: argparse.Namespace, model: PerceptualSR) -> int:
 
 
 def run_eval(args: argparse.Namespace, model: PerceptualSR) -> int:
+    if args.sweep_detail:
+        rows = sweep_detail(model, args.data, args.out, degradation=args.degradation, color_fix=args.color_fix,
+                            device=args.device, fast=args.fast, progress=True)
+        for row in rows:
+            print(f"detail {row['detail']:.2f} {row['set']}: PSNR-Y {row['model_psnr']:.2f} dB, "
+                  f"LPIPS {row['model_lpips']:.4f}, grid {row['model_grid']:.2f}")
+        print(f"wrote {args.out / 'sweep.csv'} and {args.out / 'perception_distortion.png'}")
+        return 0
     results = evaluate(model, args.data, out_dir=args.out, degradation=args.degradation,
                        color_fix=args.color_fix, device=args.device, fast=args.fast, progress=True)
     print(markdown_table(results), end="")
@@ -107,7 +119,7 @@ def run_eval(args: argparse.Namespace, model: PerceptualSR) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        model = PerceptualSR.from_pretrained(args.model) if args.model else PerceptualSR.from_pretrained()
+        model = PerceptualSR.from_pretrained(args.model or None, detail=args.detail)
         if args.command == "upscale":
             return run_upscale(args, model)
         return run_eval(args, model)

@@ -2,8 +2,8 @@
 
 `build_demo(model)` returns the `gr.Blocks` app that `app.py` launches (locally or as a
 Hugging Face Space); `Upscaler` is its prediction function, usable without a server. The API
-endpoint is `/upscale` (inputs: image file, colour fix, tile size; outputs: the slider's two PNG
-paths, the full-resolution PNG path, and a Markdown line with sizes and timing).
+endpoint is `/upscale` (inputs: image file, colour fix, tile size, detail; outputs: the slider's
+two PNG paths, the full-resolution PNG path, and a Markdown line with sizes and timing).
 """
 
 from __future__ import annotations
@@ -119,7 +119,8 @@ class Upscaler:
         self.output_dir.mkdir(parents=True, exist_ok=True)
 
     def __call__(
-        self, image_path: str | None, color_fix: str | None = None, tile_size: float | None = DEFAULT_TILE_SIZE
+        self, image_path: str | None, color_fix: str | None = None, tile_size: float | None = DEFAULT_TILE_SIZE,
+        detail: float | None = None,
     ) -> tuple[tuple[str, str], str, str]:
         if not image_path:
             raise gr.Error("Please upload, paste or take a photo first (or click an example).", title="No image")
@@ -131,12 +132,18 @@ class Upscaler:
         if tile < 0 or tile > MAX_TILE_SIZE:
             raise gr.Error(f"Tile size must be between 0 (automatic) and {MAX_TILE_SIZE}, got {tile}.",
                            title="Bad option")
+        detail = 1.0 if detail is None else float(detail)
+        if not 0.0 <= detail <= 1.0:
+            raise gr.Error(f"Detail must be between 0 and 1, got {detail}.", title="Bad option")
+        if detail != 1.0 and not self.model.has_twin:
+            raise gr.Error("This model has no pixel-loss twin, so only detail 1 is available.", title="Bad option")
+        model = self.model.at_detail(detail) if self.model.has_twin else self.model
         size = _header_size(image_path)
         if size is not None and size[0] * size[1] > self.max_input_pixels:
             raise gr.Error(_too_large_message(size, self.max_input_pixels), title="Image too large")
         started = time.perf_counter()
         try:
-            result = upscale(self.model, image_path, color_fix=fixes[color_fix], tile_size=tile or None,
+            result = upscale(model, image_path, color_fix=fixes[color_fix], tile_size=tile or None,
                              max_pixels=self.max_input_pixels, device=self.device)
         except ImageTooLargeError as error:  # e.g. a decompression bomb with a lying header
             raise gr.Error(_too_large_message(size, self.max_input_pixels), title="Image too large") from error
@@ -156,7 +163,8 @@ class Upscaler:
             f"**{result.width // self.model.scale} x {result.height // self.model.scale} → "
             f"{result.width} x {result.height} px** "
             f"(x{self.model.scale}, {result.mode}) in **{seconds:.2f} s** on {self.device.type.upper()}"
-            f"{f', {tile} px tiles' if tile else ''}; colour fix: {color_fix}."
+            f"{f', {tile} px tiles' if tile else ''}; colour fix: {color_fix}"
+            f"{f'; detail {detail:g}' if self.model.has_twin else ''}."
         )
         return (str(bicubic_path), str(output_path)), str(output_path), summary
 
@@ -240,6 +248,12 @@ def build_demo(
                 image = _friendly_read_errors(gr.Image(
                     label="Low-resolution photo", type="filepath", image_mode=None,
                     sources=["upload", "clipboard", "webcam"], format="png", elem_id="input-image"))
+                detail = gr.Slider(
+                    minimum=0.0, maximum=1.0, step=0.05, value=1.0, label="Fidelity ↔ Detail",
+                    info="0: faithful and smooth, for documents, screenshots and faces. "
+                         "1: sharpest, with invented texture, for photos.",
+                    visible=model.has_twin, elem_id="detail-slider",
+                )
                 color_fix = gr.Radio(
                     choices=[(_COLOR_FIX_LABELS.get(name, str(name)), _color_fix_value(name)) for name in COLOR_FIXES],
                     value=_color_fix_value(DEFAULT_COLOR_FIX), label="Colour fix",
@@ -266,7 +280,7 @@ def build_demo(
                 fn=predict_example, cache_examples=cache_examples, cache_mode=cache_mode,
                 examples_per_page=12, label="Examples (default settings): click one",
             )
-        run.click(predict, inputs=[image, color_fix, tile_size], outputs=outputs, api_name="upscale",
+        run.click(predict, inputs=[image, color_fix, tile_size, detail], outputs=outputs, api_name="upscale",
                   concurrency_limit=concurrency_limit, concurrency_id="upscale")
     demo.queue(max_size=queue_size, default_concurrency_limit=concurrency_limit)
     return demo

@@ -198,3 +198,57 @@ def write_tables(results: list[FolderResult], out_dir: str | Path) -> tuple[Path
                                  *(f"{image.scores[m][k]:.6f}" for m in METHODS for k in METRICS)])
             writer.writerow([result.name, "mean", *(f"{result.mean(m, k):.6f}" for m in METHODS for k in METRICS)])
     return markdown_path, csv_path
+
+
+# --- Perception-distortion sweep over `detail` ----------------------------------------------
+
+DETAIL_SWEEP = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def sweep_detail(model: nn.Module, folders: list[str | Path], out_dir: str | Path,
+                 details: tuple[float, ...] = DETAIL_SWEEP, **options) -> list[dict]:
+    """Evaluate `model.at_detail(d)` for each d on every folder; writes sweep.csv and
+    perception_distortion.png (PSNR-Y against LPIPS, one curve per set, bicubic as a point)."""
+    if not getattr(model, "has_twin", False):
+        raise ValueError("a detail sweep needs a model with its pixel-loss twin (the bundled default has one)")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    options.setdefault("lpips_metric", LPIPSMetric())
+    rows = []
+    for detail in details:
+        for result in evaluate(model.at_detail(detail), folders, **options):
+            means = result.means
+            rows.append({"detail": detail, "set": result.name,
+                         **{f"{method}_{metric}": means[method][metric] for method in METHODS for metric in METRICS}})
+    with (out_dir / "sweep.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    plot_perception_distortion(rows, out_dir / "perception_distortion.png")
+    return rows
+
+
+def plot_perception_distortion(rows: list[dict], path: str | Path) -> None:
+    """PSNR-Y (x) against LPIPS (y, lower is better) per set, each detail labelled; bicubic as a cross."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6.5, 4.5))
+    for name in dict.fromkeys(row["set"] for row in rows):
+        mine = sorted((row for row in rows if row["set"] == name), key=lambda row: row["detail"])
+        line, = axis.plot([row["model_psnr"] for row in mine], [row["model_lpips"] for row in mine], "o-", label=name)
+        for row in mine:
+            axis.annotate(f"{row['detail']:g}", (row["model_psnr"], row["model_lpips"]), textcoords="offset points",
+                          xytext=(4, 4), fontsize=7, color=line.get_color())
+        axis.plot(mine[0]["bicubic_psnr"], mine[0]["bicubic_lpips"], "x", color=line.get_color(), markersize=9,
+                  label=f"{name} bicubic")
+    axis.set_xlabel("PSNR-Y (dB, higher is better)")
+    axis.set_ylabel("LPIPS-alex (lower is better)")
+    axis.set_title("Fidelity <-> detail: numbers are the `detail` setting")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7, ncol=2)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

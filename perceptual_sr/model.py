@@ -22,7 +22,7 @@ import safetensors.torch
 import torch
 import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin, constants, hf_hub_download
-from huggingface_hub.errors import HFValidationError, HfHubHTTPError, LocalEntryNotFoundError
+from huggingface_hub.errors import EntryNotFoundError, HFValidationError, HfHubHTTPError, LocalEntryNotFoundError
 from safetensors import SafetensorError
 from torch import nn
 
@@ -33,8 +33,10 @@ NORMS = ("batch", "instance")
 UPSAMPLERS = ("deconv", "pixelshuffle", "resize-conv")
 GLOBAL_SKIPS = ("none", "bicubic")
 
-# Shipped default weights (see issue "Train and ship the default x4 model").
 DEFAULT_WEIGHTS_DIR = Path(__file__).parent / "pretrained" / "perceptual-sr-x4"
+# A model folder or Hub repo may hold, in this subfolder, the model's twin trained on pixel loss
+# from the same starting weights: blending the two gives the `detail` control (see `blend_states`).
+TWIN_SUBFOLDER = "pixel-twin"
 
 
 @dataclass(frozen=True)
@@ -191,11 +193,61 @@ class PerceptualSR(
         # The paper's scaled tanh, mapped from [-1, 1] to our [0, 1] pixel range.
         return (torch.tanh(x) + 1.0) / 2.0
 
-    def upscale(self, image: Any, **options: Any) -> Any:
-        """Upscale a PIL image, path, numpy array or tensor; see `perceptual_sr.inference.upscale`."""
-        from perceptual_sr.inference import upscale  # imported here: inference imports this module's users
+    def upscale(self, image: Any, detail: float | None = None, **options: Any) -> Any:
+        """Upscale a PIL image, path, numpy array or tensor; see `perceptual_sr.inference.upscale`.
 
-        return upscale(self, image, **options)
+        detail: 0.0 (the pixel-loss twin: faithful, smoother) ... 1.0 (the feature-loss model:
+        sharper, invented texture); None: this model's current weights. Needs a model loaded with
+        its twin (the bundled default has one).
+        """
+        from perceptual_sr.inference import upscale  # imported here: inference imports this module
+
+        model = self if detail is None or detail == self.detail else self.at_detail(detail)
+        return upscale(model, image, **options)
+
+    # --- Fidelity <-> detail -----------------------------------------------------------------
+
+    @property
+    def has_twin(self) -> bool:
+        """Whether the pixel-loss twin is attached, so `detail` can be chosen."""
+        return getattr(self, "_endpoints", None) is not None
+
+    @property
+    def detail(self) -> float:
+        return getattr(self, "_detail", 1.0)
+
+    def attach_twin(self, twin: "PerceptualSR") -> None:
+        """Keep this model's weights (detail 1.0) and `twin`'s (detail 0.0) to blend between them."""
+        if twin.config != self.config:
+            raise ValueError(f"the pixel-loss twin is a {twin.config}, but the model is a {self.config}; "
+                             "both must share one architecture")
+        self._endpoints = (_cpu_state(twin), _cpu_state(self))
+        self._detail = 1.0
+        self._blended: dict[float, PerceptualSR] = {}
+
+    def set_detail(self, detail: float) -> "PerceptualSR":
+        """Load the blend of the two weight sets at `detail` into this model, in place; returns self."""
+        if not self.has_twin:
+            raise ValueError("this model has no pixel-loss twin to blend with; load one that has a "
+                             f"{TWIN_SUBFOLDER}/ folder (the bundled default does) or attach_twin() one")
+        self.load_state_dict(blend_states(*self._endpoints, _check_detail(detail)))
+        self._detail = float(detail)
+        return self
+
+    def at_detail(self, detail: float) -> "PerceptualSR":
+        """A separate model in eval mode at `detail` (cached), leaving this one untouched: safe for
+        concurrent callers that each ask for their own detail."""
+        detail = _check_detail(detail)
+        if not self.has_twin:
+            self.set_detail(detail)  # raises the explanatory error
+        if detail not in self._blended:
+            model = PerceptualSR(self.config)
+            model.load_state_dict(blend_states(*self._endpoints, detail))
+            model._detail = detail
+            if len(self._blended) >= 8:
+                self._blended.pop(next(iter(self._blended)))
+            self._blended[detail] = model.eval()
+        return self._blended[detail]
 
     # --- Hub format -------------------------------------------------------------------------
 
@@ -207,6 +259,7 @@ class PerceptualSR(
         map_location, ...) pass through to `huggingface_hub`. Loading is strict: a missing,
         extra or renamed tensor raises an error instead of leaving random weights.
         """
+        detail = _check_detail(kwargs.pop("detail", 1.0))
         if pretrained_model_name_or_path is None:
             if not (DEFAULT_WEIGHTS_DIR / "model.safetensors").is_file():
                 raise FileNotFoundError(
@@ -224,7 +277,8 @@ class PerceptualSR(
                 if not (path / name).is_file():
                     raise FileNotFoundError(f"model folder {str(path)!r} has no {name}; was it written by save_pretrained?")
         try:
-            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+            model = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+            twin = cls._load_twin(str(pretrained_model_name_or_path), kwargs)
         except (HFValidationError, LocalEntryNotFoundError, HfHubHTTPError) as error:
             raise FileNotFoundError(
                 f"could not get model {str(pretrained_model_name_or_path)!r} from the Hugging Face Hub "
@@ -233,6 +287,35 @@ class PerceptualSR(
             ) from error
         except (RuntimeError, TypeError, SafetensorError, json.JSONDecodeError) as error:
             raise ValueError(f"could not load weights from {str(pretrained_model_name_or_path)!r}: {error}") from error
+        if twin is not None:
+            model.attach_twin(twin)
+        if detail != 1.0:
+            model.set_detail(detail)
+        return model
+
+    @classmethod
+    def _load_twin(cls, model_id: str, hub_kwargs: dict[str, Any]) -> "PerceptualSR | None":
+        """The pixel-loss twin in `model_id`'s TWIN_SUBFOLDER, strictly from safetensors; None if absent."""
+        if os.path.isdir(model_id):
+            folder = Path(model_id) / TWIN_SUBFOLDER
+            if not (folder / constants.SAFETENSORS_SINGLE_FILE).is_file():
+                return None
+            config_file, weights_file = folder / constants.CONFIG_NAME, folder / constants.SAFETENSORS_SINGLE_FILE
+        else:
+            download = {key: hub_kwargs[key] for key in ("revision", "cache_dir", "force_download", "token",
+                                                         "local_files_only") if key in hub_kwargs}
+            try:
+                config_file = hf_hub_download(model_id, constants.CONFIG_NAME, subfolder=TWIN_SUBFOLDER, **download)
+                weights_file = hf_hub_download(model_id, constants.SAFETENSORS_SINGLE_FILE, subfolder=TWIN_SUBFOLDER,
+                                               **download)
+            except EntryNotFoundError:
+                return None
+        config = json.loads(Path(config_file).read_text())
+        if not isinstance(config, dict):
+            raise ValueError(f"{config_file} does not hold a configuration object")
+        twin = cls(config)
+        safetensors.torch.load_model(twin, str(weights_file), strict=True)
+        return twin.eval()
 
     @classmethod
     def _from_pretrained(
@@ -267,3 +350,29 @@ class PerceptualSR(
     def generate_model_card(self, *args: Any, **kwargs: Any):
         """Model card written next to the weights by `save_pretrained` and `push_to_hub`."""
         return model_card.build(self, **kwargs)
+
+
+def blend_states(fidelity: dict[str, torch.Tensor], detail_state: dict[str, torch.Tensor],
+                 detail: float) -> dict[str, torch.Tensor]:
+    """Network interpolation (Wang et al., ESRGAN section 3.4 and "Deep Network Interpolation",
+    CVPR 2019): every parameter and BatchNorm statistic is (1 - detail) * fidelity + detail * detail.
+    The ends are exact copies, so detail 1.0 reproduces the feature-loss model bit for bit.
+    """
+    if fidelity.keys() != detail_state.keys():
+        raise ValueError("the two weight sets have different tensors; they must share one architecture")
+    if detail == 1.0:
+        return {name: value.clone() for name, value in detail_state.items()}
+    if detail == 0.0:
+        return {name: value.clone() for name, value in fidelity.items()}
+    return {name: torch.lerp(fidelity[name], value, detail) if value.is_floating_point() else value.clone()
+            for name, value in detail_state.items()}
+
+
+def _check_detail(detail: float) -> float:
+    if not isinstance(detail, (int, float)) or isinstance(detail, bool) or not 0.0 <= detail <= 1.0:
+        raise ValueError(f"detail must be a number from 0.0 (fidelity) to 1.0 (detail), got {detail!r}")
+    return float(detail)
+
+
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: value.detach().to("cpu", copy=True).contiguous() for name, value in model.state_dict().items()}

@@ -21,7 +21,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import torch
+
 from perceptual_sr import PerceptualSR, SRConfig
+from perceptual_sr.model import TWIN_SUBFOLDER
 
 REPO = Path(__file__).resolve().parent.parent
 APP = REPO / "app.py"
@@ -55,7 +58,9 @@ def app_url(tmp_path_factory):
     """`python app.py` with a tiny random model on a free port; yields its URL."""
     tmp = tmp_path_factory.mktemp("app")
     model_dir = tmp / "tiny-model"
+    torch.manual_seed(0)
     PerceptualSR(SRConfig(channels=8, residual_blocks=1)).save_pretrained(model_dir)
+    PerceptualSR(SRConfig(channels=8, residual_blocks=1)).save_pretrained(model_dir / TWIN_SUBFOLDER)  # other init
     port = _free_port()
     log_path = tmp / "app.log"
     env = _app_env(tmp, PERCEPTUAL_SR_MODEL=str(model_dir), GRADIO_SERVER_PORT=str(port),
@@ -134,7 +139,7 @@ def test_upscale_endpoint_from_gradio_client(app_url, tmp_path):
 
     client = Client(app_url, verbose=False, download_files=str(tmp_path / "downloads"))
     source = _photo(tmp_path / "rgba.png", (40, 24), mode="RGBA")
-    (before, after), full, summary = client.predict(handle_file(source), "histogram", 0, api_name="/upscale")
+    (before, after), full, summary = client.predict(handle_file(source), "histogram", 0, 1.0, api_name="/upscale")
 
     output = Image.open(full)
     assert output.size == (160, 96) and output.mode == "RGBA"
@@ -142,7 +147,10 @@ def test_upscale_endpoint_from_gradio_client(app_url, tmp_path):
     assert alpha[30, 50] == 0 and alpha[0, 0] == alpha[90, 150] == 255  # the hole stays transparent
     assert Image.open(after).size == Image.open(before).size == (160, 96)
     assert Image.open(before).mode == "RGBA" and Path(full).suffix == ".png"
-    assert "40 x 24 → 160 x 96 px" in summary and "s** on CPU" in summary
+    assert "40 x 24 → 160 x 96 px" in summary and "s** on CPU" in summary and "detail 1" in summary
+    _, fidelity, summary = client.predict(handle_file(source), "histogram", 0, 0.0, api_name="/upscale")
+    assert "detail 0" in summary
+    assert not np.array_equal(np.asarray(Image.open(fidelity)), np.asarray(output))
 
     corrupt = tmp_path / "holiday.jpg"
     corrupt.write_bytes(b"\xff\xd8\xff\xe0 this is not really a JPEG")
@@ -207,6 +215,21 @@ def test_browser_upload_upscale_and_download(app_url, page, tmp_path):
     assert Image.open(downloaded).size == (192, 128)
     assert "48 x 32 → 192 x 128 px" in page.locator("#result-summary").inner_text()
     page.screenshot(path=str(ARTIFACTS / "demo_upload.png"), full_page=True)
+
+    # Fidelity <-> detail: at 0 the pixel-loss twin answers, a different image.
+    slider_value = page.locator("#detail-slider input[type=number]")
+    slider_value.fill("0")
+    slider_value.press("Enter")
+    page.locator("#upscale-button").click()
+    page.locator("#result-summary", has_text="detail 0").wait_for(timeout=120_000)
+    link = page.locator("#result-file a[download]").first
+    with page.expect_download() as download_info:
+        link.click()
+    fidelity = tmp_path / ("fidelity_" + download_info.value.suggested_filename)
+    download_info.value.save_as(fidelity)
+    assert Image.open(fidelity).size == (192, 128)
+    assert not np.array_equal(np.asarray(Image.open(fidelity)), np.asarray(Image.open(downloaded)))
+    page.screenshot(path=str(ARTIFACTS / "demo_detail0.png"), full_page=True)
 
     # A bundled example: clicking it loads the input and (lazily cached) result.
     page.get_by_role("button", name="animal_cat.jpg").or_(page.locator("img[src*='animal_cat']")).first.click()

@@ -61,3 +61,29 @@ def test_errors_are_one_line_and_nonzero(model_dir, tmp_path, capsys):
     assert "does not exist" in err and len(err.splitlines()) == 1
     assert main(["eval", "--data", str(tmp_path), "--model", str(tmp_path / "no-model")]) == 2
     assert "no-model" in capsys.readouterr().err
+
+
+def test_detail_flag_and_perception_distortion_sweep(tmp_path, capsys):
+    from perceptual_sr.model import TWIN_SUBFOLDER
+
+    torch.manual_seed(0)
+    folder = tmp_path / "pair"
+    PerceptualSR(SRConfig(channels=4, residual_blocks=1)).save_pretrained(folder)
+    PerceptualSR(SRConfig(channels=4, residual_blocks=1)).save_pretrained(folder / TWIN_SUBFOLDER)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(photos / "a.png")
+    outputs = {}
+    for detail in ("0", "1"):
+        out = tmp_path / f"out{detail}"
+        assert main(["upscale", str(photos), "-o", str(out), "--model", str(folder), "--detail", detail]) == 0
+        outputs[detail] = np.asarray(Image.open(out / "a_x4.png"))
+    assert not np.array_equal(outputs["0"], outputs["1"])
+    assert main(["upscale", str(photos), "-o", str(tmp_path / "bad"), "--model", str(folder), "--detail", "2"]) == 2
+    assert "detail must be" in capsys.readouterr().err
+
+    assert main(["eval", "--data", str(photos), "--model", str(folder), "--sweep-detail", "--no-fast",
+                 "--out", str(tmp_path / "sweep")]) == 0
+    rows = (tmp_path / "sweep" / "sweep.csv").read_text().splitlines()
+    assert rows[0].startswith("detail,set,bicubic_psnr") and len(rows) == 1 + 5
+    assert (tmp_path / "sweep" / "perception_distortion.png").stat().st_size > 0

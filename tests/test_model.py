@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -157,3 +158,73 @@ def test_bicubic_skip_starts_as_bicubic_and_clamps_in_eval():
         torch.nn.init.normal_(model.tail.weight, std=1.0)
         out = model(lr)
     assert out.min() >= 0 and out.max() <= 1
+
+
+def _pair(tmp_path, config=SRConfig(channels=8, residual_blocks=1, upsampler="resize-conv")):
+    """A model folder with a pixel-loss twin (two different random inits stand in for the two losses)."""
+    from perceptual_sr.model import TWIN_SUBFOLDER
+
+    torch.manual_seed(0)
+    PerceptualSR(config).save_pretrained(tmp_path / "pair")
+    PerceptualSR(config).save_pretrained(tmp_path / "pair" / TWIN_SUBFOLDER)
+    return tmp_path / "pair"
+
+
+def test_detail_ends_are_exactly_the_two_models_and_the_middle_is_the_blend(tmp_path):
+    from perceptual_sr.model import TWIN_SUBFOLDER
+
+    folder = _pair(tmp_path)
+    feature = PerceptualSR.from_pretrained(folder)
+    pixel = PerceptualSR.from_pretrained(folder / TWIN_SUBFOLDER)
+    assert feature.has_twin and not pixel.has_twin and feature.detail == 1.0
+    x = torch.rand(1, 3, 12, 12)
+    with torch.no_grad():
+        assert torch.equal(feature.at_detail(1.0)(x), feature(x))
+        assert torch.equal(feature.at_detail(0.0)(x), pixel(x))
+        half = PerceptualSR.from_pretrained(folder, detail=0.5)
+        assert torch.equal(half(x), feature.at_detail(0.5)(x))
+    for name, value in half.state_dict().items():  # parameters and BatchNorm statistics alike
+        if value.is_floating_point():
+            torch.testing.assert_close(value, (feature.state_dict()[name] + pixel.state_dict()[name]) / 2)
+    assert half.detail == 0.5 and torch.equal(half.set_detail(1.0).tail.weight, feature.tail.weight)
+
+
+def test_upscale_takes_a_detail_and_leaves_the_model_unchanged(tmp_path):
+    model = PerceptualSR.from_pretrained(_pair(tmp_path))
+    image = np.random.default_rng(0).random((10, 12, 3)).astype(np.float32)
+    sharp = model.upscale(image, color_fix=None)
+    faithful = model.upscale(image, detail=0.0, color_fix=None)
+    assert faithful.shape == sharp.shape == (40, 48, 3) and not np.array_equal(faithful, sharp)
+    np.testing.assert_array_equal(model.upscale(image, detail=1.0, color_fix=None), sharp)
+    assert model.detail == 1.0
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan"), "high", True])
+def test_bad_detail_is_a_clear_error(tmp_path, bad):
+    folder = _pair(tmp_path)
+    with pytest.raises(ValueError, match="detail"):
+        PerceptualSR.from_pretrained(folder, detail=bad)
+
+
+def test_detail_without_a_twin_is_a_clear_error(tmp_path):
+    PerceptualSR(SRConfig(channels=8, residual_blocks=1)).save_pretrained(tmp_path / "solo")
+    with pytest.raises(ValueError, match="no pixel-loss twin"):
+        PerceptualSR.from_pretrained(tmp_path / "solo", detail=0.5)
+    assert not PerceptualSR.from_pretrained(tmp_path / "solo").has_twin
+
+
+def test_a_twin_of_another_architecture_is_refused(tmp_path):
+    from perceptual_sr.model import TWIN_SUBFOLDER
+
+    PerceptualSR(SRConfig(channels=8, residual_blocks=1)).save_pretrained(tmp_path / "pair")
+    PerceptualSR(SRConfig(channels=4, residual_blocks=1)).save_pretrained(tmp_path / "pair" / TWIN_SUBFOLDER)
+    with pytest.raises(ValueError, match="share one architecture"):
+        PerceptualSR.from_pretrained(tmp_path / "pair")
+
+
+def test_full_res_channels_makes_a_leaner_last_stage():
+    lean = PerceptualSR(SRConfig(residual_blocks=8, full_res_channels=32, upsampler="resize-conv"))
+    assert lean(torch.rand(1, 3, 8, 8)).shape == (1, 3, 32, 32)
+    assert lean.tail.in_channels == 32 and lean.upsample[-1][-2].num_features == 32
+    with pytest.raises(ValueError, match="full_res_channels"):
+        SRConfig(full_res_channels=0)
