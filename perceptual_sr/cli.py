@@ -10,8 +10,8 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from perceptual_sr.data import DEGRADATIONS
-from perceptual_sr.evaluate import IMAGE_SUFFIXES, evaluate, markdown_table, sweep_detail
-from perceptual_sr.image_io import DEFAULT_MAX_PIXELS, save_image
+from perceptual_sr.evaluate import evaluate, markdown_table, sweep_detail
+from perceptual_sr.image_io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, save_image
 from perceptual_sr.inference import COLOR_FIXES, DEFAULT_COLOR_FIX, DEFAULT_TILE_OVERLAP, upscale
 from perceptual_sr.model import PerceptualSR
 

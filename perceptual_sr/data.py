@@ -1,19 +1,20 @@
-"""Pixel convention, image reading, the degradation that turns a high-resolution image into its
+"""The network's pixel convention, the degradation that turns a high-resolution image into its
 low-resolution input, and the dataset of prepared LR/HR pairs.
 
-Convention: inside the package, images are float32 RGB tensors, (3, H, W) or (B, 3, H, W),
-in [0, 1]. Conversion from and to uint8 arrays / PIL happens here, at the edges.
+Convention: the network sees float32 RGB tensors, (B, 3, H, W) in [0, 1] (a single image is
+(3, H, W) here and gains its batch axis at the call). Files are read and written by
+`perceptual_sr.image_io`, which hands over (H, W, 3) arrays; `uint8_to_tensor` and
+`tensor_to_uint8` cross between the two.
 """
 
 from __future__ import annotations
 
 import json
-import struct
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from scipy.ndimage import gaussian_filter
 from torch.utils.data import Dataset
 
@@ -21,46 +22,6 @@ DEGRADATIONS = ("blur", "bicubic")
 BLUR_SIGMA = 1.0  # Johnson et al. 2016, section 4.2: Gaussian blur sigma 1.0 before downsampling
 BLUR_TRUNCATE = 3.0  # kernel radius = 3 sigma -> 7x7 kernel for sigma 1
 SPLITS = ("val", "train")
-# Transparent pixels are composited on white: transparent web images (logos, product shots) are
-# designed to be seen on white pages, and black would invent dark fringes around them.
-TRANSPARENCY_BACKGROUND = (255, 255, 255, 255)
-_HIGH_BIT_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
-_ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
-# What a broken, truncated or hostile file can raise while Pillow decodes it.
-_UNREADABLE = (OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError)
-
-
-def load_rgb(path: str | Path) -> np.ndarray:
-    """Read an image file as an upright (H, W, 3) uint8 RGB array.
-
-    EXIF orientation is applied. Greyscale, palette, CMYK and other modes become RGB; images with
-    transparency (alpha channel or palette/colour-key transparency) are composited on white;
-    16-bit (and 32-bit integer) greyscale is scaled to 8 bits as value / 257, rounded (so 65535 -> 255).
-    ICC profiles are ignored (the values are taken as sRGB). Multi-frame files give their first frame.
-    Raises FileNotFoundError if there is no file, and ValueError naming the path if it cannot be
-    decoded (unknown format, truncated or corrupt data, a decompression bomb).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no image file at {path}")
-    try:
-        with Image.open(path) as image:
-            image.load()  # decode now, so truncated data fails here rather than later
-            return _to_rgb8(ImageOps.exif_transpose(image))
-    except _UNREADABLE as error:
-        raise ValueError(f"cannot read image {path}: {error}") from error
-
-
-def _to_rgb8(image: Image.Image) -> np.ndarray:
-    if image.mode in _HIGH_BIT_DEPTH_MODES:
-        values = np.asarray(image).astype(np.float64)
-        grey = np.clip(np.rint(values / 257.0), 0, 255).astype(np.uint8)
-        return np.repeat(grey[:, :, None], 3, axis=2)
-    if image.mode in _ALPHA_MODES or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, TRANSPARENCY_BACKGROUND)
-        return np.array(Image.alpha_composite(background, rgba).convert("RGB"))
-    return np.array(image.convert("RGB"))
 
 
 def uint8_to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -110,25 +71,17 @@ def degrade(hr: np.ndarray, scale: int, kind: str = "blur") -> np.ndarray:
     return np.asarray(lr)
 
 
-def bicubic_upscale(lr: np.ndarray, scale: int) -> np.ndarray:
-    """PIL bicubic upscaling of an (H, W, C) uint8 image: the baseline every table compares with."""
-    height, width = lr.shape[:2]
-    return np.asarray(Image.fromarray(lr).resize((width * scale, height * scale), Image.Resampling.BICUBIC))
-
-
 class SRPairDataset(Dataset):
     """The (LR, HR) pairs that `prepare_data.py` wrote to `root`, as float32 (3, h, w) tensors in [0, 1].
 
-    `augment` applies one of the 8 flips/90-degree rotations, the same to LR and HR, drawn from
-    torch's RNG (which DataLoader seeds per worker; numpy's would repeat across forked workers).
-    The arrays are memory-mapped lazily in each process, so the dataset pickles cheaply into
+    Augmentation (crops, flips) is the training loop's, seeded per step for exact resume. The arrays are memory-mapped lazily in each process, so the dataset pickles cheaply into
     DataLoader workers and works with DistributedSampler. `manifest` is the parsed manifest.json.
     """
 
-    def __init__(self, root: str | Path, split: str = "train", augment: bool = False):
+    def __init__(self, root: str | Path, split: str = "train"):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-        self.root, self.split, self.augment = Path(root), split, augment
+        self.root, self.split = Path(root), split
         manifest_path = self.root / "manifest.json"
         if not manifest_path.is_file():
             raise FileNotFoundError(f"{manifest_path} not found: {self.root} is not a finished dataset; "
@@ -168,11 +121,6 @@ class SRPairDataset(Dataset):
         if self._hr is None or self._lr is None:
             self._hr, self._lr = self._open(self.hr_path), self._open(self.lr_path)
         hr, lr = self._hr[index], self._lr[index]  # (h, w, 3) uint8 views of the memory map
-        if self.augment:
-            quarter_turns = int(torch.randint(4, ()))
-            hr, lr = np.rot90(hr, quarter_turns), np.rot90(lr, quarter_turns)
-            if torch.randint(2, ()):
-                hr, lr = hr[:, ::-1], lr[:, ::-1]
         return uint8_to_tensor(lr), uint8_to_tensor(hr)  # copies out of the read-only memory map
 
     def __getstate__(self) -> dict:

@@ -20,7 +20,7 @@ import gradio as gr
 import torch
 from PIL import Image, ImageOps
 
-from perceptual_sr.image_io import save_image
+from perceptual_sr.image_io import IMAGE_SUFFIXES, save_image
 from perceptual_sr.inference import COLOR_FIXES, DEFAULT_COLOR_FIX, ImageTooLargeError, upscale
 from perceptual_sr.model import PerceptualSR
 
@@ -32,7 +32,6 @@ DEFAULT_MAX_INPUT_PIXELS = 1024 * 1024
 DEFAULT_TILE_SIZE = 0
 MAX_TILE_SIZE = 1024
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
-EXAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 NO_COLOR_FIX = "off"  # the UI/API value for COLOR_FIXES' None (a radio button needs a string)
 _COLOR_FIX_LABELS = {"histogram": "Histogram match", "luma": "Luma only", None: "Off"}
 _OUTPUT_MAX_AGE_S = 15 * 60  # Gradio copies outputs into its own cache right after each call
@@ -200,7 +199,7 @@ def example_paths(examples_dir: str | Path = EXAMPLES_DIR) -> list[Path]:
     folder = Path(examples_dir)
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in EXAMPLE_SUFFIXES)
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def build_demo(

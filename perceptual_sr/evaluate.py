@@ -2,7 +2,7 @@
 
 Protocol (the common SR benchmark protocol, as BasicSR): each HR image (greyscale converted to
 RGB) is cropped to a multiple of the scale, degraded with `perceptual_sr.data.degrade`, and
-upscaled by bicubic (`perceptual_sr.data.bicubic_upscale`) and by the model; both are scored
+upscaled by bicubic (`perceptual_sr.image_io.resize_bicubic`) and by the model; both are scored
 against the HR image with PSNR-Y, SSIM-Y (4-pixel border), LPIPS-alex and the grid-texture score
 (`perceptual_sr.metrics.grid_score`: periodic energy at periods of 2 and 4 px relative to the HR
 image, log10; 0 = as much as the real photo, 1 = ten times as much).
@@ -22,12 +22,11 @@ from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
-from perceptual_sr.data import DEGRADATIONS, bicubic_upscale, crop_to_multiple, degrade, uint8_to_tensor
-from perceptual_sr.image_io import decode_pil, open_image
+from perceptual_sr.data import DEGRADATIONS, crop_to_multiple, degrade, uint8_to_tensor
+from perceptual_sr.image_io import IMAGE_SUFFIXES, load_rgb8, resize_bicubic
 from perceptual_sr.inference import upscale_array
 from perceptual_sr.metrics import LPIPSMetric, grid_score, psnr_y, ssim_y
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 METRICS = ("psnr", "ssim", "lpips", "grid")
 METHODS = ("bicubic", "model")
 
@@ -107,9 +106,8 @@ def evaluate_folder(
 
     def pairs():
         for path in tqdm(files, desc=f"eval {name}", unit="image", disable=not progress):
-            decoded = decode_pil(open_image(path, max_pixels=None), max_pixels=None)
             # Greyscale HR (one in Set14) is evaluated as RGB, like every other image.
-            hr = crop_to_multiple(np.rint(decoded.rgb * 255).astype(np.uint8), scale)
+            hr = crop_to_multiple(load_rgb8(path), scale)
             yield path.stem, degrade(hr, scale, degradation), hr
 
     return evaluate_pairs(model, pairs(), name, scale=scale, lpips_metric=lpips_metric, color_fix=color_fix,
@@ -123,7 +121,7 @@ def evaluate_pairs(model: nn.Module, pairs: Iterable[tuple[str, np.ndarray, np.n
     """Score bicubic and `model` on (name, LR, HR) uint8 (H, W, 3) pairs, LR = degrade(HR)."""
     result = FolderResult(name)
     for image_name, lr, hr in pairs:
-        bicubic = bicubic_upscale(lr, scale)
+        bicubic = resize_bicubic(lr, scale)
         sr = upscale_array(model, lr.astype(np.float32) / 255.0, out_dtype=np.uint8, color_fix=color_fix,
                            device=device, fast=fast)
         hr_tensor = _to_tensor(hr)

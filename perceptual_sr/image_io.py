@@ -1,14 +1,20 @@
 """Reading and writing images faithfully: modes, bit depth, alpha, ICC profile and EXIF.
 
-`decode_pil` turns any Pillow image into a `DecodedImage`: float32 RGB in [0, 1] (the package's
-pixel convention, HWC here because it is an edge), an optional alpha plane, and what is needed to
-write the result back in the same kind (mode, bit depth, ICC profile, EXIF). `encode_pil` does the
-reverse. Nothing here knows about the network.
+This module owns every pixel conversion of the package; the rest imports it. `decode_pil` turns
+any Pillow image into a `DecodedImage`: float32 RGB in [0, 1] (HWC here because it is an edge; the
+network side is NCHW, see `perceptual_sr.data`), an alpha plane split off or flattened onto white,
+and what is needed to write the result back in the same kind (mode, bit depth, ICC profile, EXIF).
+`encode_pil` does the reverse; `load_rgb8` is the uint8 RGB reader of training and evaluation.
+`quantize` is the one float -> integer rule (round to nearest), `rgb_to_grey` the one BT.601
+luma, and `resize_bicubic` the one bicubic kernel of every table and colour fix (Pillow's, a = -0.5,
+as MATLAB's imresize). Nothing here knows about the network.
 
 What is kept and what cannot be:
 - EXIF orientation is applied on reading; the EXIF block is written back with orientation reset to 1.
 - Greyscale (1, L, LA, I;16, I) stays greyscale; alpha is returned separately so it can be upscaled
-  on its own and reattached.
+  on its own and reattached, or (alpha="flatten", for training and evaluation) composited on white:
+  transparent web images are designed to be seen on white pages, and black would invent dark fringes.
+- Transparency given as a PNG `tRNS` colour key on L, RGB or P images counts as alpha.
 - 16-bit greyscale (I;16*, and 32-bit I, which Pillow uses for 16-bit PNGs) stays 16-bit. Pillow
   has no 16-bit RGB mode, so 16-bit RGB files are decoded as 8-bit by Pillow itself; pass a uint16
   numpy array to keep 16 bits of colour.
@@ -20,17 +26,23 @@ What is kept and what cannot be:
 
 from __future__ import annotations
 
+import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 # Input pixels (width x height) accepted by default. 16 MP covers phone photos; the x4 output of
 # such an image is 256 MP (768 MB as 8-bit RGB), which is why there is a limit at all.
 DEFAULT_MAX_PIXELS = 16_000_000
 EXIF_ORIENTATION_TAG = 0x0112
+# The image files the package looks for in folders (CLI, evaluation, data preparation, demo).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+# What a broken, truncated or hostile file can raise while Pillow decodes it.
+UNREADABLE_ERRORS = (OSError, SyntaxError, EOFError, struct.error)
+ALPHA_HANDLING = ("split", "flatten")
 
 _GREY_8 = ("1", "L")
 _GREY_16 = ("I;16", "I;16L", "I;16B", "I;16N", "I")
@@ -62,9 +74,6 @@ class DecodedImage:
     def bit_depth(self) -> int:
         return 16 if self.mode == "I;16" else 8
 
-    @property
-    def is_grey(self) -> bool:
-        return self.mode in ("L", "LA", "I;16")
 
 
 def check_pixel_count(width: int, height: int, max_pixels: int | None, what: str = "image") -> None:
@@ -96,13 +105,41 @@ def open_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
             image.load()
     except Image.DecompressionBombError as error:
         raise ImageTooLargeError(f"image {str(path)!r} is too large to decode safely: {error}") from error
-    except (UnidentifiedImageError, OSError, SyntaxError, EOFError) as error:
+    except UNREADABLE_ERRORS as error:  # UnidentifiedImageError is an OSError
         raise ValueError(f"cannot read image {str(path)!r}: it is corrupt or not an image ({error})") from error
     return image
 
 
-def decode_pil(image: Image.Image, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> DecodedImage:
-    """Any Pillow image -> DecodedImage (EXIF orientation applied, alpha split off)."""
+def load_rgb8(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
+    """An image file as upright (H, W, 3) uint8 RGB, alpha flattened on white: what training and
+    evaluation read. 16-bit greyscale is rounded to 8 bits (65535 -> 255). ValueError names the path."""
+    try:
+        decoded = decode_pil(open_image(path, max_pixels=max_pixels), max_pixels=max_pixels, alpha="flatten")
+    except ValueError as error:
+        message = str(error)
+        raise type(error)(message if str(path) in message else f"image {str(path)!r}: {message}") from error
+    return quantize(decoded.rgb, np.uint8)
+
+
+def decode_pil(image: Image.Image, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+               alpha: str = "split") -> DecodedImage:
+    """Any Pillow image -> DecodedImage (EXIF orientation applied).
+
+    alpha: "split" returns transparency as its own plane (mode RGBA / LA); "flatten" composites
+    the image on white and returns no alpha (mode RGB / L).
+    """
+    if alpha not in ALPHA_HANDLING:
+        raise ValueError(f"alpha must be one of {ALPHA_HANDLING}, got {alpha!r}")
+    decoded = _decode(image, max_pixels)
+    if alpha == "flatten" and decoded.alpha is not None:
+        coverage = decoded.alpha[..., None]
+        rgb = decoded.rgb * coverage + (1.0 - coverage)  # over a white background
+        decoded = DecodedImage(rgb.astype(np.float32), None, "L" if decoded.mode == "LA" else "RGB",
+                               decoded.icc_profile, decoded.exif)
+    return decoded
+
+
+def _decode(image: Image.Image, max_pixels: int | None) -> DecodedImage:
     if getattr(image, "n_frames", 1) > 1:
         raise ValueError(
             f"image has {image.n_frames} frames (animated or multi-page); upscale supports single-frame "
@@ -118,8 +155,10 @@ def decode_pil(image: Image.Image, max_pixels: int | None = DEFAULT_MAX_PIXELS) 
     mode = image.mode
     if mode == "CMYK":
         icc_profile = None  # a CMYK profile does not describe the RGB pixels we write
-    if mode == "P" and "transparency" in image.info:
-        mode = "PA"
+    if "transparency" in image.info and mode in ("P", "L", "RGB"):
+        # A colour key (PNG tRNS) or palette transparency: real transparency, so make it alpha.
+        image = image.convert("LA" if mode == "L" else "RGBA")
+        mode = image.mode
     if mode in _GREY_8:
         grey = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
         return DecodedImage(_replicate(grey), None, "L", icc_profile, exif)
@@ -143,16 +182,16 @@ def decode_pil(image: Image.Image, max_pixels: int | None = DEFAULT_MAX_PIXELS) 
 def encode_pil(rgb: np.ndarray, alpha: np.ndarray | None, like: DecodedImage) -> Image.Image:
     """Upscaled float RGB (H, W, 3) [0, 1] (+ alpha) -> a Pillow image of `like`'s mode, ICC and EXIF."""
     if like.mode == "I;16":
-        grey = _quantize(rgb_to_grey(rgb), np.uint16)
+        grey = quantize(rgb_to_grey(rgb), np.uint16)
         out = Image.fromarray(grey)  # a uint16 array becomes mode "I;16"
     elif like.mode in ("L", "LA"):
-        out = Image.fromarray(_quantize(rgb_to_grey(rgb), np.uint8))
+        out = Image.fromarray(quantize(rgb_to_grey(rgb), np.uint8))
         if like.mode == "LA":
-            out = Image.merge("LA", (out, Image.fromarray(_quantize(_require_alpha(alpha), np.uint8))))
+            out = Image.merge("LA", (out, Image.fromarray(quantize(_require_alpha(alpha), np.uint8))))
     else:
-        out = Image.fromarray(_quantize(rgb, np.uint8))
+        out = Image.fromarray(quantize(rgb, np.uint8))
         if like.mode == "RGBA":
-            out.putalpha(Image.fromarray(_quantize(_require_alpha(alpha), np.uint8)))
+            out.putalpha(Image.fromarray(quantize(_require_alpha(alpha), np.uint8)))
     if like.icc_profile:
         out.info["icc_profile"] = like.icc_profile
     if like.exif:
@@ -190,9 +229,28 @@ def rgb_to_grey(rgb: np.ndarray) -> np.ndarray:
     return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
 
 
-def _quantize(values: np.ndarray, dtype: type) -> np.ndarray:
-    peak = np.iinfo(dtype).max
-    return np.rint(np.clip(values, 0.0, 1.0) * peak).astype(dtype)
+def quantize(values: np.ndarray, dtype: type) -> np.ndarray:
+    """Float values in [0, 1] -> `dtype`: integers are rounded to nearest over their full range
+    (uint8 0..255, uint16 0..65535); float dtypes are clipped to [0, 1]."""
+    if np.issubdtype(dtype, np.integer):
+        peak = np.iinfo(dtype).max
+        return np.rint(np.clip(values, 0.0, 1.0) * peak).astype(dtype)
+    return np.clip(values, 0.0, 1.0).astype(dtype)
+
+
+def resize_bicubic(image: np.ndarray, scale: int) -> np.ndarray:
+    """Upscale by `scale` with Pillow's bicubic kernel (a = -0.5, as MATLAB's imresize).
+
+    (H, W, 3) uint8 RGB -> uint8, through Pillow's own 8-bit path (the baseline of every table);
+    (H, W, C) float32 planes -> float32, unclipped (for the colour fix and alpha planes).
+    """
+    height, width = image.shape[:2]
+    size = (width * scale, height * scale)
+    if image.dtype == np.uint8:
+        return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BICUBIC))
+    channels = [np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c], dtype=np.float32), mode="F")
+                           .resize(size, Image.Resampling.BICUBIC)) for c in range(image.shape[2])]
+    return np.stack(channels, axis=2)
 
 
 def _replicate(grey: np.ndarray) -> np.ndarray:

@@ -33,6 +33,8 @@ from perceptual_sr.image_io import (
     decode_pil,
     encode_pil,
     open_image,
+    quantize,
+    resize_bicubic,
     rgb_to_grey,
 )
 from perceptual_sr.runtime import autocast, choose_device, resolve_precision
@@ -101,7 +103,7 @@ def _upscale_decoded(model: nn.Module, decoded: DecodedImage, **options: Any) ->
     alpha = None
     if decoded.alpha is not None:
         # Alpha is not a colour: the network never saw one, so it is upscaled bicubically.
-        alpha = np.clip(_bicubic_upscale(decoded.alpha[..., None], scale)[..., 0], 0.0, 1.0)
+        alpha = np.clip(resize_bicubic(decoded.alpha[..., None], scale)[..., 0], 0.0, 1.0)
     return rgb, alpha
 
 
@@ -124,7 +126,7 @@ def _upscale_numpy(model: nn.Module, array: np.ndarray, max_pixels: int | None, 
     elif array.dtype not in (np.uint8, np.uint16):
         upscaled = _from_unit_float(_to_unit_float(upscaled), array.dtype)
     if alpha is not None:
-        alpha_up = np.clip(_bicubic_upscale(alpha[..., None], model.scale), 0.0, 1.0)
+        alpha_up = np.clip(resize_bicubic(alpha[..., None], model.scale), 0.0, 1.0)
         upscaled = np.concatenate([upscaled, _from_unit_float(alpha_up, array.dtype)], axis=2)
     return upscaled.reshape(upscaled.shape[0], upscaled.shape[1]) if array.ndim == 2 else upscaled
 
@@ -316,7 +318,7 @@ def _run_tiles(model: nn.Module, rgb: np.ndarray, out_dtype: type, tile: int, ov
                 strip_weight[:, x0:x0 + tile_w * scale] += weight
             bar.update(len(columns))
         done = ((ys[i + 1] if i + 1 < len(ys) else height) - y) * scale
-        out[y * scale:y * scale + done] = _quantize(strip[:done] / strip_weight[:done], out_dtype)
+        out[y * scale:y * scale + done] = quantize(strip[:done] / strip_weight[:done], out_dtype)
         keep = len(strip) - done  # rows the next tile row adds to: shift them to the top
         if keep > 0:
             strip[:keep] = strip[done:].copy()
@@ -327,25 +329,7 @@ def _run_tiles(model: nn.Module, rgb: np.ndarray, out_dtype: type, tile: int, ov
     return out
 
 
-def _quantize(values: np.ndarray, dtype: type) -> np.ndarray:
-    if np.issubdtype(dtype, np.integer):
-        peak = np.iinfo(dtype).max
-        return np.rint(np.clip(values, 0.0, 1.0) * peak).astype(dtype)
-    return np.clip(values, 0.0, 1.0).astype(dtype)
-
-
 # --- colour fix ----------------------------------------------------------------------------
-
-
-def _bicubic_upscale(planes: np.ndarray, scale: int) -> np.ndarray:
-    """(H, W, C) float32 -> (sH, sW, C) float32 by Pillow's bicubic (a = -0.5), as data.bicubic_upscale."""
-    height, width = planes.shape[:2]
-    channels = [
-        np.asarray(Image.fromarray(np.ascontiguousarray(planes[..., c], dtype=np.float32), mode="F")
-                   .resize((width * scale, height * scale), Image.Resampling.BICUBIC))
-        for c in range(planes.shape[2])
-    ]
-    return np.stack(channels, axis=2)
 
 
 def apply_color_fix(upscaled: np.ndarray, low_res: np.ndarray, scale: int, method: str | None) -> np.ndarray:
@@ -361,10 +345,10 @@ def apply_color_fix(upscaled: np.ndarray, low_res: np.ndarray, scale: int, metho
         return upscaled
     if method not in COLOR_FIXES:
         raise ValueError(f"color_fix must be one of {COLOR_FIXES}, got {method!r}")
-    reference = _quantize(_bicubic_upscale(low_res, scale), upscaled.dtype.type
+    reference = quantize(resize_bicubic(low_res, scale), upscaled.dtype.type
                           if np.issubdtype(upscaled.dtype, np.integer) else np.uint16)
     if method == "histogram":
-        work = upscaled if np.issubdtype(upscaled.dtype, np.integer) else _quantize(upscaled, np.uint16)
+        work = upscaled if np.issubdtype(upscaled.dtype, np.integer) else quantize(upscaled, np.uint16)
         fixed = np.stack([match_histogram(work[..., c], reference[..., c]) for c in range(3)], axis=2)
         return fixed if fixed.dtype == upscaled.dtype else (fixed / 65535.0).astype(upscaled.dtype)
     return _luma_fix(upscaled, reference)
@@ -400,5 +384,5 @@ def _luma_fix(upscaled: np.ndarray, reference: np.ndarray, rows: int = 512) -> n
         ref = reference[top:top + rows].astype(np.float32) / ref_peak
         ycc = ref @ _RGB_TO_YCBCR.T
         ycc[..., 0] = sr @ _RGB_TO_YCBCR[0]
-        out[top:top + rows] = _quantize(ycc @ _YCBCR_TO_RGB.T, upscaled.dtype.type)
+        out[top:top + rows] = quantize(ycc @ _YCBCR_TO_RGB.T, upscaled.dtype.type)
     return out

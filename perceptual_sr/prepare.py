@@ -46,9 +46,9 @@ from PIL import Image
 from tqdm import tqdm
 
 from perceptual_sr.config_flags import add_flags, from_flags
-from perceptual_sr.data import DEGRADATIONS, SPLITS, degrade, load_rgb
+from perceptual_sr.data import DEGRADATIONS, SPLITS, degrade
+from perceptual_sr.image_io import IMAGE_SUFFIXES, UNREADABLE_ERRORS, load_rgb8
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 MAX_VAL_FRACTION = 0.1
 SPLIT_CODES = {"val": 0, "train": 1}  # part of the crop seed; never change
 DISK_MARGIN_BYTES = 64 * 2**20  # room for the manifest and progress files
@@ -113,7 +113,7 @@ def find_images(source: Path) -> list[str]:
     for folder, subfolders, files in os.walk(source):
         subfolders[:] = [name for name in subfolders if not name.startswith(".")]
         for name in files:
-            if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS):
+            if not name.startswith(".") and name.lower().endswith(IMAGE_SUFFIXES):
                 found.append((Path(folder) / name).relative_to(source).as_posix())
     return sorted(found)
 
@@ -123,7 +123,7 @@ def probe_image(path: Path, hr_size: int) -> str | None:
     try:
         with Image.open(path) as image:
             width, height = image.size
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as error:
+    except (*UNREADABLE_ERRORS, ValueError, Image.DecompressionBombError) as error:
         return f"unreadable: {error}"
     if min(width, height) < hr_size:
         return f"smaller than hr_size {hr_size} ({width}x{height})"
@@ -138,7 +138,7 @@ def choose_images(config: PrepareConfig, pool: ProcessPoolExecutor | None) -> di
     """The plan: which files form each split, and which candidates were skipped on the way."""
     files = find_images(config.source)
     if not files:
-        raise ValueError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) under {config.source}")
+        raise ValueError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) under {config.source}")
     val_target = min(config.val_images, max(1, int(len(files) * MAX_VAL_FRACTION))) if len(files) > 1 else 0
     train_target = min(config.num_images, len(files) - val_target)
     order = np.random.default_rng(config.seed).permutation(len(files))
@@ -195,7 +195,7 @@ class CropJob:
 
 def make_crops(job: CropJob) -> tuple[np.ndarray, np.ndarray]:
     """HR crops (count, hr, hr, 3) and their degradations (count, lr, lr, 3) for one image; ValueError if unusable."""
-    image = load_rgb(job.path)
+    image = load_rgb8(job.path)
     height, width = image.shape[:2]
     if min(height, width) < job.hr_size:
         raise ValueError(f"smaller than hr_size {job.hr_size} ({width}x{height})")

@@ -1,4 +1,4 @@
-"""Image reading (`load_rgb`) and the prepared-pairs dataset (`SRPairDataset`)."""
+"""Image reading for training (`image_io.load_rgb8`) and the prepared-pairs dataset (`SRPairDataset`)."""
 
 import json
 import pickle
@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, DistributedSampler
 
-from perceptual_sr.data import SRPairDataset, degrade, load_rgb, tensor_to_uint8
+from perceptual_sr.data import SRPairDataset, degrade, tensor_to_uint8
+from perceptual_sr.image_io import load_rgb8 as load_rgb
 
 # ----------------------------------------------------------------------------- load_rgb
 
@@ -50,6 +51,11 @@ def test_transparency_is_composited_on_white(tmp_path):
 
     la = Image.fromarray(np.array([[[10, 255], [10, 0]]], dtype=np.uint8), "LA")
     assert load_rgb(_save(la, tmp_path / "la.png")).tolist() == [[[10, 10, 10], [255, 255, 255]]]
+
+    keyed = Image.fromarray(np.array([[[1, 2, 3], [9, 9, 9]]], dtype=np.uint8))  # PNG tRNS colour key
+    assert load_rgb(_save(keyed, tmp_path / "key.png", transparency=(1, 2, 3))).tolist() == [[[255, 255, 255], [9, 9, 9]]]
+    grey_key = Image.fromarray(np.array([[7, 50]], dtype=np.uint8))
+    assert load_rgb(_save(grey_key, tmp_path / "gkey.png", transparency=7))[..., 0].tolist() == [[255, 50]]
 
     palette = Image.fromarray(np.array([[0, 1]], dtype=np.uint8), "P")
     palette.putpalette([0, 0, 0, 0, 255, 0])
@@ -128,29 +134,6 @@ def test_dataset_returns_float_pairs_from_the_arrays(tmp_path):
     assert np.array_equal(tensor_to_uint8(dataset[-1][1]), hr[-1])
     with pytest.raises(IndexError):
         dataset[6]
-
-
-def _dihedral(image: np.ndarray) -> list[np.ndarray]:
-    """The 8 flips/rotations, in a fixed order."""
-    rotations = [np.rot90(image, k) for k in range(4)]
-    return rotations + [r[:, ::-1] for r in rotations]
-
-
-def test_augmentation_applies_the_same_transform_to_lr_and_hr(tmp_path):
-    hr, lr = _write_dataset(tmp_path / "set", count=1)
-    dataset = SRPairDataset(tmp_path / "set", augment=True)
-    hr_options, lr_options = _dihedral(hr[0]), _dihedral(lr[0])
-    assert len({option.tobytes() for option in hr_options}) == 8  # random pixels: all 8 are distinguishable
-    seen = set()
-    for _ in range(80):
-        lr_tensor, hr_tensor = dataset[0]
-        hr_aug, lr_aug = tensor_to_uint8(hr_tensor), tensor_to_uint8(lr_tensor)
-        (which,) = [i for i, option in enumerate(hr_options) if np.array_equal(option, hr_aug)]
-        assert np.array_equal(lr_aug, lr_options[which])  # LR got the very transform HR got
-        seen.add(which)
-    assert seen == set(range(8))
-    plain = SRPairDataset(tmp_path / "set")
-    assert all(np.array_equal(tensor_to_uint8(plain[0][1]), hr[0]) for _ in range(5))
 
 
 def test_dataset_pickles_without_its_arrays_and_works_with_a_sampler(tmp_path):

@@ -46,7 +46,8 @@ def test_evaluate_folder_scores_bicubic_and_model(model, lpips_metric, hr_folder
 
 
 def test_bicubic_scores_follow_the_protocol(model, lpips_metric, hr_folder):
-    from perceptual_sr.data import bicubic_upscale, crop_to_multiple, degrade
+    from perceptual_sr.data import crop_to_multiple, degrade
+    from perceptual_sr.image_io import resize_bicubic as bicubic_upscale
 
     result = evaluate_folder(model, hr_folder, lpips_metric=lpips_metric, degradation="blur", max_images=1)
     hr = crop_to_multiple(np.asarray(Image.open(hr_folder / "astronaut.png")), 4)

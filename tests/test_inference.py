@@ -6,6 +6,7 @@ from skimage.exposure import match_histograms
 
 from perceptual_sr import PerceptualSR, SRConfig
 from perceptual_sr import inference
+from perceptual_sr.image_io import resize_bicubic
 from perceptual_sr.inference import (
     COLOR_FIXES, DEFAULT_COLOR_FIX, ImageTooLargeError, apply_color_fix, choose_device, match_histogram, upscale,
 )
@@ -137,7 +138,7 @@ def test_histogram_fix_matches_skimage():
 def test_histogram_fix_pulls_colours_towards_bicubic():
     method = "histogram"
     low = _photo().astype(np.float32) / 255
-    bicubic = inference._bicubic_upscale(low, 4)
+    bicubic = resize_bicubic(low, 4)
     tinted = np.clip(bicubic * [1.0, 0.6, 0.6] + [0.0, 0.0, 0.2], 0, 1)  # a colour cast, as a bad net gives
     tinted_u8 = np.rint(tinted * 255).astype(np.uint8)
     fixed = apply_color_fix(tinted_u8, low, 4, method)
@@ -179,7 +180,7 @@ def test_model_mode_and_device_restored(model):
 
 def test_luma_fix_keeps_network_luma_and_bicubic_chroma():
     low = _photo().astype(np.float32) / 255
-    bicubic = inference._bicubic_upscale(low, 4)
+    bicubic = resize_bicubic(low, 4)
     tinted = np.clip(bicubic * [1.0, 0.6, 0.6] + [0.0, 0.0, 0.2], 0, 1)
     tinted_u8 = np.rint(tinted * 255).astype(np.uint8)
     fixed = apply_color_fix(tinted_u8, low, 4, "luma").astype(np.float32) / 255

@@ -10,7 +10,8 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 from skimage import data as skdata
 
-from perceptual_sr.data import degrade, load_rgb
+from perceptual_sr.data import degrade
+from perceptual_sr.image_io import load_rgb8 as load_rgb
 from perceptual_sr.prepare import PrepareConfig, crop_positions, find_images, main, prepare
 
 HR, SCALE = 32, 4

@@ -6,7 +6,8 @@ import torch
 from skimage import data as skdata
 
 from perceptual_sr import PerceptualSR
-from perceptual_sr.data import bicubic_upscale, crop_to_multiple, degrade, uint8_to_tensor
+from perceptual_sr.data import crop_to_multiple, degrade, uint8_to_tensor
+from perceptual_sr.image_io import resize_bicubic as bicubic_upscale
 from perceptual_sr.inference import upscale_array
 from perceptual_sr.metrics import LPIPSMetric, psnr_y
 
