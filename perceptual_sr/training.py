@@ -58,6 +58,7 @@ class TrainConfig:
     feature_layers: str = "relu2_2"  # "relu2_2", "relu2_2:1,relu3_3:0.5", or "none" (pixel loss only)
     tv_weight: float = 1e-5  # Johnson et al. tuned it between 1e-6 and 1e-4
     pixel_weight: float = 0.0
+    grid_weight: float = 0.0  # penalty on the error's 2/4-px periodic component (loss.periodic_error)
     crop_size: int | None = None  # random HR crops of this size (a multiple of scale); None: whole samples
     init_from: str | None = None  # start from these weights (a save_pretrained folder) instead of random
     precision: str = "auto"  # auto: bf16 autocast on CUDA and on CPUs with bf16 hardware, else fp32
@@ -91,7 +92,7 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        for name in ("tv_weight", "pixel_weight"):
+        for name in ("tv_weight", "pixel_weight", "grid_weight"):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
@@ -491,8 +492,8 @@ def setup_run(model_config: SRConfig, config: TrainConfig) -> Run:
     if config.init_from:
         _load_weights_into(model, Path(config.init_from))
     model = model.to(runtime.device).train()
-    loss_fn = PerceptualLoss(config.feature_layers, tv_weight=config.tv_weight,
-                             pixel_weight=config.pixel_weight).to(runtime.device)
+    loss_fn = PerceptualLoss(config.feature_layers, tv_weight=config.tv_weight, pixel_weight=config.pixel_weight,
+                             grid_weight=config.grid_weight, grid_period=model_config.scale).to(runtime.device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
         loss_fn = loss_fn.to(memory_format=torch.channels_last)
@@ -576,7 +577,7 @@ def train(model_config: SRConfig, config: TrainConfig) -> PerceptualSR:
         _write_json_atomic(run.out_dir / "train_config.json", dataclasses.asdict(config))
         for name in ("log.csv", "val.csv"):
             truncate_log(run.out_dir / name, run.step)
-    train_log = CsvLog(run.out_dir / "log.csv", ["step", "epoch", "loss", "feature", "tv", "pixel", "lr",
+    train_log = CsvLog(run.out_dir / "log.csv", ["step", "epoch", "loss", "feature", "tv", "pixel", "grid", "lr",
                                                  "samples_per_s"]) if runtime.is_main else None
     val_log = CsvLog(run.out_dir / "val.csv", VAL_FIELDS) if runtime.is_main else None
 
@@ -617,6 +618,7 @@ def train(model_config: SRConfig, config: TrainConfig) -> PerceptualSR:
                 train_log.write({"step": run.step, "epoch": f"{run.step / run.steps_per_epoch:.4f}",
                                  "loss": f"{loss.item():.6g}", "feature": f"{feature:.6g}",
                                  "tv": f"{values.get('tv', 0):.6g}", "pixel": f"{values.get('pixel', 0):.6g}",
+                                 "grid": f"{values.get('grid', 0):.6g}",
                                  "lr": f"{learning_rate:.6g}", "samples_per_s": f"{window_samples / elapsed:.3f}"})
                 progress.set_postfix(loss=f"{loss.item():.4g}", samples_s=f"{window_samples / elapsed:.2f}")
                 window_start, window_samples = time.perf_counter(), 0

@@ -72,3 +72,25 @@ def test_tv_is_zero_on_constant_and_positive_on_noise():
 def test_bad_layer_spec_is_a_clear_error(bad):
     with pytest.raises(ValueError):
         parse_feature_weights(bad)
+
+
+def test_periodic_error_sees_a_grid_and_not_aperiodic_texture():
+    from perceptual_sr.loss import periodic_error
+
+    generator = torch.Generator().manual_seed(0)
+    target = torch.rand(2, 3, 64, 64, generator=generator)
+    assert periodic_error(target, target) == 0
+    rows, cols = torch.meshgrid(torch.arange(64), torch.arange(64), indexing="ij")
+    grid = 0.02 * ((cols % 2 == 0).float() - 0.5) + 0.02 * ((rows % 4 == 0).float() - 0.25)
+    noise = 0.02 * torch.randn(2, 3, 64, 64, generator=generator)  # the same amplitude, no period
+    assert periodic_error(target + grid, target) > 20 * periodic_error(target + noise, target)
+    assert periodic_error(target + 0.1, target) == pytest.approx(0.0, abs=1e-12)  # a uniform shift is no grid
+    with pytest.raises(ValueError, match="at least 32x32"):
+        periodic_error(target[..., :16, :16], target[..., :16, :16])
+
+
+def test_grid_term_is_reported_and_weighted():
+    loss = PerceptualLoss("none", pixel_weight=1.0, grid_weight=100.0, vgg_weights=None)
+    target = torch.rand(1, 3, 32, 32)
+    _, terms = loss(target + 0.01 * (torch.arange(32) % 2).float(), target)
+    assert set(terms) == {"grid", "pixel"} and terms["grid"] > 0
