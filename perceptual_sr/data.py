@@ -22,6 +22,7 @@ DEGRADATIONS = ("blur", "bicubic")
 BLUR_SIGMA = 1.0  # Johnson et al. 2016, section 4.2: Gaussian blur sigma 1.0 before downsampling
 BLUR_TRUNCATE = 3.0  # kernel radius = 3 sigma -> 7x7 kernel for sigma 1
 SPLITS = ("val", "train")
+DATASET_FORMAT_VERSION = 1  # written by prepare.py into manifest.json; bump when the arrays change meaning
 
 
 def uint8_to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -90,8 +91,12 @@ class SRPairDataset(Dataset):
             self.manifest = json.loads(manifest_path.read_text())
             count, hr_size, scale = (int(self.manifest["counts"][split]), int(self.manifest["hr_size"]),
                                      int(self.manifest["scale"]))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+            version = self.manifest.get("format_version")
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as error:
             raise ValueError(f"{manifest_path} is not a valid dataset manifest ({error!r})") from error
+        if version != DATASET_FORMAT_VERSION:
+            raise ValueError(f"{manifest_path} has dataset format {version!r}; this version of perceptual_sr reads "
+                             f"format {DATASET_FORMAT_VERSION}: re-run prepare_data.py into a new folder")
         self.hr_path, self.lr_path = self.root / f"{split}_hr.npy", self.root / f"{split}_lr.npy"
         lr_size = hr_size // scale
         for path, side in ((self.hr_path, hr_size), (self.lr_path, lr_size)):

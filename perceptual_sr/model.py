@@ -26,8 +26,9 @@ from huggingface_hub.errors import EntryNotFoundError, HFValidationError, HfHubH
 from safetensors import SafetensorError
 from torch import nn
 
-from perceptual_sr import model_card
+from perceptual_sr import inference, model_card
 
+MODEL_TYPE = "perceptual-sr"
 SCALES = (2, 4, 8)
 NORMS = ("batch", "instance")
 UPSAMPLERS = ("deconv", "pixelshuffle", "resize-conv")
@@ -58,6 +59,7 @@ class SRConfig:
         output is clamped to [0, 1] in eval mode only).
     """
 
+    model_type: str = "perceptual-sr"  # written to config.json, so a saved folder says what it holds
     scale: int = 4
     channels: int = 64
     residual_blocks: int = 4
@@ -67,6 +69,9 @@ class SRConfig:
     full_res_channels: int | None = None
 
     def __post_init__(self) -> None:
+        if self.model_type != MODEL_TYPE:
+            raise ValueError(f"config.json describes a {self.model_type!r} model, not a {MODEL_TYPE!r} one; "
+                             "load it with the library that wrote it")
         if self.scale not in SCALES:
             raise ValueError(f"scale must be one of {SCALES}, got {self.scale!r}")
         if not isinstance(self.channels, int) or self.channels < 1:
@@ -155,6 +160,9 @@ class PerceptualSR(
             config = SRConfig()
         elif isinstance(config, dict):
             config = SRConfig.from_dict(config)
+        elif not isinstance(config, SRConfig):
+            raise ValueError(f"config must be an SRConfig or a dict of its fields, got {type(config).__name__}: "
+                             f"{config!r}; is config.json damaged?")
         self.config = config
         # The mixin writes this to config.json; set it here so `PerceptualSR()` is saved too.
         self._hub_mixin_config = config
@@ -200,10 +208,8 @@ class PerceptualSR(
         sharper, invented texture); None: this model's current weights. Needs a model loaded with
         its twin (the bundled default has one).
         """
-        from perceptual_sr.inference import upscale  # imported here: inference imports this module
-
         model = self if detail is None or detail == self.detail else self.at_detail(detail)
-        return upscale(model, image, **options)
+        return inference.upscale(model, image, **options)
 
     # --- Fidelity <-> detail -----------------------------------------------------------------
 
@@ -276,6 +282,13 @@ class PerceptualSR(
             for name in ("config.json", "model.safetensors"):
                 if not (path / name).is_file():
                     raise FileNotFoundError(f"model folder {str(path)!r} has no {name}; was it written by save_pretrained?")
+            try:
+                config = json.loads((path / "config.json").read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError) as error:
+                raise ValueError(f"{path / 'config.json'} is not valid JSON ({error})") from error
+            if not isinstance(config, dict):
+                raise ValueError(f"{path / 'config.json'} holds {config!r}, not a configuration object; "
+                                 "was it written by save_pretrained?")
         try:
             model = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
             twin = cls._load_twin(str(pretrained_model_name_or_path), kwargs)
@@ -285,7 +298,7 @@ class PerceptualSR(
                 f"({type(error).__name__}: {error}); check the repo id, your connection and token, "
                 "or pass a local folder written by save_pretrained"
             ) from error
-        except (RuntimeError, TypeError, SafetensorError, json.JSONDecodeError) as error:
+        except (RuntimeError, TypeError, AttributeError, SafetensorError, json.JSONDecodeError) as error:
             raise ValueError(f"could not load weights from {str(pretrained_model_name_or_path)!r}: {error}") from error
         if twin is not None:
             model.attach_twin(twin)
@@ -349,7 +362,7 @@ class PerceptualSR(
 
     def generate_model_card(self, *args: Any, **kwargs: Any):
         """Model card written next to the weights by `save_pretrained` and `push_to_hub`."""
-        return model_card.build(self, **kwargs)
+        return model_card.build(self.config, sum(p.numel() for p in self.parameters()), **kwargs)
 
 
 def blend_states(fidelity: dict[str, torch.Tensor], detail_state: dict[str, torch.Tensor],

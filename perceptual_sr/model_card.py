@@ -4,26 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import TYPE_CHECKING
+from typing import Any
 
 from huggingface_hub import ModelCard, ModelCardData
-
-if TYPE_CHECKING:
-    from perceptual_sr.model import PerceptualSR
 
 PAPER = "https://arxiv.org/abs/1603.08155"
 
 
-def build(model: "PerceptualSR", *, training: dict | None = None, evaluation: str | None = None,
+def build(config: Any, parameters: int, *, training: dict | None = None, evaluation: str | None = None,
           notes: str | None = None) -> ModelCard:
-    """A model card for `model`.
+    """A model card for a model of architecture `config` (an SRConfig) with `parameters` weights.
 
     training: the run's settings (TrainConfig as a dict) and data summary, shown as JSON.
     evaluation: a Markdown table of measured metrics.
     notes: free Markdown appended at the end (e.g. provenance of bundled weights).
     """
-    config = model.config
-    parameters = sum(p.numel() for p in model.parameters())
     data = ModelCardData(
         library_name="perceptual-sr",
         license="mit",

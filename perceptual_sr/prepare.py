@@ -46,14 +46,13 @@ from PIL import Image
 from tqdm import tqdm
 
 from perceptual_sr.config_flags import add_flags, from_flags
-from perceptual_sr.data import DEGRADATIONS, SPLITS, degrade
+from perceptual_sr.data import DATASET_FORMAT_VERSION, DEGRADATIONS, SPLITS, degrade
 from perceptual_sr.image_io import IMAGE_SUFFIXES, UNREADABLE_ERRORS, load_rgb8
 
 MAX_VAL_FRACTION = 0.1
 SPLIT_CODES = {"val": 0, "train": 1}  # part of the crop seed; never change
 DISK_MARGIN_BYTES = 64 * 2**20  # room for the manifest and progress files
 PROGRESS_FILE, PLAN_FILE, MANIFEST_FILE = "progress.json", "plan.json", "manifest.json"
-FORMAT_VERSION = 1
 
 
 def _default_workers() -> int:
@@ -495,7 +494,7 @@ def _finalise(config: PrepareConfig, plan: dict, shapes: dict, progress: dict) -
         sources[split] = [plan["splits"][split][index] for index in kept]
         counts[split], images[split] = len(rows), len(kept)
     manifest = {
-        "format_version": FORMAT_VERSION,
+        "format_version": DATASET_FORMAT_VERSION,
         "scale": config.scale,
         "hr_size": config.hr_size,
         "lr_size": config.lr_size,

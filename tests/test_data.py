@@ -118,7 +118,8 @@ def _write_dataset(root, count=6, hr_size=16, scale=4, split="train"):
     lr = np.stack([degrade(crop, scale, "bicubic") for crop in hr])
     np.save(root / f"{split}_hr.npy", hr)
     np.save(root / f"{split}_lr.npy", lr)
-    manifest = {"scale": scale, "hr_size": hr_size, "counts": {"train": 0, "val": 0, split: count}}
+    manifest = {"scale": scale, "hr_size": hr_size, "counts": {"train": 0, "val": 0, split: count},
+                "format_version": 1}
     (root / "manifest.json").write_text(json.dumps(manifest))
     return hr, lr
 
@@ -165,6 +166,13 @@ def test_bad_dataset_folders_raise_clear_errors(tmp_path):
     manifest_path.write_text(json.dumps({**manifest, "scale": 2}))
     with pytest.raises(ValueError, match="train_lr.npy"):
         SRPairDataset(tmp_path / "set")
+    manifest_path.write_text(json.dumps({**manifest, "format_version": 99}))
+    with pytest.raises(ValueError, match="dataset format 99"):
+        SRPairDataset(tmp_path / "set")
+    for foreign in ("[]", "null", "{not json"):
+        manifest_path.write_text(foreign)
+        with pytest.raises(ValueError, match="not a valid dataset manifest"):
+            SRPairDataset(tmp_path / "set")
     manifest_path.write_text("{not json")
     with pytest.raises(ValueError, match="not a valid dataset manifest"):
         SRPairDataset(tmp_path / "set")

@@ -228,3 +228,18 @@ def test_full_res_channels_makes_a_leaner_last_stage():
     assert lean.tail.in_channels == 32 and lean.upsample[-1][-2].num_features == 32
     with pytest.raises(ValueError, match="full_res_channels"):
         SRConfig(full_res_channels=0)
+
+
+@pytest.mark.parametrize("content, message", [("[]", "not a configuration object"), ("null", "not a configuration"),
+                                              ("{oops", "not valid JSON"),
+                                              ('{"model_type": "bert"}', "'bert' model")])
+def test_foreign_or_broken_config_is_a_clear_error(tmp_path, content, message):
+    PerceptualSR(SRConfig(**TINY)).save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "config.json").write_text(content)
+    with pytest.raises(ValueError, match=message):
+        PerceptualSR.from_pretrained(tmp_path / "m")
+
+
+def test_saved_config_names_the_model_type(tmp_path):
+    PerceptualSR(SRConfig(**TINY)).save_pretrained(tmp_path / "m")
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["model_type"] == "perceptual-sr"
