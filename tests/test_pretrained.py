@@ -35,3 +35,17 @@ def test_bundled_model_beats_bicubic_perceptually(model, photo):
 def test_bundled_model_is_the_documented_architecture(model):
     assert model.scale == 4 and model.config.upsampler == "resize-conv" and model.config.global_skip == "bicubic"
     assert not model.training
+
+
+def test_bundled_model_has_its_pixel_loss_twin_and_little_grid_texture(model):
+    from perceptual_sr.metrics import grid_score
+
+    assert model.has_twin and model.detail == 1.0
+    hr = crop_to_multiple(skdata.astronaut()[:256, :256], 4)
+    lr = degrade(hr, 4, "bicubic").astype(np.float32) / 255.0
+    sharp = upscale_array(model, lr, color_fix=None, fast=False)
+    faithful = upscale_array(model.at_detail(0.0), lr, color_fix=None, fast=False)
+    # The twin is the fidelity end: closer to the ground truth in PSNR than the feature-loss model.
+    assert psnr_y(faithful, hr) > psnr_y(sharp, hr)
+    # The grid penalty keeps the default's periodic texture near the photo's (the previous model scored 1.5-2).
+    assert grid_score(sharp, hr) < 0.8

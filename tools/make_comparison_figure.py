@@ -3,8 +3,8 @@
 Each comparison image is [bicubic | model | HR] side by side; this crops the same window from the
 three panels of a few images and stacks them as rows, labelled.
 
-    python tools/make_comparison_figure.py EVAL_OUT/comparisons docs/images/comparison.png \
-        Set5/butterfly:40,60,160 Set14/zebra:300,60,160 BSD68/108005:200,100,160
+    python tools/make_comparison_figure.py eval_results/comparisons docs/images/comparison.png \
+        Set5/butterfly:40,60,128 Set14/zebra:250,150,128 Set5/baby:280,180,128 BSD68/108005:200,150,128
 """
 
 import argparse
