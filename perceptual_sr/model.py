@@ -192,6 +192,9 @@ class PerceptualSR(
         x = self.upsample(x)  # (B, C, scale*H, scale*W)
         x = self.tail(x)  # (B, 3, scale*H, scale*W)
         if self.config.global_skip == "bicubic":
+            # torch's bicubic (a = -0.75), on the device and differentiable: part of the trained
+            # function, so it stays what the weights were trained with. The bicubic *baseline* of
+            # tables and colour fix is Pillow's (a = -0.5, as MATLAB's): image_io.resize_bicubic.
             base = F.interpolate(lr, scale_factor=self.scale, mode="bicubic", align_corners=False)
             # A linear residual, clamped only outside training: a tanh or clamp in the training
             # graph saturates after the first large Adam steps and then passes no gradient
