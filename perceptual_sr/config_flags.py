@@ -1,8 +1,8 @@
 """Command-line flags generated from a configuration dataclass (TrainConfig, SRConfig, PrepareConfig).
 
 One flag per field (`--field-name`), typed from the field's annotation; `X | None` fields accept
-the word "none"; bools become `--flag/--no-flag`. A field's metadata may carry "help" and
-"choices". Validation stays in the dataclass's `__post_init__`.
+the word "none"; bools become `--flag/--no-flag`. A field's metadata may carry "help",
+"choices", and "flag": False for a field that is not a setting. Validation stays in the dataclass's `__post_init__`.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, title: str | None = No
     group = parser.add_argument_group(title) if title else parser
     hints = typing.get_type_hints(cls)
     for spec in dataclasses.fields(cls):
+        if not spec.metadata.get("flag", True):
+            continue  # a fixed value, not a setting (e.g. SRConfig.model_type)
         kind, optional = _base_type(hints[spec.name])
         help_text = spec.metadata.get("help", "")
         if spec.name in positional:
@@ -53,4 +55,4 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, title: str | None = No
 
 def from_flags(cls: type, values: dict[str, Any]) -> Any:
     """Build dataclass `cls` from parsed flags (`vars(args)`), taking only its own fields."""
-    return cls(**{spec.name: values[spec.name] for spec in dataclasses.fields(cls)})
+    return cls(**{spec.name: values[spec.name] for spec in dataclasses.fields(cls) if spec.name in values})

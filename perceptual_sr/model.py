@@ -14,7 +14,7 @@ import dataclasses
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,14 +59,17 @@ class SRConfig:
         output is clamped to [0, 1] in eval mode only).
     """
 
-    model_type: str = "perceptual-sr"  # written to config.json, so a saved folder says what it holds
-    scale: int = 4
-    channels: int = 64
-    residual_blocks: int = 4
-    norm: str = "batch"
-    upsampler: str = "deconv"
-    global_skip: str = "none"
-    full_res_channels: int | None = None
+    model_type: str = field(default=MODEL_TYPE, metadata={
+        "help": "written to config.json, so a saved folder says what it holds", "flag": False})
+    scale: int = field(default=4, metadata={"help": "upscaling factor", "choices": SCALES})
+    channels: int = field(default=64, metadata={"help": "feature channels of the body"})
+    residual_blocks: int = field(default=4, metadata={"help": "residual blocks at input resolution"})
+    norm: str = field(default="batch", metadata={"help": "normalisation", "choices": NORMS})
+    upsampler: str = field(default="deconv", metadata={"help": "x2 stage", "choices": UPSAMPLERS})
+    global_skip: str = field(default="none", metadata={
+        "help": "none: paint the image through a tanh; bicubic: add a residual to bicubic", "choices": GLOBAL_SKIPS})
+    full_res_channels: int | None = field(default=None, metadata={
+        "help": "channels of the last x2 stage and the tail (none: --channels)"})
 
     def __post_init__(self) -> None:
         if self.model_type != MODEL_TYPE:

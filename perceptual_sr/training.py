@@ -16,7 +16,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,39 +41,48 @@ RESUMABLE_CHANGES = ("epochs", "steps", "resume", "workers", "log_every", "check
                      "val_images", "validate_at_start", "push_to_hub", "device", "compile", "output_dir")
 
 
+def _flag(default: Any, help_text: str, choices: tuple | None = None) -> Any:
+    """A dataclass field whose help text (and choices) `config_flags` turns into the --flag's help."""
+    metadata = {"help": help_text, **({"choices": choices} if choices else {})}
+    return field(default=default, metadata=metadata)
+
+
 @dataclass
 class TrainConfig:
     """Run settings, saved with every checkpoint (never in the model's config.json)."""
 
-    data: str = ""  # folder written by prepare_data.py
-    output_dir: str = "runs/perceptual-sr-x4"
-    val_dir: str | None = None  # folder of HR images (e.g. Set5) for periodic validation
-    epochs: float = 2.0
-    steps: int | None = None  # overrides epochs when set
-    batch_size: int = 4
-    lr: float = 1e-3  # Adam learning rate (the peak, with a schedule)
-    lr_schedule: str = "constant"  # constant, or cosine decay to 0 after `warmup_steps` of linear warm-up
-    warmup_steps: int = 0
-    ema_decay: float = 0.0  # exponential moving average of the weights (0: off); validated and saved when on
-    feature_layers: str = "relu2_2"  # "relu2_2", "relu2_2:1,relu3_3:0.5", or "none" (pixel loss only)
-    tv_weight: float = 1e-5  # Johnson et al. tuned it between 1e-6 and 1e-4
-    pixel_weight: float = 0.0
-    grid_weight: float = 0.0  # penalty on the error's 2/4-px periodic component (loss.periodic_error)
-    crop_size: int | None = None  # random HR crops of this size (a multiple of scale); None: whole samples
-    init_from: str | None = None  # start from these weights (a save_pretrained folder) instead of random
-    precision: str = "auto"  # auto: bf16 autocast on CUDA and on CPUs with bf16 hardware, else fp32
-    channels_last: bool = True
-    compile: bool = False
-    device: str = "auto"
-    workers: int = 2
-    seed: int = 0
-    log_every: int = 10
-    checkpoint_every: int = 250
-    val_every: int = 250
-    val_images: int = 0  # validate on the first N images of val_dir (0: all)
-    validate_at_start: bool = True  # score the untrained (or --init-from) weights first, as a baseline
-    resume: bool = False
-    push_to_hub: str | None = None
+    data: str = _flag("", "folder written by prepare_data.py")
+    output_dir: str = _flag("runs/perceptual-sr-x4", "run folder: logs, checkpoint/, then the final model")
+    val_dir: str | None = _flag(None, "folder of HR images (e.g. Set5) validated with the held-out split")
+    epochs: float = _flag(2.0, "passes over the prepared training pairs")
+    steps: int | None = _flag(None, "updates to run; overrides --epochs")
+    batch_size: int = _flag(4, "samples per update and process")
+    lr: float = _flag(1e-3, "Adam learning rate (the peak, with a schedule)")
+    lr_schedule: str = _flag("constant", "constant, or cosine decay to 0 after --warmup-steps of linear warm-up",
+                             choices=LR_SCHEDULES)
+    warmup_steps: int = _flag(0, "updates of linear learning-rate warm-up")
+    ema_decay: float = _flag(0.0, "exponential moving average of the weights (0: off); validated and shipped when on")
+    feature_layers: str = _flag("relu2_2", 'VGG-16 layers and weights: "relu2_2", "relu2_2:1,relu3_3:0.5", '
+                                           'or "none" (pixel loss only)')
+    tv_weight: float = _flag(1e-5, "total-variation weight (Johnson et al. tuned 1e-6 to 1e-4)")
+    pixel_weight: float = _flag(0.0, "pixel MSE weight")
+    grid_weight: float = _flag(0.0, "penalty on the error's 2/4-px periodic component (loss.periodic_error)")
+    crop_size: int | None = _flag(None, "random HR crop per sample, a multiple of scale; none: whole pairs")
+    init_from: str | None = _flag(None, "start from these weights (a save_pretrained folder) instead of random")
+    precision: str = _flag("auto", "auto: bf16 autocast on CUDA and on CPUs with bf16 hardware, else fp32",
+                           choices=PRECISIONS)
+    channels_last: bool = _flag(True, "channels_last memory format")
+    compile: bool = _flag(False, "torch.compile the network")
+    device: str = _flag("auto", "auto, cpu, cuda, cuda:N or mps")
+    workers: int = _flag(2, "DataLoader worker processes")
+    seed: int = _flag(0, "initial weights, sample order, crops and flips")
+    log_every: int = _flag(10, "updates between log.csv rows")
+    checkpoint_every: int = _flag(250, "updates between checkpoints")
+    val_every: int = _flag(250, "updates between validations")
+    val_images: int = _flag(0, "validate on the first N images of each set (0: all)")
+    validate_at_start: bool = _flag(True, "score the starting weights first, as a baseline")
+    resume: bool = _flag(False, "continue the checkpoint in --output-dir (the recipe must match)")
+    push_to_hub: str | None = _flag(None, "Hub repo id to upload the final model to")
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -457,6 +466,7 @@ class Run:
     average: WeightAverage | None
     out_dir: Path
     step: int = 0
+    lpips_metric: Any = None  # the validation metric, built on first use
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -562,6 +572,85 @@ def train_step(run: Run, low_res: torch.Tensor, high_res: torch.Tensor) -> tuple
     return loss, terms
 
 
+TRAIN_LOG_FIELDS = ["step", "epoch", "loss", "feature", "tv", "pixel", "grid", "lr", "samples_per_s"]
+
+
+class StepLog:
+    """The training log: one CSV row every `log_every` steps, with the throughput since the last row."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.csv = CsvLog(run.out_dir / "log.csv", TRAIN_LOG_FIELDS) if run.runtime.is_main else None
+        self.progress = tqdm(total=run.steps, initial=run.step, desc="train", disable=not run.runtime.is_main,
+                             dynamic_ncols=True)
+        self.window_start, self.window_samples = time.perf_counter(), 0
+
+    def record(self, batch_size: int, learning_rate: float, loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> None:
+        run = self.run
+        self.window_samples += batch_size * run.runtime.world_size
+        self.progress.update(1)
+        if self.csv is None or not (run.step % run.config.log_every == 0 or run.step == run.steps):
+            return
+        samples_per_s = self.window_samples / (time.perf_counter() - self.window_start)
+        values = {key: value.item() for key, value in terms.items()}  # synchronises: only every log_every
+        feature = sum(value for key, value in values.items() if key.startswith("relu"))
+        self.csv.write({"step": run.step, "epoch": f"{run.step / run.steps_per_epoch:.4f}", "loss": f"{loss.item():.6g}",
+                        "feature": f"{feature:.6g}", "tv": f"{values.get('tv', 0):.6g}",
+                        "pixel": f"{values.get('pixel', 0):.6g}", "grid": f"{values.get('grid', 0):.6g}",
+                        "lr": f"{learning_rate:.6g}", "samples_per_s": f"{samples_per_s:.3f}"})
+        self.progress.set_postfix(loss=f"{loss.item():.4g}", samples_s=f"{samples_per_s:.2f}")
+        self.window_start, self.window_samples = time.perf_counter(), 0
+
+    def close(self) -> None:
+        self.progress.close()
+
+
+def start_logs(run: Run) -> None:
+    """Record the settings and drop log rows past the resumed step (they are about to be redone)."""
+    if run.runtime.is_main:
+        run.out_dir.mkdir(parents=True, exist_ok=True)
+        _write_json_atomic(run.out_dir / "train_config.json", dataclasses.asdict(run.config))
+        for name in ("log.csv", "val.csv"):
+            truncate_log(run.out_dir / name, run.step)
+
+
+def run_validation(run: Run) -> list[dict[str, Any]]:
+    """Validate the weights that would ship now (main process only) and append them to val.csv."""
+    if not run.runtime.is_main:
+        return []
+    if run.lpips_metric is None:  # built on first use: two weight files to load
+        from perceptual_sr.metrics import LPIPSMetric
+
+        run.lpips_metric = LPIPSMetric().to(run.runtime.device)
+    rows = validate(run.final_model, run.config, Path(run.config.data), run.scale,
+                    run.dataset.manifest.get("degradation", "blur"), run.step, run.out_dir, run.lpips_metric,
+                    run.runtime.device)
+    val_log = CsvLog(run.out_dir / "val.csv", VAL_FIELDS)
+    for row in rows:
+        val_log.write(row)
+    return rows
+
+
+def checkpoint(run: Run) -> None:
+    if run.runtime.is_main:
+        save_checkpoint(run.checkpoint_dir, run.model, run.optimizer, run.scaler, run.step, run.config, run.average)
+
+
+def finish(run: Run) -> PerceptualSR:
+    """Last checkpoint and validation; the final model, its card, the loss plot and the optional push."""
+    checkpoint(run)
+    rows = run_validation(run)
+    if run.runtime.is_main:
+        manifest = run.dataset.manifest
+        _save_final(run.final_model, run.config, manifest, rows, run.out_dir)
+        plot_losses(run.out_dir / "log.csv", run.out_dir / "val.csv", run.out_dir / "loss.png")
+        if run.config.push_to_hub:
+            push(run.final_model, run.config, manifest, rows)
+    if run.runtime.world_size > 1:
+        dist.barrier()
+    return run.final_model.eval()
+
+
 def train(model_config: SRConfig, config: TrainConfig) -> PerceptualSR:
     """Train, checkpointing to `output_dir/checkpoint`; the final model is saved to `output_dir`.
 
@@ -569,78 +658,27 @@ def train(model_config: SRConfig, config: TrainConfig) -> PerceptualSR:
     on every rank under DDP.
     """
     run = setup_run(model_config, config)
-    runtime = run.runtime
-    degradation = run.dataset.manifest.get("degradation", "blur")
-    lpips_metric = None
-    if runtime.is_main:
-        run.out_dir.mkdir(parents=True, exist_ok=True)
-        _write_json_atomic(run.out_dir / "train_config.json", dataclasses.asdict(config))
-        for name in ("log.csv", "val.csv"):
-            truncate_log(run.out_dir / name, run.step)
-    train_log = CsvLog(run.out_dir / "log.csv", ["step", "epoch", "loss", "feature", "tv", "pixel", "grid", "lr",
-                                                 "samples_per_s"]) if runtime.is_main else None
-    val_log = CsvLog(run.out_dir / "val.csv", VAL_FIELDS) if runtime.is_main else None
-
-    def run_validation() -> list[dict[str, Any]]:
-        nonlocal lpips_metric
-        if not runtime.is_main:
-            return []
-        if lpips_metric is None:
-            from perceptual_sr.metrics import LPIPSMetric
-
-            lpips_metric = LPIPSMetric().to(runtime.device)
-        rows = validate(run.final_model, config, Path(config.data), run.scale, degradation, run.step, run.out_dir,
-                        lpips_metric, runtime.device)
-        for row in rows:
-            val_log.write(row)
-        return rows
-
-    def checkpoint() -> None:
-        if runtime.is_main:
-            save_checkpoint(run.checkpoint_dir, run.model, run.optimizer, run.scaler, run.step, config, run.average)
-
+    start_logs(run)
     if run.step == 0 and config.validate_at_start:
-        run_validation()
-    progress = tqdm(total=run.steps, initial=run.step, desc="train", disable=not runtime.is_main, dynamic_ncols=True)
-    window_start, window_samples = time.perf_counter(), 0
+        run_validation(run)
+    log = StepLog(run)
     data = batches(run)
     try:
         while run.step < run.steps:
             low_res, high_res = next(data)
             learning_rate = learning_rate_at(run.step, run.steps, config)
             loss, terms = train_step(run, low_res, high_res)
-            window_samples += low_res.shape[0] * runtime.world_size
-            progress.update(1)
-            if runtime.is_main and (run.step % config.log_every == 0 or run.step == run.steps):
-                elapsed = time.perf_counter() - window_start
-                values = {key: value.item() for key, value in terms.items()}
-                feature = sum(value for key, value in values.items() if key.startswith("relu"))
-                train_log.write({"step": run.step, "epoch": f"{run.step / run.steps_per_epoch:.4f}",
-                                 "loss": f"{loss.item():.6g}", "feature": f"{feature:.6g}",
-                                 "tv": f"{values.get('tv', 0):.6g}", "pixel": f"{values.get('pixel', 0):.6g}",
-                                 "grid": f"{values.get('grid', 0):.6g}",
-                                 "lr": f"{learning_rate:.6g}", "samples_per_s": f"{window_samples / elapsed:.3f}"})
-                progress.set_postfix(loss=f"{loss.item():.4g}", samples_s=f"{window_samples / elapsed:.2f}")
-                window_start, window_samples = time.perf_counter(), 0
+            log.record(low_res.shape[0], learning_rate, loss, terms)
             if run.step % config.checkpoint_every == 0 and run.step < run.steps:
-                checkpoint()
+                checkpoint(run)
             if run.step % config.val_every == 0 and run.step < run.steps:
-                run_validation()
+                run_validation(run)
     except KeyboardInterrupt:
-        checkpoint()
-        progress.close()
+        checkpoint(run)
         raise
-    progress.close()
-    checkpoint()
-    final_rows = run_validation()
-    if runtime.is_main:
-        _save_final(run.final_model, config, run.dataset.manifest, final_rows, run.out_dir)
-        plot_losses(run.out_dir / "log.csv", run.out_dir / "val.csv", run.out_dir / "loss.png")
-        if config.push_to_hub:
-            push(run.final_model, config, run.dataset.manifest, final_rows)
-    if runtime.world_size > 1:
-        dist.barrier()
-    return run.final_model.eval()
+    finally:
+        log.close()
+    return finish(run)
 
 
 def _write_json_atomic(path: Path, data: dict) -> None:
