@@ -11,9 +11,10 @@ from tqdm.auto import tqdm
 
 from perceptual_sr.data import DEGRADATIONS
 from perceptual_sr.evaluate import evaluate, markdown_table, sweep_detail
-from perceptual_sr.image_io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, save_image
+from perceptual_sr.image_io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, is_complete_image, save_image
 from perceptual_sr.inference import COLOR_FIXES, DEFAULT_COLOR_FIX, DEFAULT_TILE_OVERLAP, upscale
 from perceptual_sr.model import PerceptualSR
+from perceptual_sr.runtime import choose_device
 
 FORMATS = {"png": ".png", "jpeg": ".jpg", "jpg": ".jpg", "webp": ".webp", "tiff": ".tif"}
 
@@ -33,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--skip-existing", action="store_true", help="leave outputs that already exist alone")
     _add_model_options(up)
     up.add_argument("--color-fix", type=_color_fix, default=DEFAULT_COLOR_FIX,
-                    choices=[c for c in COLOR_FIXES], help=f"colour fix: histogram, luma or none (default {DEFAULT_COLOR_FIX})")
+                    choices=[c for c in COLOR_FIXES], metavar="{histogram,luma,none}",
+                    help=f"colour fix (default {DEFAULT_COLOR_FIX})")
     up.add_argument("--tile-size", type=int, help="tile side in input pixels (default: chosen per device)")
     up.add_argument("--tile-overlap", type=int, default=DEFAULT_TILE_OVERLAP, help="tile overlap in input pixels")
     up.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="largest input accepted (width x height)")
@@ -43,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--degradation", choices=DEGRADATIONS, default="bicubic")
     ev.add_argument("--out", type=Path, default=Path("eval_results"), help="folder for results.md/.csv and comparisons")
     ev.add_argument("--color-fix", type=_color_fix, default=None, choices=[c for c in COLOR_FIXES],
+                    metavar="{histogram,luma,none}",
                     help="colour fix applied to the model output (default none: the raw network)")
     _add_model_options(ev)
     ev.add_argument("--sweep-detail", action="store_true",
@@ -73,15 +76,29 @@ def collect_inputs(inputs: list[Path]) -> list[Path]:
     return files
 
 
+def output_paths(files: list[Path], output: Path, scale: int, format: str | None) -> list[Path]:
+    """Where each input's result goes; ValueError if two inputs would write the same file."""
+    targets = [output / f"{path.stem}_x{scale}{FORMATS[format] if format else path.suffix.lower()}" for path in files]
+    sources: dict[Path, list[Path]] = {}
+    for path, target in zip(files, targets):
+        sources.setdefault(target, []).append(path)
+    clashes = {target: paths for target, paths in sources.items() if len(paths) > 1}
+    if clashes:
+        lines = "; ".join(f"{', '.join(map(str, paths))} -> {target.name}" for target, paths in clashes.items())
+        raise ValueError(f"several inputs would be written to the same output file ({lines}); rename them, or "
+                         "upscale them into separate --output folders")
+    return targets
+
+
 def run_upscale(args: argparse.Namespace, model: PerceptualSR) -> int:
     files = collect_inputs(args.inputs)
+    targets = output_paths(files, args.output, model.scale, args.format)
     args.output.mkdir(parents=True, exist_ok=True)
     done, skipped, failed = 0, 0, []
     start = time.perf_counter()
-    for path in tqdm(files, desc="upscale", unit="image"):
-        suffix = FORMATS[args.format] if args.format else path.suffix.lower()
-        target = args.output / f"{path.stem}_x{model.scale}{suffix}"
-        if args.skip_existing and target.exists():
+    for path, target in tqdm(list(zip(files, targets)), desc="upscale", unit="image"):
+        # An output that does not decode fully (a killed run's, say) is redone, not skipped.
+        if args.skip_existing and target.exists() and is_complete_image(target):
             skipped += 1
             continue
         try:
@@ -119,6 +136,7 @@ def run_eval(args: argparse.Namespace, model: PerceptualSR) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        choose_device(args.device)  # a device this machine lacks is one error, not one per file
         model = PerceptualSR.from_pretrained(args.model or None, detail=args.detail)
         if args.command == "upscale":
             return run_upscale(args, model)

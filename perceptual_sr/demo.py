@@ -21,7 +21,7 @@ import torch
 from PIL import Image, ImageOps
 
 from perceptual_sr.image_io import IMAGE_SUFFIXES, save_image
-from perceptual_sr.inference import COLOR_FIXES, DEFAULT_COLOR_FIX, ImageTooLargeError, upscale
+from perceptual_sr.inference import COLOR_FIXES, DEFAULT_COLOR_FIX, DEFAULT_TILE_OVERLAP, ImageTooLargeError, upscale
 from perceptual_sr.model import PerceptualSR
 
 # A 1024 x 1024 input becomes a 4096 x 4096 output: about what a 2-vCPU, 16 GB Space handles
@@ -142,8 +142,10 @@ class Upscaler:
             raise gr.Error(_too_large_message(size, self.max_input_pixels), title="Image too large")
         started = time.perf_counter()
         try:
+            # Small tiles get a proportionally smaller overlap (it must stay under half a tile).
+            overlap = min(DEFAULT_TILE_OVERLAP, tile // 4) if tile else DEFAULT_TILE_OVERLAP
             result = upscale(model, image_path, color_fix=fixes[color_fix], tile_size=tile or None,
-                             max_pixels=self.max_input_pixels, device=self.device)
+                             tile_overlap=overlap, max_pixels=self.max_input_pixels, device=self.device)
         except ImageTooLargeError as error:  # e.g. a decompression bomb with a lying header
             raise gr.Error(_too_large_message(size, self.max_input_pixels), title="Image too large") from error
         except ValueError as error:  # messages are meant for users; show the file's name, not our temp path

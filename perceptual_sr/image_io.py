@@ -26,6 +26,7 @@ What is kept and what cannot be:
 
 from __future__ import annotations
 
+import os
 import struct
 import warnings
 from dataclasses import dataclass
@@ -221,7 +222,26 @@ def save_image(image: Image.Image, path: str | Path, format: str | None = None) 
     if format == "JPEG":
         options["quality"] = 95
     path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path, format=format, **options)
+    # Written under a temporary name in the same folder, then renamed: a run killed mid-write
+    # leaves no truncated file under the real name (os.replace is atomic on one file system).
+    staging = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        image.save(staging, format=format, **options)
+        os.replace(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)
+
+
+def is_complete_image(path: str | Path) -> bool:
+    """Whether `path` holds an image that decodes fully (a truncated or empty file does not)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.load()
+        return True
+    except (*UNREADABLE_ERRORS, ValueError, Image.DecompressionBombError):
+        return False
 
 
 def rgb_to_grey(rgb: np.ndarray) -> np.ndarray:

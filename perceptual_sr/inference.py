@@ -49,6 +49,7 @@ COLOR_FIXES = ("histogram", "luma", None)
 DEFAULT_COLOR_FIX = "luma"
 DEFAULT_TILE_OVERLAP = 16  # input pixels; > the receptive-field radius of the default 4-block net
 MIN_TILE_SIZE = 32
+MIN_NETWORK_SIDE = 8  # input pixels; smaller images are edge-padded to this, then cropped
 _AUTO_TILE_SIZE = {"cpu": 192, "cuda": 512, "mps": 256}
 _TILE_MEMORY_BUDGET = {"cpu": 1 << 30, "mps": 1 << 30}  # bytes of activations per batch of tiles
 _LIVE_ACTIVATIONS = 6  # rough count of full-resolution feature maps alive at once in forward
@@ -226,7 +227,16 @@ def upscale_array(
         raise ValueError(f"tile_overlap must be a non-negative integer, got {tile_overlap!r}")
     if tile_size is not None and 2 * tile_overlap >= tile_size:
         raise ValueError(f"tile_overlap ({tile_overlap}) must be less than half of tile_size ({tile_size})")
+    if tile_batch is not None and (not isinstance(tile_batch, int) or isinstance(tile_batch, bool) or tile_batch < 1):
+        raise ValueError(f"tile_batch must be a positive integer or None, got {tile_batch!r}")
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise ValueError(f"expected a non-empty (H, W, 3) array, got shape {rgb.shape}")
     device = choose_device(device)
+    height, width = rgb.shape[:2]
+    # The first layer's 9x9 reflection padding needs 5 pixels a side: smaller images (icons, 1-pixel
+    # strips) are extended by repeating their edge pixels, and the output cropped back.
+    network_input = np.pad(rgb, ((0, max(0, MIN_NETWORK_SIDE - height)), (0, max(0, MIN_NETWORK_SIDE - width)), (0, 0)),
+                           mode="edge")
     tile = tile_size or _AUTO_TILE_SIZE.get(device.type, 256)
     overlap = min(tile_overlap, (tile - 1) // 2)
     channels = getattr(getattr(model, "config", None), "channels", 64)
@@ -234,7 +244,8 @@ def upscale_array(
     with _inference_mode(model, device):
         while True:
             try:
-                out = _run_tiles(model, rgb, out_dtype, tile, overlap, batch, device, fast, progress)
+                out = _run_tiles(model, network_input, out_dtype, tile, overlap, batch, device, fast, progress)
+                out = out[:height * model.scale, :width * model.scale]
                 break
             except (RuntimeError, MemoryError) as error:
                 if not _is_out_of_memory(error):

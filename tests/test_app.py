@@ -236,3 +236,22 @@ def test_browser_upload_upscale_and_download(app_url, page, tmp_path):
     page.locator("#result-summary", has_text="225 x 150 → 900 x 600 px").wait_for(timeout=120_000)
     page.locator("#result-slider img").first.wait_for(timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "demo_example.png"), full_page=True)
+
+
+def test_prediction_function_takes_tiny_images_every_tile_size_and_detail(tmp_path):
+    from perceptual_sr.demo import MAX_TILE_SIZE, Upscaler
+
+    torch.manual_seed(0)
+    config = SRConfig(channels=4, residual_blocks=1)
+    model = PerceptualSR(config)
+    model.attach_twin(PerceptualSR(config))
+    predict = Upscaler(model, output_dir=tmp_path / "out")
+    for width, height in ((1, 1), (2, 5), (8, 8), (1, 30)):
+        source = _photo(tmp_path / f"icon{width}x{height}.png", (width, height))
+        (before, after), full, summary = predict(str(source), "luma", 0, 0.5)
+        assert Image.open(full).size == (4 * width, 4 * height) and "detail 0.5" in summary
+    source = _photo(tmp_path / "photo.png", (70, 40))
+    for tile in range(32, 129, 32):  # every tile size the slider offers below the image size
+        _, full, summary = predict(str(source), "off", tile, 1.0)
+        assert Image.open(full).size == (280, 160) and f"{tile} px tiles" in summary
+    assert MAX_TILE_SIZE % 32 == 0

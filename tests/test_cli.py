@@ -87,3 +87,59 @@ def test_detail_flag_and_perception_distortion_sweep(tmp_path, capsys):
     rows = (tmp_path / "sweep" / "sweep.csv").read_text().splitlines()
     assert rows[0].startswith("detail,set,bicubic_psnr") and len(rows) == 1 + 5
     assert (tmp_path / "sweep" / "perception_distortion.png").stat().st_size > 0
+
+
+def test_inputs_that_would_share_an_output_name_are_refused_before_any_work(model_dir, tmp_path, capsys):
+    for folder, name in (("d1", "x.png"), ("d2", "x.png")):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(_photo()).save(tmp_path / folder / name)
+    Image.fromarray(_photo()).save(tmp_path / "photo.jpg")
+    Image.fromarray(_photo()).save(tmp_path / "photo.bmp")
+    for inputs in ([tmp_path / "d1", tmp_path / "d2"], [tmp_path / "photo.jpg", tmp_path / "photo.bmp"]):
+        out = tmp_path / "out"
+        code = main(["upscale", *map(str, inputs), "-o", str(out), "--model", str(model_dir), "--format", "png"])
+        assert code == 2 and "same output file" in capsys.readouterr().err
+        assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_save_killed_midway_leaves_no_truncated_output_and_the_rerun_completes(model_dir, tmp_path, monkeypatch):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(_photo()).save(photos / "a.png")
+    original_save = Image.Image.save
+
+    def killed_save(self, fp, *args, **kwargs):
+        with open(fp, "wb") as handle:
+            handle.write(b"\x89PNG\r\n\x1a\n half of a file")
+        raise KeyboardInterrupt  # the process dies mid-write
+
+    monkeypatch.setattr(Image.Image, "save", killed_save)
+    with pytest.raises(KeyboardInterrupt):
+        main(["upscale", str(photos), "-o", str(tmp_path / "out"), "--model", str(model_dir)])
+    assert not (tmp_path / "out" / "a_x4.png").exists() and not list((tmp_path / "out").iterdir())
+    monkeypatch.setattr(Image.Image, "save", original_save)
+    # A truncated output from some other tool is redone by --skip-existing, not kept.
+    (tmp_path / "out" / "a_x4.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    assert main(["upscale", str(photos), "-o", str(tmp_path / "out"), "--model", str(model_dir), "--skip-existing"]) == 0
+    assert Image.open(tmp_path / "out" / "a_x4.png").size == (80, 64)
+
+
+@pytest.mark.parametrize("device, message", [("banana", "unknown device"), ("cuda:7", "no usable CUDA")])
+def test_a_device_this_machine_lacks_is_one_clear_line(model_dir, tmp_path, capsys, device, message):
+    if device.startswith("cuda") and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    Image.fromarray(_photo()).save(tmp_path / "a.png")
+    assert main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--model", str(model_dir),
+                 "--device", device]) == 2
+    error = capsys.readouterr().err.strip()
+    assert message in error and "\n" not in error
+
+
+def test_tiny_images_upscale_from_the_command_line(model_dir, tmp_path):
+    photos = tmp_path / "icons"
+    photos.mkdir()
+    for width, height in ((1, 1), (3, 3), (8, 8), (1, 20)):
+        Image.fromarray(np.full((height, width, 3), 128, np.uint8)).save(photos / f"i{width}x{height}.png")
+    assert main(["upscale", str(photos), "-o", str(tmp_path / "out"), "--model", str(model_dir)]) == 0
+    assert Image.open(tmp_path / "out" / "i1x1_x4.png").size == (4, 4)
+    assert Image.open(tmp_path / "out" / "i1x20_x4.png").size == (4, 80)

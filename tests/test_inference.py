@@ -9,6 +9,7 @@ from perceptual_sr import inference
 from perceptual_sr.image_io import resize_bicubic
 from perceptual_sr.inference import (
     COLOR_FIXES, DEFAULT_COLOR_FIX, ImageTooLargeError, apply_color_fix, choose_device, match_histogram, upscale,
+    upscale_array,
 )
 
 
@@ -190,3 +191,25 @@ def test_luma_fix_keeps_network_luma_and_bicubic_chroma():
     assert np.abs(fixed_ycc[..., 0] - tinted_ycc[..., 0])[inside].max() < 2 / 255
     assert np.abs(fixed_ycc[..., 1:] - bicubic_ycc[..., 1:])[inside].max() < 3 / 255
     assert np.abs(tinted_ycc[..., 1:] - bicubic_ycc[..., 1:]).mean() > 10 / 255  # the cast was there
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (6, 6), (7, 7), (8, 8), (1, 37), (29, 1),
+                                  (2, 50)])
+def test_tiny_images_and_strips_upscale_close_to_bicubic(size):
+    bundled = PerceptualSR.from_pretrained()
+    height, width = size
+    rows, cols = np.mgrid[0:height, 0:width]
+    smooth = np.stack([0.3 + 0.02 * rows, 0.5 + 0.01 * cols, 0.6 - 0.01 * (rows + cols)], -1).astype(np.float32)
+    out = bundled.upscale(smooth, color_fix=None)
+    assert out.shape == (4 * height, 4 * width, 3)
+    assert np.abs(out - np.clip(resize_bicubic(smooth, 4), 0, 1)).mean() < 0.02
+    image = Image.fromarray((smooth * 255).astype(np.uint8))
+    assert bundled.upscale(image).size == (4 * width, 4 * height)
+
+
+def test_empty_arrays_and_bad_tile_batch_are_clear_errors(model):
+    with pytest.raises(ValueError, match="non-empty"):
+        upscale_array(model, np.zeros((0, 5, 3), np.float32))
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="tile_batch"):
+            upscale_array(model, np.zeros((8, 8, 3), np.float32), tile_batch=bad)
