@@ -226,13 +226,22 @@ def _write_json(path: Path, data: dict) -> None:
     os.replace(temporary, path)
 
 
-def _read_json(path: Path) -> dict | None:
+def _read_json(path: Path, required: dict[str, type]) -> dict | None:
+    """A bookkeeping file of ours, or None if absent; ValueError if it is corrupt or someone else's."""
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"{path} is corrupt ({error}); delete it to start over") from error
+    if not isinstance(data, dict) or any(not isinstance(data.get(key), kind) for key, kind in required.items()):
+        raise ValueError(f"{path} was not written by prepare_data.py (expected an object with "
+                         f"{', '.join(required)}); move it away or choose another OUT")
+    for key in ("splits", "done", "failed"):  # per-split tables
+        if key in required and any(not isinstance(data[key].get(split), (list, dict)) for split in SPLITS):
+            raise ValueError(f"{path} was not written by prepare_data.py ({key} lacks a split); "
+                             "move it away or choose another OUT")
+    return data
 
 
 def _create_npy(path: Path, shape: tuple[int, ...]) -> None:
@@ -400,7 +409,7 @@ def prepare(config: PrepareConfig, *, checkpoint_seconds: float = 10.0,
     out.mkdir(parents=True, exist_ok=True)
     settings = config.settings()
 
-    manifest = _read_json(out / MANIFEST_FILE)
+    manifest = _read_json(out / MANIFEST_FILE, {"settings": dict, "counts": dict})
     if manifest is not None:
         mismatch = _settings_mismatch(settings, manifest.get("settings", {}))
         if mismatch:
@@ -410,7 +419,7 @@ def prepare(config: PrepareConfig, *, checkpoint_seconds: float = 10.0,
 
     pool = ProcessPoolExecutor(config.workers) if config.workers > 1 else None
     try:
-        plan = _read_json(out / PLAN_FILE)
+        plan = _read_json(out / PLAN_FILE, {"settings": dict, "splits": dict})
         if plan is not None:
             mismatch = _settings_mismatch(settings, plan.get("settings", {}))
             if mismatch:
@@ -421,7 +430,7 @@ def prepare(config: PrepareConfig, *, checkpoint_seconds: float = 10.0,
             _write_json(out / PLAN_FILE, plan)
         shapes = _shapes(config, plan)
 
-        progress = _read_json(out / PROGRESS_FILE)
+        progress = _read_json(out / PROGRESS_FILE, {"done": dict, "failed": dict})
         total = sum(len(plan["splits"][split]) for split in SPLITS)
         finished = progress is not None and sum(len(progress["done"][split]) for split in SPLITS) == total
         if not finished:

@@ -233,3 +233,18 @@ def test_command_line_builds_a_dataset(source, tmp_path, capsys):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["counts"] == {"val": 1, "train": 4} and manifest["degradation"] == "bicubic"
     assert "train 4 rows, val 1 rows" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["manifest.json", "plan.json", "progress.json"])
+@pytest.mark.parametrize("content", ['{"hello": 1}', "[]", "null", '{"settings": {}, "splits": {"train": []}}'])
+def test_foreign_bookkeeping_files_are_a_clear_error(source, tmp_path, name, content):
+    out = tmp_path / "out"
+    out.mkdir()
+    if name == "progress.json":  # progress is only read next to a plan of ours
+        prepare(_config(source, tmp_path / "ours"), on_image=None)
+        (out / "plan.json").write_text((tmp_path / "ours" / "manifest.json").read_text())
+        plan = json.loads((out / "plan.json").read_text())
+        (out / "plan.json").write_text(json.dumps({"settings": plan["settings"], "splits": plan["sources"]}))
+    (out / name).write_text(content)
+    with pytest.raises(ValueError, match=f"{name}.*(not written by prepare_data.py|corrupt)"):
+        prepare(_config(source, out))
