@@ -3,7 +3,7 @@
 Prints output megapixels per second of `upscale(..., fast=True)` (channels_last, plus bf16 autocast
 on CPUs with bf16 hardware) and of `fast=False` (fp32 eager) side by side with their ratio, then
 runs a 1024x1024 -> 4096x4096 upscale in a child process and prints its peak resident memory.
-Uses the default architecture (SRConfig()) with random weights: speed does not depend on weights.
+Uses the bundled model (its architecture is what users run; speed does not depend on the weights).
 
     python benchmarks/bench_infer.py [--size 96] [--repeats 2] [--rss-output 4096] [--device cpu]
 """
@@ -21,7 +21,7 @@ import torch
 
 from perceptual_sr import PerceptualSR
 from perceptual_sr.inference import upscale
-from perceptual_sr.runtime import choose_device, cpu_has_fast_bf16
+from perceptual_sr.runtime import choose_device, cpu_bf16_is_faster, cpu_has_fast_bf16
 
 
 def megapixels_per_second(model: PerceptualSR, image: np.ndarray, fast: bool, repeats: int, device) -> float:
@@ -35,7 +35,7 @@ def megapixels_per_second(model: PerceptualSR, image: np.ndarray, fast: bool, re
 
 def peak_rss_child(output_size: int, device: str) -> None:
     """Run in a child process: upscale to output_size^2 with the default settings, print peak RSS."""
-    model = PerceptualSR().eval()
+    model = PerceptualSR.from_pretrained()
     image = np.random.default_rng(0).integers(0, 256, (output_size // 4, output_size // 4, 3), dtype=np.uint8)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     start = time.perf_counter()
@@ -58,11 +58,11 @@ def main() -> None:
     if args.child:
         peak_rss_child(args.rss_output, device)
         return
-    torch.manual_seed(0)
-    model = PerceptualSR().eval()
+    model = PerceptualSR.from_pretrained()
     image = np.random.default_rng(0).integers(0, 256, (args.size, args.size, 3), dtype=np.uint8)
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"CPU bf16 hardware: {cpu_has_fast_bf16()}, input {args.size}x{args.size}")
+          f"CPU bf16 hardware: {cpu_has_fast_bf16()}, bf16 measured faster: {cpu_bf16_is_faster()}, "
+          f"input {args.size}x{args.size}")
     fp32 = megapixels_per_second(model, image, fast=False, repeats=args.repeats, device=device)
     fast = megapixels_per_second(model, image, fast=True, repeats=args.repeats, device=device)
     print(f"fp32 eager: {fp32:.3f} MP/s | fast path: {fast:.3f} MP/s | ratio {fast / fp32:.2f}x")

@@ -277,12 +277,16 @@ def _auto_tile_batch(device: torch.device, tile: int, scale: int, channels: int,
     return int(max(1, min(8, budget // per_tile)))
 
 
-def _tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+def plan_tiles(length: int, tile: int, overlap: int) -> tuple[int, list[int]]:
+    """(tile size, start positions) covering `length` pixels with the fewest equal tiles of at
+    most `tile` pixels overlapping by at least `overlap`: no tile computes more than it must (a
+    256-px side takes two 136-px tiles instead of two 192-px ones)."""
     if length <= tile:
-        return [0]
-    starts = list(range(0, length - tile, tile - overlap))
-    starts.append(length - tile)  # the last tile ends flush with the image
-    return starts
+        return length, [0]
+    count = math.ceil((length - overlap) / (tile - overlap))
+    size = overlap + math.ceil((length - overlap) / count)
+    step = (length - size) / (count - 1)
+    return size, [round(k * step) for k in range(count)]
 
 
 def _edge_ramp(length: int, ramp: int, lead: bool, trail: bool) -> np.ndarray:
@@ -302,8 +306,7 @@ def _run_tiles(model: nn.Module, rgb: np.ndarray, out_dtype: type, tile: int, ov
                device: torch.device, fast: bool, progress: bool) -> np.ndarray:
     height, width = rgb.shape[:2]
     scale = model.scale
-    tile_h, tile_w = min(tile, height), min(tile, width)
-    ys, xs = _tile_starts(height, tile_h, overlap), _tile_starts(width, tile_w, overlap)
+    (tile_h, ys), (tile_w, xs) = plan_tiles(height, tile, overlap), plan_tiles(width, tile, overlap)
     ramp = overlap * scale
     weight_y = [_edge_ramp(tile_h * scale, ramp, i > 0, i < len(ys) - 1) for i in range(len(ys))]
     weight_x = [_edge_ramp(tile_w * scale, ramp, j > 0, j < len(xs) - 1) for j in range(len(xs))]

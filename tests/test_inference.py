@@ -40,7 +40,8 @@ def test_tiled_matches_untiled_on_512(model, monkeypatch):
     assert calls == [(1, 3, 512, 512)]
     calls.clear()
     tiled = upscale(model, image, tile_size=160, tile_overlap=16, tile_batch=2, color_fix=None, fast=False, device="cpu")
-    assert len(calls) == 8 and calls[0] == (2, 3, 160, 160)  # really tiled (4x4 tiles) and batched
+    # Really tiled and batched: 4x4 equal tiles of 140 px (the fewest of at most 160 that cover 512).
+    assert len(calls) == 8 and calls[0] == (2, 3, 140, 140)
     assert tiled.shape == untiled.shape == (2048, 2048, 3)
     assert np.abs(tiled - untiled).max() <= 1 / 255
 
@@ -162,7 +163,7 @@ def test_out_of_memory_retries_with_smaller_batch_then_tiles(model, monkeypatch)
     monkeypatch.setattr(model, "forward", tight_memory)
     out = upscale(model, _photo(96, 96), tile_size=96, tile_overlap=8, tile_batch=4, color_fix=None, device="cpu")
     assert out.shape == (384, 384, 3)
-    assert seen[-1][2] == 48 and max(s[0] for s in seen[1:]) >= 1
+    assert seen[-1][2] <= 48 and seen[-1][0] * seen[-1][2] * seen[-1][3] <= 48 * 48  # fits after backing off
 
 
 def test_other_errors_are_not_swallowed(model, monkeypatch):
@@ -213,3 +214,27 @@ def test_empty_arrays_and_bad_tile_batch_are_clear_errors(model):
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="tile_batch"):
             upscale_array(model, np.zeros((8, 8, 3), np.float32), tile_batch=bad)
+
+
+@pytest.mark.parametrize("length", [1, 31, 192, 193, 256, 401, 1000, 4097])
+def test_tile_plan_covers_exactly_with_equal_tiles_and_enough_overlap(length):
+    size, starts = inference.plan_tiles(length, 192, 16)
+    assert size <= 192 and starts[0] == 0 and starts[-1] + size == length
+    assert all(size - (b - a) >= 16 for a, b in zip(starts, starts[1:]))
+    assert len(starts) == max(1, -(-(length - 16) // (192 - 16)))  # the fewest tiles that can do it
+
+
+def test_bf16_is_used_on_cpu_only_where_measured_faster(monkeypatch):
+    from perceptual_sr import runtime
+
+    runtime.cpu_bf16_is_faster.cache_clear()
+    monkeypatch.setattr(runtime, "cpu_has_fast_bf16", lambda: False)
+    assert runtime.cpu_bf16_is_faster() is False  # no bf16 hardware: never measured, never bf16
+    assert runtime.resolve_precision(torch.device("cpu")) is None
+    runtime.cpu_bf16_is_faster.cache_clear()
+    monkeypatch.setattr(runtime, "cpu_has_fast_bf16", lambda: True)
+    measured = runtime.cpu_bf16_is_faster()  # a real measurement on this CPU
+    assert isinstance(measured, bool)
+    assert runtime.resolve_precision(torch.device("cpu")) == (torch.bfloat16 if measured else None)
+    assert runtime.resolve_precision(torch.device("cpu"), "fp32") is None
+    runtime.cpu_bf16_is_faster.cache_clear()
