@@ -16,7 +16,7 @@ import time
 import torch
 
 from perceptual_sr import PerceptualLoss, PerceptualSR, SRConfig
-from perceptual_sr.runtime import choose_device, cpu_has_fast_bf16
+from perceptual_sr.runtime import choose_device, cpu_bf16_is_faster, cpu_has_fast_bf16, resolve_precision
 
 
 def samples_per_second(fast: bool, hr_size: int, batch_size: int, steps: int, device: torch.device,
@@ -28,11 +28,7 @@ def samples_per_second(fast: bool, hr_size: int, batch_size: int, steps: int, de
     model, loss_fn = model.to(memory_format=memory_format), loss_fn.to(memory_format=memory_format)
     network = torch.compile(model) if compile_model else model
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    dtype = None
-    if fast and device.type == "cpu" and cpu_has_fast_bf16():
-        dtype = torch.bfloat16
-    elif fast and device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    dtype = resolve_precision(device, "auto") if fast else None  # the policy train.py uses
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     lr = torch.rand(batch_size, 3, hr_size // 4, hr_size // 4, device=device).contiguous(memory_format=memory_format)
     hr = torch.rand(batch_size, 3, hr_size, hr_size, device=device).contiguous(memory_format=memory_format)
@@ -62,6 +58,7 @@ def main() -> None:
     args = parser.parse_args()
     device = choose_device(args.device)
     print(f"device {device}, {torch.get_num_threads()} threads, bf16 hardware: {cpu_has_fast_bf16()}, "
+          f"bf16 measured faster: {cpu_bf16_is_faster()}, "
           f"HR {args.hr_size}px, batch {args.batch_size}, {args.steps} timed steps")
     baseline = samples_per_second(False, args.hr_size, args.batch_size, args.steps, device)
     fast = samples_per_second(True, args.hr_size, args.batch_size, args.steps, device, args.compile)
