@@ -5,6 +5,7 @@ Environment variables:
                              (default: the weights bundled with the package; nothing is downloaded).
     PERCEPTUAL_SR_MAX_PIXELS largest accepted input, width x height (default 1048576 = 1024 x 1024).
     PERCEPTUAL_SR_CONCURRENCY upscales running at once (default 1); more requests wait in the queue.
+    PERCEPTUAL_SR_DEVICE     cpu, cuda, cuda:N or mps (default: CUDA when present, then MPS, then CPU).
     GRADIO_SERVER_NAME       host to bind (default 127.0.0.1; Spaces set 0.0.0.0).
     GRADIO_SERVER_PORT       port (default 7860).
     GRADIO_SHARE             "1"/"true" for a temporary public gradio.live link.
@@ -49,7 +50,12 @@ def main() -> None:
         concurrency = _int_env("PERCEPTUAL_SR_CONCURRENCY", 1)
 
         from perceptual_sr import PerceptualSR
+        from perceptual_sr.runtime import choose_device
 
+        try:
+            device = choose_device(os.environ.get("PERCEPTUAL_SR_DEVICE", "").strip() or None)
+        except ValueError as error:
+            raise ValueError(f"PERCEPTUAL_SR_DEVICE must be a device this machine has: {error}") from None
         model = PerceptualSR.from_pretrained(os.environ.get("PERCEPTUAL_SR_MODEL") or None)
     except (FileNotFoundError, ValueError) as error:
         sys.exit(f"app.py: {error}")
@@ -59,7 +65,7 @@ def main() -> None:
     os.environ.setdefault(
         "GRADIO_EXAMPLES_CACHE", str(Path(".gradio") / "cached_examples" / model_fingerprint(model))
     )
-    demo = build_demo(model, max_input_pixels=max_pixels, concurrency_limit=concurrency)
+    demo = build_demo(model, max_input_pixels=max_pixels, concurrency_limit=concurrency, device=device)
     demo.launch(server_name=host, server_port=port, share=share, max_file_size="50mb")
 
 

@@ -125,7 +125,7 @@ def test_app_without_weights_exits_with_one_clear_line(tmp_path, monkeypatch, ca
 
 
 @pytest.mark.parametrize("name, value", [("GRADIO_SERVER_PORT", "http"), ("PERCEPTUAL_SR_MAX_PIXELS", "0"),
-                                         ("GRADIO_SHARE", "maybe")])
+                                         ("GRADIO_SHARE", "maybe"), ("PERCEPTUAL_SR_DEVICE", "banana")])
 def test_app_rejects_bad_settings_in_one_line(monkeypatch, name, value):
     app = _load_app_module()
     monkeypatch.setenv(name, value)

@@ -1,0 +1,44 @@
+"""Repository hygiene: binaries go through LFS (the Hub requires it), no machine paths, a light import."""
+
+import fnmatch
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _tracked_files() -> list[Path]:
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
+    return [REPO / name for name in listed.decode().split("\0") if name]
+
+
+def _is_binary(path: Path) -> bool:
+    return b"\0" in path.read_bytes()[:8192]
+
+
+def test_every_binary_file_matches_an_lfs_rule():
+    rules = [line.split()[0] for line in (REPO / ".gitattributes").read_text().splitlines()
+             if "filter=lfs" in line and not line.startswith("#")]
+    binaries = [path for path in _tracked_files() if path.is_file() and _is_binary(path)]
+    assert binaries, "expected the bundled weights and images to be tracked"
+    unmatched = [str(path.relative_to(REPO)) for path in binaries
+                 if not any(fnmatch.fnmatch(path.name, rule) for rule in rules)]
+    assert not unmatched, f"binary files without an LFS rule in .gitattributes: {unmatched}"
+
+
+def test_no_committed_file_names_a_machine_path():
+    pattern = re.compile(rb"(/work/|/home/[a-z]|/Users/[A-Z]|C:\\\\Users)")
+    offenders = [str(path.relative_to(REPO)) for path in _tracked_files()
+                 if path.is_file() and "tests" not in path.parts and not _is_binary(path)
+                 and pattern.search(path.read_bytes())]
+    assert not offenders, f"machine paths in {offenders}"
+
+
+def test_upscaling_does_not_import_the_training_stack():
+    code = ("import sys, numpy as np, perceptual_sr; "
+            "perceptual_sr.PerceptualSR.from_pretrained().upscale(np.zeros((8, 8, 3), np.uint8)); "
+            "print(sorted(m for m in ('torchvision', 'lpips', 'matplotlib', 'gradio') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
