@@ -32,6 +32,8 @@ DEFAULT_MAX_INPUT_PIXELS = 1024 * 1024
 DEFAULT_TILE_SIZE = 0
 MAX_TILE_SIZE = 1024
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+PREVIEW_MAX_SIDE = 2048  # pixels on the slider's long side; the download keeps every pixel
+PREVIEW_QUALITY = 90
 NO_COLOR_FIX = "off"  # the UI/API value for COLOR_FIXES' None (a radio button needs a string)
 _COLOR_FIX_LABELS = {"histogram": "Histogram match", "luma": "Luma only", None: "Off"}
 _OUTPUT_MAX_AGE_S = 15 * 60  # Gradio copies outputs into its own cache right after each call
@@ -76,15 +78,36 @@ def _too_large_message(size: tuple[int, int] | None, max_input_pixels: int) -> s
     )
 
 
-def _bicubic_preview(path: str | Path, like: Image.Image) -> Image.Image:
-    """The "before" side: the input upscaled with plain bicubic to `like`'s size, in a displayable mode."""
-    with Image.open(path) as image:
-        image = ImageOps.exif_transpose(image)
-        mode = like.mode if like.mode in ("RGB", "RGBA", "L", "LA") else "RGB"
-        if image.mode != mode:
-            image = image.convert("RGBA" if mode == "LA" else mode)
+def _displayable(image: Image.Image) -> Image.Image:
+    """`image` in a mode browsers show as it looks: 16-bit grey scaled to 8 bits (not clipped to white)."""
+    if image.mode.startswith("I"):
+        return image.point(lambda value: value / 257).convert("L")
+    if image.mode in ("RGB", "RGBA", "L"):
+        return image
+    return image.convert("RGBA" if "A" in image.getbands() or "transparency" in image.info else "RGB")
+
+
+def _preview_size(size: tuple[int, int]) -> tuple[int, int]:
+    factor = min(1.0, PREVIEW_MAX_SIDE / max(size))
+    return max(1, round(size[0] * factor)), max(1, round(size[1] * factor))
+
+
+def _slider_previews(input_path: str | Path, result: Image.Image, folder: Path, stem: str) -> tuple[Path, Path]:
+    """WebP previews for the slider, at most PREVIEW_MAX_SIDE pixels long: bicubic ("before") and
+    the network's output ("after"). A 4096x4096 PNG pair is about 30 MB to send to a 640-px viewer."""
+    size = _preview_size(result.size)
+    after = _displayable(result)
+    after = after if after.size == size else after.resize(size, Image.Resampling.LANCZOS)
+    with Image.open(input_path) as source:
+        before = _displayable(ImageOps.exif_transpose(source))
+        if before.mode != after.mode:
+            before = before.convert(after.mode)
         # PIL premultiplies alpha when resizing RGBA, so transparent pixels don't bleed colour.
-        return image.resize(like.size, Image.Resampling.BICUBIC)
+        before = before.resize(size, Image.Resampling.BICUBIC)
+    paths = folder / f"{stem}_bicubic_preview.webp", folder / f"{stem}_preview.webp"
+    for image, path in zip((before, after), paths):
+        image.save(path, "WEBP", quality=PREVIEW_QUALITY, method=4)
+    return paths
 
 
 def _prune(folder: Path, max_age_s: float) -> None:
@@ -152,14 +175,12 @@ class Upscaler:
             message = str(error).replace(repr(str(image_path)), repr(Path(image_path).name))
             raise gr.Error(message, title="Can't upscale this image") from error
         seconds = time.perf_counter() - started
-        bicubic = _bicubic_preview(image_path, result)
         _prune(self.output_dir, _OUTPUT_MAX_AGE_S)
         folder = Path(tempfile.mkdtemp(dir=self.output_dir))
         stem = Path(image_path).stem or "image"
         output_path = folder / f"{stem}_x{self.model.scale}.png"
-        bicubic_path = folder / f"{stem}_bicubic_x{self.model.scale}.png"
         save_image(result, output_path)  # PNG keeps every pixel, the alpha channel, ICC and EXIF
-        bicubic.save(bicubic_path, compress_level=1)  # preview only: fast beats small
+        bicubic_path, preview_path = _slider_previews(image_path, result, folder, stem)
         summary = (
             f"**{result.width // self.model.scale} x {result.height // self.model.scale} → "
             f"{result.width} x {result.height} px** "
@@ -167,7 +188,7 @@ class Upscaler:
             f"{f', {tile} px tiles' if tile else ''}; colour fix: {color_fix}"
             f"{f'; detail {detail:g}' if self.model.has_twin else ''}."
         )
-        return (str(bicubic_path), str(output_path)), str(output_path), summary
+        return (str(bicubic_path), str(preview_path)), str(output_path), summary
 
 
 def _friendly_read_errors(component: gr.Image) -> gr.Image:
@@ -269,7 +290,7 @@ def build_demo(
                 run = gr.Button(f"Upscale {scale}x", variant="primary", elem_id="upscale-button")
             with gr.Column(scale=2):
                 slider = gr.ImageSlider(label="Bicubic (left) vs perceptual_sr (right)", type="filepath",
-                                        format="png", interactive=False, max_height=640, elem_id="result-slider")
+                                        format="webp", interactive=False, max_height=640, elem_id="result-slider")
                 summary = gr.Markdown(elem_id="result-summary")
                 download = gr.File(label=f"Full-resolution {scale}x PNG", interactive=False,
                                    elem_id="result-file")

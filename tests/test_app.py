@@ -255,3 +255,23 @@ def test_prediction_function_takes_tiny_images_every_tile_size_and_detail(tmp_pa
         _, full, summary = predict(str(source), "off", tile, 1.0)
         assert Image.open(full).size == (280, 160) and f"{tile} px tiles" in summary
     assert MAX_TILE_SIZE % 32 == 0
+
+
+def test_slider_gets_light_previews_and_the_download_every_pixel(tmp_path, monkeypatch):
+    from perceptual_sr import demo
+
+    monkeypatch.setattr(demo, "PREVIEW_MAX_SIDE", 256)  # a small cap keeps the test fast; the rule is the same
+    model = PerceptualSR(SRConfig(channels=4, residual_blocks=1))
+    predict = demo.Upscaler(model, output_dir=tmp_path / "out")
+    source = _photo(tmp_path / "wide.png", (120, 60))
+    (before, after), full, _ = predict(str(source), "luma", 0, 1.0)
+    assert Image.open(full).size == (480, 240) and Path(full).suffix == ".png"
+    for preview in (before, after):
+        assert Image.open(preview).format == "WEBP" and Image.open(preview).size == (256, 128)
+    # 16-bit greyscale: the "before" preview keeps its tones instead of clipping to white.
+    grey = np.tile(np.linspace(0, 65535, 64).astype(np.uint16), (32, 1))
+    path = tmp_path / "grey16.png"
+    Image.fromarray(grey).save(path)
+    (before, after), full, _ = predict(str(path), "off", 0, 1.0)
+    shown = np.asarray(Image.open(before).convert("L"), dtype=float)
+    assert shown.mean() == pytest.approx(127, abs=12) and Image.open(full).mode in ("I;16", "I")
