@@ -42,3 +42,26 @@ def test_upscaling_does_not_import_the_training_stack():
             "print(sorted(m for m in ('torchvision', 'lpips', 'matplotlib', 'gradio') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def _front_matter() -> dict[str, str]:
+    text = (REPO / "README.md").read_text()
+    assert text.startswith("---\n")
+    block = text[4:text.index("\n---", 4)]
+    return {key.strip(): value.strip().strip('"') for key, _, value in
+            (line.partition(":") for line in block.splitlines()) if value.strip()}
+
+
+def test_space_front_matter_matches_what_the_space_installs_and_runs():
+    front = _front_matter()
+    assert front["sdk"] == "gradio" and (REPO / front["app_file"]).is_file()
+    requirements = (REPO / "requirements.txt").read_text()
+    pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==([^\s#]+)", requirements, flags=re.M))
+    assert pins.get("gradio") == front["sdk_version"]
+    import gradio
+
+    assert gradio.__version__ == front["sdk_version"]  # what the tests ran is what the Space runs
+    # The Space installs requirements.txt: no test, training or evaluation tooling in it.
+    for tool in ("pytest", "playwright", "scikit-image", "lpips", "matplotlib", "torchvision"):
+        assert not re.search(rf"^{tool}\b", requirements, flags=re.M), tool
+    assert "models" not in front  # the app loads the bundled weights, no Hub model repo
