@@ -645,7 +645,7 @@ def finish(run: Run) -> PerceptualSR:
         _save_final(run.final_model, run.config, manifest, rows, run.out_dir)
         plot_losses(run.out_dir / "log.csv", run.out_dir / "val.csv", run.out_dir / "loss.png")
         if run.config.push_to_hub:
-            push(run.final_model, run.config, manifest, rows)
+            push(run.out_dir, run.config.push_to_hub)
     if run.runtime.world_size > 1:
         dist.barrier()
     return run.final_model.eval()
@@ -709,13 +709,23 @@ def _save_final(model: PerceptualSR, config: TrainConfig, manifest: dict, rows: 
     _save_weights(model, out_dir, model_card_kwargs=_card_kwargs(config, manifest, rows))
 
 
-def push(model: PerceptualSR, config: TrainConfig, manifest: dict, rows: list[dict[str, Any]]) -> str:
-    """Upload the final model to the Hub (token from `hf auth login` or HF_TOKEN)."""
+UPLOADED_FILES = ["config.json", "model.safetensors", "README.md", "train_config.json", "log.csv", "val.csv",
+                  "loss.png"]
+
+
+def push(out_dir: Path, repo_id: str) -> str:
+    """Upload the finished run folder to the Hub: the weights with the card training wrote, the logs
+    and the settings. (`model.push_to_hub` would save a fresh folder with a bare card instead.)"""
+    from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
 
     try:
-        return model.push_to_hub(config.push_to_hub, model_card_kwargs=_card_kwargs(config, manifest, rows))
+        api = HfApi()
+        url = api.create_repo(repo_id, exist_ok=True)
+        api.upload_folder(repo_id=repo_id, folder_path=str(out_dir), allow_patterns=UPLOADED_FILES,
+                          commit_message="Upload model and training logs from perceptual_sr train.py")
+        return str(url)
     except (HfHubHTTPError, LocalTokenNotFoundError, OSError) as error:
-        raise RuntimeError(f"could not push to the Hub repo {config.push_to_hub!r} ({type(error).__name__}: "
+        raise RuntimeError(f"could not push to the Hub repo {repo_id!r} ({type(error).__name__}: "
                            f"{error}); log in with `hf auth login` or set HF_TOKEN, and check your connection. "
-                           f"The model is saved in {config.output_dir}") from error
+                           f"The model is saved in {out_dir}") from error

@@ -134,16 +134,21 @@ def test_push_to_hub_uploads_the_final_folder(dataset, tmp_path, monkeypatch):
     uploaded = {}
     monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: RepoUrl(f"https://huggingface.co/{repo_id}"))
 
-    def fake_upload_folder(self, *, repo_id, folder_path, **kwargs):
+    def fake_upload_folder(self, *, repo_id, folder_path, allow_patterns=None, **kwargs):
+        import fnmatch
+
         uploaded["repo_id"] = repo_id
-        uploaded["files"] = {p.name: p.read_bytes() for p in __import__("pathlib").Path(folder_path).iterdir()}
+        uploaded["files"] = {p.name: p.read_bytes() for p in __import__("pathlib").Path(folder_path).iterdir()
+                             if p.is_file() and any(fnmatch.fnmatch(p.name, rule) for rule in allow_patterns)}
         return "commit"
 
     monkeypatch.setattr(HfApi, "upload_folder", fake_upload_folder)
     monkeypatch.setenv("HF_TOKEN", "hf_fake")
     train(TINY, _config(dataset, tmp_path, steps=2, push_to_hub="someone/sr-test"))
     assert uploaded["repo_id"] == "someone/sr-test"
-    assert {"config.json", "model.safetensors", "README.md"} <= set(uploaded["files"])
+    assert set(uploaded["files"]) == {"config.json", "model.safetensors", "README.md", "train_config.json",
+                                      "log.csv", "val.csv", "loss.png"}
+    assert uploaded["files"]["README.md"] == (tmp_path / "README.md").read_bytes()  # the training card, unchanged
     assert b"## Training" in uploaded["files"]["README.md"]
 
 
