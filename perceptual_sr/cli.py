@@ -48,13 +48,19 @@ def build_parser() -> argparse.ArgumentParser:
                     metavar="{histogram,luma,none}",
                     help="colour fix applied to the model output (default none: the raw network)")
     _add_model_options(ev)
+    ex = commands.add_parser("export", help="write the network as ONNX (dynamic batch, height and width)")
+    ex.add_argument("output", type=Path, help="the .onnx file to write")
+    ex.add_argument("--model", help="local folder or Hub repo id (default: the bundled weights)")
+    ex.add_argument("--opset", type=int, default=17, help="ONNX opset version (default 17)")
+    ex.add_argument("--detail", type=float, default=1.0, help="export the blend at this detail (default 1.0)")
+
     ev.add_argument("--sweep-detail", action="store_true",
                     help="evaluate detail 0, 0.25, 0.5, 0.75 and 1 and plot PSNR-Y against LPIPS")
     return parser
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", help="local folder or Hub repo id (default: the bundled weights)")
+    parser.add_argument("--model", help="local folder, Hub repo id or .onnx file (default: the bundled weights)")
     parser.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
     parser.add_argument("--no-fast", dest="fast", action="store_false", help="plain fp32 (no bf16/channels_last)")
     parser.add_argument("--detail", type=float, default=1.0,
@@ -133,14 +139,36 @@ def run_eval(args: argparse.Namespace, model: PerceptualSR) -> int:
     return 0
 
 
+def load_model(name: str | None, detail: float) -> PerceptualSR:
+    """The bundled weights, a folder or Hub repo (at `detail`), or an exported .onnx file."""
+    if name and name.lower().endswith(".onnx"):
+        from perceptual_sr.export import OnnxSR
+
+        if detail != 1.0:
+            raise ValueError("--detail needs the PyTorch weights; export the blend you want with "
+                             "`perceptual-sr export --detail D` instead")
+        return OnnxSR(name)
+    return PerceptualSR.from_pretrained(name or None, detail=detail)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "export":
+            from perceptual_sr.export import export_onnx
+
+            model = PerceptualSR.from_pretrained(args.model or None, detail=args.detail)
+            print(f"wrote {export_onnx(model, args.output, opset=args.opset)}")
+            return 0
         choose_device(args.device)  # a device this machine lacks is one error, not one per file
-        model = PerceptualSR.from_pretrained(args.model or None, detail=args.detail)
+        model = load_model(args.model, args.detail)
         if args.command == "upscale":
             return run_upscale(args, model)
         return run_eval(args, model)
+    except ImportError as error:
+        print(f"perceptual-sr {args.command}: error: {error}; install the extra: pip install 'perceptual-sr[export]'",
+              file=sys.stderr)
+        return 2
     except (ValueError, FileNotFoundError, MemoryError, OSError) as error:
         print(f"perceptual-sr {args.command}: error: {error}", file=sys.stderr)
         return 2
