@@ -44,6 +44,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 # What a broken, truncated or hostile file can raise while Pillow decodes it.
 UNREADABLE_ERRORS = (OSError, SyntaxError, EOFError, struct.error)
 ALPHA_HANDLING = ("split", "flatten")
+SIXTEEN_BIT_FORMATS = ("PNG", "TIFF")  # formats Pillow writes 16-bit greyscale to
 
 _GREY_8 = ("1", "L")
 _GREY_16 = ("I;16", "I;16L", "I;16B", "I;16N", "I")
@@ -206,6 +207,10 @@ def save_image(image: Image.Image, path: str | Path, format: str | None = None) 
     format = (format or Image.registered_extensions().get(path.suffix.lower(), "")).upper()
     if not format:
         raise ValueError(f"cannot tell the image format of {str(path)!r}; use a known suffix or pass a format")
+    if image.mode.startswith("I") and format not in SIXTEEN_BIT_FORMATS:
+        # Rounded to 8 bits (65535 -> 255), not clipped: Pillow's own conversion for WebP would
+        # turn 16-bit grey white and GIF's black.
+        image = image.point(lambda v: v / 257).convert("L")
     if format == "JPEG" and image.mode not in ("RGB", "L", "CMYK"):
         # JPEG has no alpha and no 16-bit: flatten alpha onto white, reduce depth.
         if image.mode in ("RGBA", "LA"):

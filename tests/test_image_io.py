@@ -105,3 +105,16 @@ def test_jpeg_output_flattens_alpha(tmp_path):
 def test_unsupported_mode_is_a_value_error():
     with pytest.raises(ValueError, match="unsupported image mode"):
         decode_pil(Image.new("F", (4, 4)))
+
+
+@pytest.mark.parametrize("suffix", [".webp", ".gif", ".jpg", ".bmp", ".png", ".tif"])
+def test_sixteen_bit_grey_survives_every_output_format(tmp_path, suffix):
+    from perceptual_sr.image_io import save_image
+
+    ramp = np.tile(np.linspace(0, 65535, 64).astype(np.uint16), (16, 1))
+    path = tmp_path / f"grey{suffix}"
+    save_image(Image.fromarray(ramp), path)
+    with Image.open(path) as saved:
+        values = np.asarray(saved.convert("L") if not saved.mode.startswith("I") else saved, dtype=float)
+    scale = 65535.0 if saved.mode.startswith("I") else 255.0
+    assert abs(values.mean() / scale - 0.5) < 0.03  # not all white, not all black

@@ -17,6 +17,7 @@ from perceptual_sr.prepare import PrepareConfig, prepare
 from perceptual_sr.training import TrainConfig, TrainingDiverged, train
 
 TINY = SRConfig(channels=8, residual_blocks=1, upsampler="resize-conv")
+pytestmark = pytest.mark.slow  # real training runs on a prepared dataset
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +162,7 @@ def _ddp_worker(rank, world_size, port, dataset, out_dir, result_dir):
     torch.distributed.destroy_process_group()
 
 
+@pytest.mark.ddp
 def test_ddp_replicas_end_identical(dataset, tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
