@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -29,6 +30,7 @@ from perceptual_sr.metrics import LPIPSMetric, grid_score, psnr_y, ssim_y
 
 METRICS = ("psnr", "ssim", "lpips", "grid")
 METHODS = ("bicubic", "model")
+MIN_EVAL_SIDE = 2 * 4 + 11  # SSIM-Y's 11x11 window inside the 4-pixel border
 
 
 @dataclass
@@ -45,6 +47,7 @@ class FolderResult:
 
     name: str
     images: list[ImageScores] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # file names too small for the protocol
 
     def mean(self, method: str, metric: str) -> float:
         values = [image.scores[method][metric] for image in self.images]
@@ -103,15 +106,26 @@ def evaluate_folder(
     if comparison_dir is not None:
         Path(comparison_dir).mkdir(parents=True, exist_ok=True)
     name = Path(folder).name
+    skipped: list[str] = []
 
     def pairs():
         for path in tqdm(files, desc=f"eval {name}", unit="image", disable=not progress):
             # Greyscale HR (one in Set14) is evaluated as RGB, like every other image.
             hr = crop_to_multiple(load_rgb8(path), scale)
+            if min(hr.shape[:2]) < MIN_EVAL_SIDE:  # SSIM's 11x11 window inside the 4-pixel border
+                skipped.append(path.name)
+                tqdm.write(f"eval: skipped {path.name}: {hr.shape[1]}x{hr.shape[0]} after cropping to a multiple "
+                           f"of {scale}; the protocol needs at least {MIN_EVAL_SIDE}x{MIN_EVAL_SIDE}", file=sys.stderr)
+                continue
             yield path.stem, degrade(hr, scale, degradation), hr
 
-    return evaluate_pairs(model, pairs(), name, scale=scale, lpips_metric=lpips_metric, color_fix=color_fix,
-                          comparison_dir=comparison_dir, device=device, fast=fast)
+    result = evaluate_pairs(model, pairs(), name, scale=scale, lpips_metric=lpips_metric, color_fix=color_fix,
+                            comparison_dir=comparison_dir, device=device, fast=fast)
+    result.skipped = skipped
+    if not result.images:
+        raise ValueError(f"no image in {str(folder)!r} is large enough to evaluate (at least {MIN_EVAL_SIDE}x"
+                         f"{MIN_EVAL_SIDE} pixels after cropping to a multiple of {scale}); skipped {skipped}")
+    return result
 
 
 def evaluate_pairs(model: nn.Module, pairs: Iterable[tuple[str, np.ndarray, np.ndarray]], name: str, *,

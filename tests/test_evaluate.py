@@ -74,3 +74,23 @@ def test_bad_folders_and_options(model, lpips_metric, tmp_path):
         evaluate_folder(model, tmp_path / "empty", lpips_metric=lpips_metric)
     with pytest.raises(ValueError, match="degradation"):
         evaluate_folder(model, tmp_path / "empty", degradation="jpeg", lpips_metric=lpips_metric)
+
+
+def test_images_too_small_for_the_protocol_are_skipped_with_a_message(tmp_path, capsys):
+    from perceptual_sr import PerceptualSR, SRConfig
+    from perceptual_sr.evaluate import evaluate_folder
+    from perceptual_sr.metrics import LPIPSMetric
+
+    model = PerceptualSR(SRConfig(channels=4, residual_blocks=1))
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name, size in (("tiny", 3), ("small", 16), ("ok", 40)):
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(folder / f"{name}.png")
+    lpips = LPIPSMetric()
+    result = evaluate_folder(model, folder, lpips_metric=lpips)
+    assert [image.name for image in result.images] == ["ok"] and result.skipped == ["small.png", "tiny.png"]
+    assert "skipped tiny.png" in capsys.readouterr().err
+    (folder / "ok.png").unlink()
+    with pytest.raises(ValueError, match="large enough"):
+        evaluate_folder(model, folder, lpips_metric=lpips)
