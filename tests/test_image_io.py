@@ -118,3 +118,36 @@ def test_sixteen_bit_grey_survives_every_output_format(tmp_path, suffix):
         values = np.asarray(saved.convert("L") if not saved.mode.startswith("I") else saved, dtype=float)
     scale = 65535.0 if saved.mode.startswith("I") else 255.0
     assert abs(values.mean() / scale - 0.5) < 0.03  # not all white, not all black
+
+
+def test_training_evaluation_and_upscale_read_every_kind_of_file_to_the_same_pixels(tmp_path):
+    """One decoder: prepare_data (training), evaluate and upscale see the same RGB values."""
+    from perceptual_sr import prepare
+    from perceptual_sr.evaluate import evaluate_pairs
+    from perceptual_sr.image_io import decode_pil, load_rgb8, open_image, quantize
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (24, 20, 3), dtype=np.uint8)
+    files = {
+        "grey16.png": Image.fromarray((rng.integers(0, 65536, (24, 20))).astype(np.uint16)),
+        "palette.png": Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=16),
+        "la.png": Image.fromarray(np.dstack([rgb[..., 0], np.full((24, 20), 255, np.uint8)]), "LA"),
+        "cmyk.tif": Image.fromarray(np.dstack([rgb, rgb[..., :1]]), "CMYK"),
+    }
+    rotated = Image.fromarray(rgb)
+    exif = rotated.getexif()
+    exif[0x0112] = 6
+    for name, image in files.items():
+        image.save(tmp_path / name)
+    rotated.save(tmp_path / "rotated.png", exif=exif.tobytes())
+    from perceptual_sr import evaluate
+
+    # One function reads files for training and evaluation alike...
+    assert prepare.load_rgb8 is load_rgb8 and evaluate.load_rgb8 is load_rgb8
+    for path in sorted(tmp_path.iterdir()):
+        training = load_rgb8(path)
+        assert training.dtype == np.uint8 and training.shape[2] == 3
+        # ... and upscale() decodes through the same decoder: the same pixels reach the network.
+        decoded = decode_pil(open_image(path))
+        assert np.array_equal(quantize(decoded.rgb, np.uint8), training), path.name
+    assert load_rgb8(tmp_path / "rotated.png").shape == (20, 24, 3)  # EXIF orientation applied by both
