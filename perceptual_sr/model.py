@@ -145,11 +145,8 @@ def _upsample_x2(kind: str, in_channels: int, out_channels: int, norm: str) -> n
 class PerceptualSR(
     nn.Module,
     PyTorchModelHubMixin,
-    library_name="perceptual-sr",
-    tags=["super-resolution", "image-to-image", "perceptual-loss", "pytorch"],
-    pipeline_tag="image-to-image",
-    license="mit",
-    repo_url="https://github.com/perceptual-sr/perceptual_sr",
+    # The card and its metadata come from model_card.build (generate_model_card below), one source.
+    library_name=model_card.LIBRARY,
 ):
     """Feed-forward super-resolution network. Input and output: float RGB NCHW in [0, 1].
 

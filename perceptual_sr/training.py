@@ -689,7 +689,7 @@ def _write_json_atomic(path: Path, data: dict) -> None:
 
 def _card_kwargs(config: TrainConfig, manifest: dict, rows: list[dict[str, Any]]) -> dict[str, Any]:
     data_summary = {key: manifest.get(key) for key in ("scale", "hr_size", "degradation", "counts", "seed")}
-    evaluation = None
+    evaluation, scores = None, []
     if rows:
         lines = [f"Validation at the end of training ({manifest.get('degradation', 'blur')} degradation; "
                  "`held-out` is the dataset's held-out split):", "",
@@ -698,8 +698,11 @@ def _card_kwargs(config: TrainConfig, manifest: dict, rows: list[dict[str, Any]]
             for method, prefix in (("bicubic", "bicubic_"), ("model", "")):
                 lines.append(f"| {row['set']} | {method} | {row[prefix + 'psnr_y']:.2f} | {row[prefix + 'ssim_y']:.4f} "
                              f"| {row[prefix + 'lpips']:.4f} | {row[prefix + 'grid']:.2f} |")
+            scores += [{"dataset": row["set"], "metric": metric, "value": float(row[column])}
+                       for metric, column in (("psnr", "psnr_y"), ("ssim", "ssim_y"), ("lpips", "lpips"), ("grid", "grid"))]
         evaluation = "\n".join(lines)
-    return {"training": {"train_config": dataclasses.asdict(config), "data": data_summary}, "evaluation": evaluation}
+    return {"training": {"train_config": dataclasses.asdict(config), "data": data_summary}, "evaluation": evaluation,
+            "scores": scores, "repo_id": config.push_to_hub}
 
 
 def _save_final(model: PerceptualSR, config: TrainConfig, manifest: dict, rows: list[dict[str, Any]],

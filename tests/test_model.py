@@ -243,3 +243,25 @@ def test_foreign_or_broken_config_is_a_clear_error(tmp_path, content, message):
 def test_saved_config_names_the_model_type(tmp_path):
     PerceptualSR(SRConfig(**TINY)).save_pretrained(tmp_path / "m")
     assert json.loads((tmp_path / "m" / "config.json").read_text())["model_type"] == "perceptual-sr"
+
+
+def test_model_card_carries_the_metadata_and_measured_metrics(tmp_path):
+    from huggingface_hub import ModelCard
+
+    scores = [{"dataset": "Set5", "metric": "lpips", "value": 0.25}, {"dataset": "Set5", "metric": "psnr", "value": 28.1}]
+    PerceptualSR(SRConfig(**TINY)).save_pretrained(tmp_path / "m", model_card_kwargs={
+        "scores": scores, "repo_id": "someone/sr", "evaluation": "| a | b |"})
+    card = ModelCard.load(tmp_path / "m" / "README.md")
+    assert {"image-super-resolution", "pytorch_model_hub_mixin", "model_hub_mixin"} <= set(card.data.tags)
+    assert card.data.datasets and card.data.metrics and card.data.library_name == "perceptual-sr"
+    values = {(result.dataset_name, result.metric_type): result.metric_value for result in card.data.eval_results}
+    assert values == {("Set5", "lpips"): 0.25, ("Set5", "psnr"): 28.1}
+    assert 'PerceptualSR.from_pretrained("someone/sr")' in card.text and "## Limitations" in card.text
+
+
+def test_bundled_card_has_a_model_index():
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(DEFAULT_WEIGHTS_DIR / "README.md")
+    datasets = {result.dataset_name for result in card.data.eval_results}
+    assert datasets == {"Set5", "Set14", "BSD68"}

@@ -9,6 +9,7 @@ loads offline. The card's training section lists each run's recorded settings (r
 """
 
 import argparse
+import csv
 import json
 import shutil
 import sys
@@ -41,6 +42,16 @@ def _run_settings(folder: Path) -> dict | None:
     return None
 
 
+def _mean_scores(csv_path: Path) -> list[dict]:
+    """The model's mean scores per set from a `perceptual-sr eval` results.csv, for the card's model-index."""
+    if not csv_path.is_file():
+        return []
+    with csv_path.open(newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["image"] == "mean"]
+    return [{"dataset": row["dataset"], "metric": metric, "value": float(row[f"model_{metric}"])}
+            for row in rows for metric in ("psnr", "ssim", "lpips", "grid")]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=Path, help="weights of the default (feature-loss) model")
@@ -52,12 +63,13 @@ def main() -> None:
         twin = PerceptualSR.from_pretrained(args.twin)
         model.attach_twin(twin)  # checks the two share one architecture
         evaluation = "\n\n".join(path.read_text() for path in args.evaluation) or None
+        scores = [score for path in args.evaluation for score in _mean_scores(path.with_suffix(".csv"))]
     except (FileNotFoundError, ValueError) as error:
         sys.exit(f"error: {error}")
     training = {"default": _run_settings(args.run_dir), "pixel_twin": _run_settings(args.twin)}
     shutil.rmtree(DEFAULT_WEIGHTS_DIR, ignore_errors=True)
     model.save_pretrained(DEFAULT_WEIGHTS_DIR, model_card_kwargs={
-        "training": training, "evaluation": evaluation, "notes": NOTES})
+        "training": training, "evaluation": evaluation, "notes": NOTES, "scores": scores})
     twin.save_pretrained(DEFAULT_WEIGHTS_DIR / TWIN_SUBFOLDER)
     (DEFAULT_WEIGHTS_DIR / TWIN_SUBFOLDER / "README.md").unlink(missing_ok=True)  # one card, the parent's
     for path in sorted(DEFAULT_WEIGHTS_DIR.rglob("*")):
