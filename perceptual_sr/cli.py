@@ -1,4 +1,6 @@
-"""The `perceptual-sr` command: `upscale` photos and `eval` on benchmark folders."""
+"""The `perceptual-sr` command: `upscale` photos, `eval` on benchmark folders, `export` to ONNX,
+and `train`, `prepare` and `demo`, which run the same code as train.py, prepare_data.py and app.py.
+`python -m perceptual_sr` is the same command."""
 
 from __future__ import annotations
 
@@ -9,9 +11,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from perceptual_sr import __version__
 from perceptual_sr.data import DEGRADATIONS
 from perceptual_sr.evaluate import evaluate, markdown_table, sweep_detail
-from perceptual_sr.image_io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, is_complete_image, save_image
+from perceptual_sr.image_io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, is_complete_image, resize_to, save_image
 from perceptual_sr.inference import COLOR_FIXES, DEFAULT_COLOR_FIX, DEFAULT_TILE_OVERLAP, upscale
 from perceptual_sr.model import PerceptualSR
 from perceptual_sr.runtime import choose_device
@@ -23,15 +26,55 @@ def _color_fix(value: str) -> str | None:
     return None if value == "none" else value
 
 
+def _run_train(argv: list[str]) -> int:
+    from perceptual_sr.train_command import main as train_main
+
+    return train_main(argv)
+
+
+def _run_prepare(argv: list[str]) -> int:
+    from perceptual_sr.prepare import main as prepare_main
+
+    return prepare_main(argv)
+
+
+def _run_demo(argv: list[str]) -> int:
+    if argv and argv[0] in ("-h", "--help"):
+        from perceptual_sr import serve
+
+        print(serve.__doc__)
+        return 0
+    if argv:
+        print(f"perceptual-sr demo: error: it takes no arguments (got {argv}); settings are environment variables, "
+              "see `perceptual-sr demo --help`", file=sys.stderr)
+        return 2
+    from perceptual_sr.serve import main as serve_main
+
+    serve_main()
+    return 0
+
+
+# Commands with their own flags, handed the rest of the command line as it is.
+PASS_THROUGH = {"train": (_run_train, "train a model (the flags of train.py)"),
+                "prepare": (_run_prepare, "build a training set (the flags of prepare_data.py)"),
+                "demo": (_run_demo, "serve the web demo (as app.py)")}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="perceptual-sr", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"perceptual-sr {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
+    for name, (_, help_text) in PASS_THROUGH.items():
+        commands.add_parser(name, help=help_text, add_help=False)
 
     up = commands.add_parser("upscale", help="upscale image files or folders")
     up.add_argument("inputs", nargs="+", type=Path, help="image files and/or folders of images")
     up.add_argument("-o", "--output", type=Path, required=True, help="output folder")
     up.add_argument("--format", choices=sorted(FORMATS), help="output format (default: the input's)")
     up.add_argument("--skip-existing", action="store_true", help="leave outputs that already exist alone")
+    up.add_argument("--outscale", type=float, help="final scale, e.g. 2: the x4 result resized with Lanczos "
+                                                   "(default: the model's scale)")
+    up.add_argument("--suffix", help="added to output names: NAME_SUFFIX.ext (default: x4, or x<outscale>)")
     _add_model_options(up)
     up.add_argument("--color-fix", type=_color_fix, default=DEFAULT_COLOR_FIX,
                     choices=[c for c in COLOR_FIXES], metavar="{histogram,luma,none}",
@@ -82,9 +125,9 @@ def collect_inputs(inputs: list[Path]) -> list[Path]:
     return files
 
 
-def output_paths(files: list[Path], output: Path, scale: int, format: str | None) -> list[Path]:
+def output_paths(files: list[Path], output: Path, suffix: str, format: str | None) -> list[Path]:
     """Where each input's result goes; ValueError if two inputs would write the same file."""
-    targets = [output / f"{path.stem}_x{scale}{FORMATS[format] if format else path.suffix.lower()}" for path in files]
+    targets = [output / f"{path.stem}_{suffix}{FORMATS[format] if format else path.suffix.lower()}" for path in files]
     sources: dict[Path, list[Path]] = {}
     for path, target in zip(files, targets):
         sources.setdefault(target, []).append(path)
@@ -98,7 +141,13 @@ def output_paths(files: list[Path], output: Path, scale: int, format: str | None
 
 def run_upscale(args: argparse.Namespace, model: PerceptualSR) -> int:
     files = collect_inputs(args.inputs)
-    targets = output_paths(files, args.output, model.scale, args.format)
+    outscale = model.scale if args.outscale is None else args.outscale
+    if not 0 < outscale <= 16:
+        raise ValueError(f"--outscale must be above 0 and at most 16, got {outscale}")
+    suffix = args.suffix if args.suffix is not None else f"x{outscale:g}"
+    if not suffix or "/" in suffix or "\\" in suffix:
+        raise ValueError(f"--suffix must be a non-empty name without slashes, got {suffix!r}")
+    targets = output_paths(files, args.output, suffix, args.format)
     args.output.mkdir(parents=True, exist_ok=True)
     done, skipped, failed = 0, 0, []
     start = time.perf_counter()
@@ -111,6 +160,9 @@ def run_upscale(args: argparse.Namespace, model: PerceptualSR) -> int:
             image = upscale(model, path, color_fix=args.color_fix, tile_size=args.tile_size,
                             tile_overlap=args.tile_overlap, max_pixels=args.max_pixels,
                             device=args.device, fast=args.fast)
+            if outscale != model.scale:
+                low_width, low_height = image.width // model.scale, image.height // model.scale
+                image = resize_to(image, (max(1, round(low_width * outscale)), max(1, round(low_height * outscale))))
             save_image(image, target)
             done += 1
         except (ValueError, OSError) as error:
@@ -152,6 +204,9 @@ def load_model(name: str | None, detail: float) -> PerceptualSR:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in PASS_THROUGH:
+        return PASS_THROUGH[argv[0]][0](argv[1:])
     args = build_parser().parse_args(argv)
     try:
         if args.command == "export":

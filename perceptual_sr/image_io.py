@@ -263,6 +263,20 @@ def quantize(values: np.ndarray, dtype: type) -> np.ndarray:
     return np.clip(values, 0.0, 1.0).astype(dtype)
 
 
+def resize_to(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """`image` resized to `size` with Lanczos, in its own mode (16-bit grey stays 16-bit), with its
+    ICC profile and EXIF: how `--outscale` turns a x4 result into another factor."""
+    if image.size == size:
+        return image
+    if image.mode == "I;16":  # Pillow resamples 16-bit grey only through 32-bit float
+        plane = Image.fromarray(np.asarray(image, dtype=np.float32), mode="F").resize(size, Image.Resampling.LANCZOS)
+        out = Image.fromarray(np.clip(np.rint(np.asarray(plane)), 0, 65535).astype(np.uint16))
+    else:
+        out = image.resize(size, Image.Resampling.LANCZOS)
+    out.info.update({key: image.info[key] for key in ("icc_profile", "exif") if image.info.get(key)})
+    return out
+
+
 def resize_bicubic(image: np.ndarray, scale: int) -> np.ndarray:
     """Upscale by `scale` with Pillow's bicubic kernel (a = -0.5, as MATLAB's imresize).
 

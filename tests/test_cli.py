@@ -143,3 +143,33 @@ def test_tiny_images_upscale_from_the_command_line(model_dir, tmp_path):
     assert main(["upscale", str(photos), "-o", str(tmp_path / "out"), "--model", str(model_dir)]) == 0
     assert Image.open(tmp_path / "out" / "i1x1_x4.png").size == (4, 4)
     assert Image.open(tmp_path / "out" / "i1x20_x4.png").size == (4, 80)
+
+
+def test_outscale_and_suffix(model_dir, tmp_path, capsys):
+    Image.fromarray(_photo()).save(tmp_path / "a.png")  # 20 x 16
+    grey = np.tile(np.linspace(0, 65535, 20).astype(np.uint16), (16, 1))
+    Image.fromarray(grey).save(tmp_path / "g.png")
+    out = tmp_path / "out"
+    assert main(["upscale", str(tmp_path / "a.png"), str(tmp_path / "g.png"), "-o", str(out), "--model",
+                 str(model_dir), "--outscale", "2"]) == 0
+    assert Image.open(out / "a_x2.png").size == (40, 32)
+    assert Image.open(out / "g_x2.png").size == (40, 32) and Image.open(out / "g_x2.png").mode in ("I;16", "I")
+    assert main(["upscale", str(tmp_path / "a.png"), "-o", str(out), "--model", str(model_dir), "--outscale", "3.5",
+                 "--suffix", "big"]) == 0
+    assert Image.open(out / "a_big.png").size == (70, 56)
+    for bad in (["--outscale", "0"], ["--suffix", "a/b"]):
+        assert main(["upscale", str(tmp_path / "a.png"), "-o", str(out), "--model", str(model_dir), *bad]) == 2
+    assert "--suffix" in capsys.readouterr().err
+
+
+def test_version_and_the_script_commands(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0 and "perceptual-sr 0." in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "--feature-layers" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["prepare", "--help"])
+    assert "--crops-per-image" in capsys.readouterr().out
+    assert main(["demo", "unexpected"]) == 2

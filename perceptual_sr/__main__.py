@@ -1,0 +1,7 @@
+"""`python -m perceptual_sr`: the `perceptual-sr` command."""
+
+import sys
+
+from perceptual_sr.cli import main
+
+sys.exit(main())
