@@ -45,6 +45,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 UNREADABLE_ERRORS = (OSError, SyntaxError, EOFError, struct.error)
 ALPHA_HANDLING = ("split", "flatten")
 SIXTEEN_BIT_FORMATS = ("PNG", "TIFF")  # formats Pillow writes 16-bit greyscale to
+NO_ALPHA_FORMATS = ("JPEG", "BMP", "GIF")  # alpha is flattened onto white for these (GIF has 1-bit alpha only)
 
 _GREY_8 = ("1", "L")
 _GREY_16 = ("I;16", "I;16L", "I;16B", "I;16N", "I")
@@ -211,14 +212,13 @@ def save_image(image: Image.Image, path: str | Path, format: str | None = None) 
         # Rounded to 8 bits (65535 -> 255), not clipped: Pillow's own conversion for WebP would
         # turn 16-bit grey white and GIF's black.
         image = image.point(lambda v: v / 257).convert("L")
+    if format in NO_ALPHA_FORMATS and image.mode in ("RGBA", "LA"):
+        # No (full) alpha channel in the format: flatten onto white, as a viewer would show it on a page.
+        background = Image.new("RGB", image.size, "white")
+        background.paste(image.convert("RGBA"), mask=image.getchannel("A"))
+        image = background.convert("L") if image.mode == "LA" else background
     if format == "JPEG" and image.mode not in ("RGB", "L", "CMYK"):
-        # JPEG has no alpha and no 16-bit: flatten alpha onto white, reduce depth.
-        if image.mode in ("RGBA", "LA"):
-            background = Image.new("RGB", image.size, "white")
-            background.paste(image.convert("RGBA"), mask=image.getchannel("A"))
-            image = background
-        else:
-            image = image.point(lambda v: v / 257).convert("L") if image.mode.startswith("I") else image.convert("RGB")
+        image = image.convert("RGB")
     options = {}
     if image.info.get("icc_profile"):
         options["icc_profile"] = image.info["icc_profile"]

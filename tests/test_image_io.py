@@ -151,3 +151,25 @@ def test_training_evaluation_and_upscale_read_every_kind_of_file_to_the_same_pix
         decoded = decode_pil(open_image(path))
         assert np.array_equal(quantize(decoded.rgb, np.uint8), training), path.name
     assert load_rgb8(tmp_path / "rotated.png").shape == (20, 24, 3)  # EXIF orientation applied by both
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".webp", ".tif", ".bmp", ".gif"])
+@pytest.mark.parametrize("mode", ["L", "LA", "I;16", "RGB", "RGBA"])
+def test_every_mode_survives_every_output_format(tmp_path, suffix, mode):
+    rng = np.random.default_rng(0)
+    channels = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}
+    if mode == "I;16":
+        image = Image.fromarray(rng.integers(0, 65536, (8, 9)).astype(np.uint16))
+    else:
+        pixels = rng.integers(0, 256, (8, 9, channels[mode]), dtype=np.uint8)
+        image = Image.fromarray(pixels[..., 0] if mode == "L" else pixels, mode)
+    path = tmp_path / f"out{suffix}"
+    save_image(image, path)
+    with Image.open(path) as saved:
+        saved.load()
+        assert saved.size == (9, 8)
+        keeps_alpha = suffix in (".png", ".webp", ".tif")
+        if mode in ("LA", "RGBA"):
+            assert ("A" in saved.getbands()) == keeps_alpha  # kept, or flattened onto white: never dropped raw
+        if mode == "I;16" and suffix in (".png", ".tif"):
+            assert saved.mode in ("I;16", "I")
