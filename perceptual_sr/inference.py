@@ -138,6 +138,8 @@ def _upscale_tensor(model: nn.Module, tensor: torch.Tensor, max_pixels: int | No
     if not tensor.is_floating_point():
         raise ValueError(f"expected a float tensor in [0, 1], got dtype {tensor.dtype}")
     batch = tensor.unsqueeze(0) if tensor.ndim == 3 else tensor
+    if batch.shape[0] == 0:
+        raise ValueError(f"the batch is empty (shape {tuple(tensor.shape)}); pass at least one image")
     outputs = []
     for item in batch:
         hwc = item.detach().float().permute(1, 2, 0).cpu().numpy()

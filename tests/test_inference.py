@@ -211,6 +211,8 @@ def test_tiny_images_and_strips_upscale_close_to_bicubic(size):
 def test_empty_arrays_and_bad_tile_batch_are_clear_errors(model):
     with pytest.raises(ValueError, match="non-empty"):
         upscale_array(model, np.zeros((0, 5, 3), np.float32))
+    with pytest.raises(ValueError, match="batch is empty"):
+        upscale(model, torch.empty(0, 3, 8, 8))
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="tile_batch"):
             upscale_array(model, np.zeros((8, 8, 3), np.float32), tile_batch=bad)
