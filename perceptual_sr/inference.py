@@ -244,9 +244,10 @@ def upscale_array(
     channels = getattr(getattr(model, "config", None), "channels", 64)
     batch = tile_batch or _auto_tile_batch(device, tile, model.scale, channels, fast)
     with _inference_mode(model, device):
+        network = _inference_network(model, device)
         while True:
             try:
-                out = _run_tiles(model, network_input, out_dtype, tile, overlap, batch, device, fast, progress)
+                out = _run_tiles(network, network_input, out_dtype, tile, overlap, batch, device, fast, progress)
                 out = out[:height * model.scale, :width * model.scale]
                 break
             except (RuntimeError, MemoryError) as error:
@@ -266,6 +267,20 @@ def upscale_array(
     if color_fix is not None:
         out = apply_color_fix(out, rgb, model.scale, color_fix)
     return out
+
+
+def _inference_network(model: nn.Module, device: torch.device) -> nn.Module:
+    """The model with BatchNorm folded into its convolutions (`PerceptualSR.fused_for_inference`),
+    built once and kept until the weights change (every in-place update bumps a tensor's version)."""
+    if not hasattr(model, "fused_for_inference"):
+        return model  # e.g. an ONNX Runtime model
+    key = (device, tuple(tensor._version for tensor in model.state_dict().values()),
+           tuple(tensor.data_ptr() for tensor in model.state_dict().values()))
+    cached = getattr(model, "_fused_cache", None)
+    if cached is None or cached[0] != key:
+        cached = (key, model.fused_for_inference())
+        model._fused_cache = cached
+    return cached[1]
 
 
 def _auto_tile_batch(device: torch.device, tile: int, scale: int, channels: int, fast: bool) -> int:

@@ -31,7 +31,13 @@ def test_contract_names():
     assert issubclass(ImageTooLargeError, ValueError)
 
 
-def test_tiled_matches_untiled_on_512(model, monkeypatch):
+@pytest.fixture
+def unfused(monkeypatch):
+    """Run the model itself rather than its BatchNorm-folded copy, so a test can patch its forward."""
+    monkeypatch.setattr(inference, "_inference_network", lambda model, device: model)
+
+
+def test_tiled_matches_untiled_on_512(model, monkeypatch, unfused):
     image = np.random.default_rng(1).random((512, 512, 3), dtype=np.float32)
     calls = []
     forward = model.forward
@@ -150,7 +156,7 @@ def test_histogram_fix_pulls_colours_towards_bicubic():
     assert after < before / 3
 
 
-def test_out_of_memory_retries_with_smaller_batch_then_tiles(model, monkeypatch):
+def test_out_of_memory_retries_with_smaller_batch_then_tiles(model, monkeypatch, unfused):
     forward = model.forward
     seen = []
 
@@ -166,7 +172,7 @@ def test_out_of_memory_retries_with_smaller_batch_then_tiles(model, monkeypatch)
     assert seen[-1][2] <= 48 and seen[-1][0] * seen[-1][2] * seen[-1][3] <= 48 * 48  # fits after backing off
 
 
-def test_other_errors_are_not_swallowed(model, monkeypatch):
+def test_other_errors_are_not_swallowed(model, monkeypatch, unfused):
     monkeypatch.setattr(model, "forward", lambda x: (_ for _ in ()).throw(RuntimeError("shape mismatch")))
     with pytest.raises(RuntimeError, match="shape mismatch"):
         upscale(model, _photo(), color_fix=None)
@@ -240,3 +246,23 @@ def test_bf16_is_used_on_cpu_only_where_measured_faster(monkeypatch):
     assert runtime.resolve_precision(torch.device("cpu")) == (torch.bfloat16 if measured else None)
     assert runtime.resolve_precision(torch.device("cpu"), "fp32") is None
     runtime.cpu_bf16_is_faster.cache_clear()
+
+
+def test_folded_batchnorm_graph_matches_the_plain_fp32_module_and_follows_weight_changes():
+    torch.manual_seed(0)
+    net = PerceptualSR(SRConfig(channels=8, residual_blocks=2, upsampler="resize-conv", global_skip="bicubic"))
+    net.train()
+    for _ in range(3):  # non-trivial BatchNorm statistics
+        net(torch.rand(4, 3, 16, 16))
+    torch.nn.init.normal_(net.tail.weight, std=0.05)
+    net.eval()
+    image = np.random.default_rng(0).random((40, 36, 3), dtype=np.float32)
+    with torch.no_grad():
+        plain = net(torch.from_numpy(image).permute(2, 0, 1)[None])[0].permute(1, 2, 0).numpy()
+    folded = upscale(net, image, color_fix=None, fast=False, device="cpu")
+    assert np.abs(folded - plain).max() <= 1 / 255  # the parity bar; measured about 1e-6
+    with torch.no_grad():
+        net.tail.bias.add_(0.1)  # an in-place weight change must not be served from a stale copy
+    shifted = upscale(net, image, color_fix=None, fast=False, device="cpu")
+    inside = (folded > 0.01) & (folded < 0.89)  # away from the clamp at 0 and 1
+    assert inside.mean() > 0.5 and np.abs(shifted - folded - 0.1)[inside].max() < 1e-3
