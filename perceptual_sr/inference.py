@@ -37,16 +37,12 @@ from perceptual_sr.image_io import (
     resize_bicubic,
     rgb_to_grey,
 )
+from perceptual_sr.color_fix import COLOR_FIXES, DEFAULT_COLOR_FIX, apply_color_fix, match_histogram  # noqa: F401
 from perceptual_sr.runtime import autocast, choose_device, resolve_precision
 
 __all__ = ["upscale", "upscale_array", "apply_color_fix", "choose_device", "COLOR_FIXES",
            "DEFAULT_COLOR_FIX", "ImageTooLargeError", "DEFAULT_MAX_PIXELS"]
 
-COLOR_FIXES = ("histogram", "luma", None)
-# Chosen by measurement (docs/training.md, README "Colour fix"): with the bundled model, "luma"
-# gives the lowest LPIPS on Set5/Set14/BSD68 and removes local chroma errors the raw network can
-# paint; "histogram" (the paper's) is 0.2-0.35 dB better in PSNR-Y but cannot fix local colour.
-DEFAULT_COLOR_FIX = "luma"
 DEFAULT_TILE_OVERLAP = 16  # input pixels; > the receptive-field radius of the default 4-block net
 MIN_TILE_SIZE = 32
 MIN_NETWORK_SIDE = 8  # input pixels; smaller images are edge-padded to this, then cropped
@@ -357,63 +353,4 @@ def _run_tiles(model: nn.Module, rgb: np.ndarray, out_dtype: type, tile: int, ov
         strip[keep:] = 0
         strip_weight[keep:] = 0
     bar.close()
-    return out
-
-
-# --- colour fix ----------------------------------------------------------------------------
-
-
-def apply_color_fix(upscaled: np.ndarray, low_res: np.ndarray, scale: int, method: str | None) -> np.ndarray:
-    """Pull the colours of `upscaled` towards the bicubic upscaling of `low_res` (float RGB [0, 1]).
-
-    "histogram": per channel, match the histogram of the bicubic upscaling (Johnson et al. 2016,
-        section 4.2 post-process; the algorithm of skimage.exposure.match_histograms, applied as a
-        lookup table so a 256 MP image needs no float64 copy).
-    "luma": keep the network's luma (BT.601 Y) and take chroma from bicubic.
-    None: unchanged. Returns a new array of the same dtype.
-    """
-    if method is None:
-        return upscaled
-    if method not in COLOR_FIXES:
-        raise ValueError(f"color_fix must be one of {COLOR_FIXES}, got {method!r}")
-    reference = quantize(resize_bicubic(low_res, scale), upscaled.dtype.type
-                          if np.issubdtype(upscaled.dtype, np.integer) else np.uint16)
-    if method == "histogram":
-        work = upscaled if np.issubdtype(upscaled.dtype, np.integer) else quantize(upscaled, np.uint16)
-        fixed = np.stack([match_histogram(work[..., c], reference[..., c]) for c in range(3)], axis=2)
-        return fixed if fixed.dtype == upscaled.dtype else (fixed / 65535.0).astype(upscaled.dtype)
-    return _luma_fix(upscaled, reference)
-
-
-def match_histogram(source: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Unsigned-integer `source` remapped so its histogram matches `reference`'s; same dtype."""
-    levels = np.iinfo(source.dtype).max + 1
-    source_counts = np.bincount(source.ravel(), minlength=levels)
-    reference_counts = np.bincount(reference.ravel(), minlength=levels)
-    source_values = np.nonzero(source_counts)[0]
-    reference_values = np.nonzero(reference_counts)[0]
-    source_quantiles = np.cumsum(source_counts[source_values]) / source.size
-    reference_quantiles = np.cumsum(reference_counts[reference_values]) / reference.size
-    lookup = np.zeros(levels, dtype=np.float64)
-    lookup[source_values] = np.interp(source_quantiles, reference_quantiles, reference_values)
-    return np.rint(lookup).astype(source.dtype)[source]
-
-
-_RGB_TO_YCBCR = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]],
-                         dtype=np.float32)
-_YCBCR_TO_RGB = np.linalg.inv(_RGB_TO_YCBCR).astype(np.float32)
-
-
-def _luma_fix(upscaled: np.ndarray, reference: np.ndarray, rows: int = 512) -> np.ndarray:
-    # Row chunks keep the float32 temporaries small on huge outputs.
-    is_int = np.issubdtype(upscaled.dtype, np.integer)
-    peak = float(np.iinfo(upscaled.dtype).max) if is_int else 1.0
-    ref_peak = float(np.iinfo(reference.dtype).max)
-    out = np.empty_like(upscaled)
-    for top in range(0, upscaled.shape[0], rows):
-        sr = upscaled[top:top + rows].astype(np.float32) / peak
-        ref = reference[top:top + rows].astype(np.float32) / ref_peak
-        ycc = ref @ _RGB_TO_YCBCR.T
-        ycc[..., 0] = sr @ _RGB_TO_YCBCR[0]
-        out[top:top + rows] = quantize(ycc @ _YCBCR_TO_RGB.T, upscaled.dtype.type)
     return out

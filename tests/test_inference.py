@@ -5,7 +5,7 @@ from PIL import Image, ImageCms
 from skimage.exposure import match_histograms
 
 from perceptual_sr import PerceptualSR, SRConfig
-from perceptual_sr import inference
+from perceptual_sr import color_fix, inference
 from perceptual_sr.image_io import resize_bicubic
 from perceptual_sr.inference import (
     COLOR_FIXES, DEFAULT_COLOR_FIX, ImageTooLargeError, apply_color_fix, choose_device, match_histogram, upscale,
@@ -192,7 +192,7 @@ def test_luma_fix_keeps_network_luma_and_bicubic_chroma():
     tinted = np.clip(bicubic * [1.0, 0.6, 0.6] + [0.0, 0.0, 0.2], 0, 1)
     tinted_u8 = np.rint(tinted * 255).astype(np.uint8)
     fixed = apply_color_fix(tinted_u8, low, 4, "luma").astype(np.float32) / 255
-    to_ycc = inference._RGB_TO_YCBCR
+    to_ycc = color_fix._RGB_TO_YCBCR
     fixed_ycc, tinted_ycc, bicubic_ycc = (a @ to_ycc.T for a in (fixed, tinted_u8 / 255.0, bicubic))
     inside = (fixed > 0.01).all(2) & (fixed < 0.99).all(2)  # away from clipping
     assert np.abs(fixed_ycc[..., 0] - tinted_ycc[..., 0])[inside].max() < 2 / 255
