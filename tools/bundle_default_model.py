@@ -22,7 +22,7 @@ NOTES = """## Provenance
 Trained by `train.py` in this repository on 884 ImageNet photos (ILSVRC-2012, one per class, those at
 least 288 px on the shorter side), on one GPU: a 255,200-sample run of the recipe chosen by the
 ablation, then a fine-tune with the grid penalty (`--grid-weight 15000`). The pixel-loss twin in
-`pixel-twin/` is a fine-tune of the same 255,200-sample run on pixel MSE alone, so the two can be
+`pixel-twin/` is that model fine-tuned on pixel MSE alone (8,000 samples, on CPU), so the two can be
 blended (`detail`). `docs/training.md` in the repository lists every command, the ablation and the
 measurements. ImageNet images are for non-commercial research use."""
 
@@ -31,14 +31,24 @@ measurements. ImageNet images are for non-commercial research use."""
 RENAMED_PATHS = {".gpu/Set5": "../shared/data/benchmarks/Set5", ".gpu/init": "runs/x4"}
 
 
+def _portable(value: str) -> str:
+    """A recorded path as the card shows it: renamed copies restored, and absolute paths cut to
+    their `runs/...` or `data/...` part, so no machine's folder layout reaches the Hub."""
+    value = RENAMED_PATHS.get(value, value)
+    parts = Path(value).parts
+    if Path(value).is_absolute():
+        anchors = [k for k, part in enumerate(parts) if part in ("runs", "data")]
+        return "/".join(parts[anchors[0]:]) if anchors else Path(value).name
+    return value
+
+
 def _run_settings(folder: Path) -> dict | None:
     """The train_config.json of the run that wrote `folder` (the folder itself or two levels up)."""
     for candidate in (folder, folder.parent, folder.parent.parent):
         path = candidate / "train_config.json"
         if path.is_file():
             settings = json.loads(path.read_text())
-            return {key: RENAMED_PATHS.get(value, value) if isinstance(value, str) else value
-                    for key, value in settings.items()}
+            return {key: _portable(value) if isinstance(value, str) else value for key, value in settings.items()}
     return None
 
 
