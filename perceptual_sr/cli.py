@@ -54,6 +54,16 @@ def _run_demo(argv: list[str]) -> int:
     return 0
 
 
+# The package extra each command needs beyond the core (for the message when one is missing).
+EXTRAS = {"upscale": "export", "eval": "eval", "export": "export", "train": "train", "prepare": "train", "demo": "app"}
+
+
+def _missing_extra(command: str, error: ImportError) -> int:
+    print(f"perceptual-sr {command}: error: {error}; install the extra: pip install 'perceptual-sr[{EXTRAS[command]}]'",
+          file=sys.stderr)
+    return 2
+
+
 # Commands with their own flags, handed the rest of the command line as it is.
 PASS_THROUGH = {"train": (_run_train, "train a model (the flags of train.py)"),
                 "prepare": (_run_prepare, "build a training set (the flags of prepare_data.py)"),
@@ -206,7 +216,10 @@ def load_model(name: str | None, detail: float) -> PerceptualSR:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in PASS_THROUGH:
-        return PASS_THROUGH[argv[0]][0](argv[1:])
+        try:
+            return PASS_THROUGH[argv[0]][0](argv[1:])
+        except ImportError as error:
+            return _missing_extra(argv[0], error)
     args = build_parser().parse_args(argv)
     try:
         if args.command == "export":
@@ -221,9 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             return run_upscale(args, model)
         return run_eval(args, model)
     except ImportError as error:
-        print(f"perceptual-sr {args.command}: error: {error}; install the extra: pip install 'perceptual-sr[export]'",
-              file=sys.stderr)
-        return 2
+        return _missing_extra(args.command, error)
     except (ValueError, FileNotFoundError, MemoryError, OSError) as error:
         print(f"perceptual-sr {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -46,10 +46,13 @@ def export_onnx(model: PerceptualSR, path: str | Path, opset: int = DEFAULT_OPSE
         with warnings.catch_warnings():
             # Tracing notes on the input-shape check and on constant folding: harmless here.
             warnings.simplefilter("ignore")
-            torch.onnx.export(model, (example,), str(staging), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                              dynamic_axes={INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
-                                            OUTPUT_NAME: {0: "batch", 2: "out_height", 3: "out_width"}},
-                              opset_version=opset, dynamo=False)
+            options = dict(input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=opset,
+                           dynamic_axes={INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
+                                         OUTPUT_NAME: {0: "batch", 2: "out_height", 3: "out_width"}})
+            try:
+                torch.onnx.export(model, (example,), str(staging), dynamo=False, **options)
+            except TypeError:  # torch before 2.5 has no `dynamo` switch: its exporter is this one
+                torch.onnx.export(model, (example,), str(staging), **options)
         graph = onnx.load(str(staging))
         onnx.checker.check_model(graph)
         onnx.helper.set_model_props(graph, {CONFIG_KEY: json.dumps(dataclasses.asdict(model.config))})

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -216,7 +217,9 @@ def save_image(image: Image.Image, path: str | Path, format: str | None = None) 
         # No (full) alpha channel in the format: flatten onto white, as a viewer would show it on a page.
         background = Image.new("RGB", image.size, "white")
         background.paste(image.convert("RGBA"), mask=image.getchannel("A"))
-        image = background.convert("L") if image.mode == "LA" else background
+        flattened = background.convert("L") if image.mode == "LA" else background
+        flattened.info.update({key: image.info[key] for key in ("icc_profile", "exif") if image.info.get(key)})
+        image = flattened
     if format == "JPEG" and image.mode not in ("RGB", "L", "CMYK"):
         image = image.convert("RGB")
     options = {}
@@ -229,7 +232,7 @@ def save_image(image: Image.Image, path: str | Path, format: str | None = None) 
     path.parent.mkdir(parents=True, exist_ok=True)
     # Written under a temporary name in the same folder, then renamed: a run killed mid-write
     # leaves no truncated file under the real name (os.replace is atomic on one file system).
-    staging = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    staging = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.partial")
     try:
         image.save(staging, format=format, **options)
         os.replace(staging, path)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -239,8 +240,8 @@ def upscale_array(
     overlap = min(tile_overlap, (tile - 1) // 2)
     channels = getattr(getattr(model, "config", None), "channels", 64)
     batch = tile_batch or _auto_tile_batch(device, tile, model.scale, channels, fast)
-    with _inference_mode(model, device):
-        network = _inference_network(model, device)
+    network = _inference_network(model, device)  # for PerceptualSR: a folded copy, the shared model untouched
+    with _inference_mode(network, device):
         while True:
             try:
                 out = _run_tiles(network, network_input, out_dtype, tile, overlap, batch, device, fast, progress)
@@ -266,17 +267,25 @@ def upscale_array(
 
 
 def _inference_network(model: nn.Module, device: torch.device) -> nn.Module:
-    """The model with BatchNorm folded into its convolutions (`PerceptualSR.fused_for_inference`),
-    built once and kept until the weights change (every in-place update bumps a tensor's version)."""
+    """For a PerceptualSR: a copy on `device` with BatchNorm folded into its convolutions
+    (`PerceptualSR.fused_for_inference`), built once per device and kept until the weights change,
+    so concurrent callers never move or mutate the shared model. Other modules are used as they are.
+    """
     if not hasattr(model, "fused_for_inference"):
         return model  # e.g. an ONNX Runtime model
-    key = (device, tuple(tensor._version for tensor in model.state_dict().values()),
-           tuple(tensor.data_ptr() for tensor in model.state_dict().values()))
-    cached = getattr(model, "_fused_cache", None)
-    if cached is None or cached[0] != key:
-        cached = (key, model.fused_for_inference())
-        model._fused_cache = cached
-    return cached[1]
+    with torch.no_grad():
+        tensors = list(model.state_dict().values())
+        # Versions catch in-place updates, pointers replaced tensors, the checksum edits through .data.
+        key = (str(device), tuple(t._version for t in tensors), tuple(t.data_ptr() for t in tensors),
+               float(sum(t.double().sum() for t in tensors if t.is_floating_point())))
+    with _NETWORK_CACHE_LOCK:
+        cache = model.__dict__.setdefault("_fused_cache", {})
+        if cache.get(str(device), (None,))[0] != key:
+            cache[str(device)] = (key, model.fused_for_inference().to(device))
+        return cache[str(device)][1]
+
+
+_NETWORK_CACHE_LOCK = threading.Lock()
 
 
 def _auto_tile_batch(device: torch.device, tile: int, scale: int, channels: int, fast: bool) -> int:

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import math
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -280,14 +281,17 @@ class PerceptualSR(
         detail = _check_detail(detail)
         if not self.has_twin:
             self.set_detail(detail)  # raises the explanatory error
-        if detail not in self._blended:
-            model = PerceptualSR(self.config)
-            model.load_state_dict(blend_states(*self._endpoints, detail))
-            model._detail = detail
-            if len(self._blended) >= 8:
-                self._blended.pop(next(iter(self._blended)))
-            self._blended[detail] = model.eval()
-        return self._blended[detail]
+        with _BLEND_LOCK:
+            model = self._blended.get(detail)
+            if model is None:
+                model = PerceptualSR(self.config)
+                model.load_state_dict(blend_states(*self._endpoints, detail))
+                model._detail = detail
+                model.eval()
+                if len(self._blended) >= 8:
+                    self._blended.pop(next(iter(self._blended)), None)
+                self._blended[detail] = model
+        return model
 
     # --- Hub format -------------------------------------------------------------------------
 
@@ -397,6 +401,9 @@ class PerceptualSR(
     def generate_model_card(self, *args: Any, **kwargs: Any):
         """Model card written next to the weights by `save_pretrained` and `push_to_hub`."""
         return model_card.build(self.config, sum(p.numel() for p in self.parameters()), **kwargs)
+
+
+_BLEND_LOCK = threading.Lock()
 
 
 def blend_states(fidelity: dict[str, torch.Tensor], detail_state: dict[str, torch.Tensor],

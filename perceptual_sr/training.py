@@ -16,6 +16,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -283,9 +284,15 @@ def save_checkpoint(folder: Path, model: PerceptualSR, optimizer: torch.optim.Op
 
 
 def _save_weights(model: PerceptualSR, folder: Path, **card: Any) -> None:
-    # save_pretrained on the plain module, in the standard memory layout.
+    # save_pretrained on the plain module, in the standard memory layout; the live model keeps its
+    # layout (channels_last during training), so training after a checkpoint runs the same kernels
+    # as training after a resume.
     was_training = model.training
+    weight = model.head[0].weight
+    channels_last = weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
     model.eval().to(memory_format=torch.contiguous_format).save_pretrained(folder, **card)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     model.train(was_training)
 
 
@@ -296,14 +303,21 @@ def read_checkpoint_config(folder: Path) -> dict[str, Any]:
 
 
 def check_resumable(saved: dict[str, Any], config: TrainConfig) -> None:
-    """Refuse to resume a run with a different recipe: the result would be neither run."""
+    """Refuse to resume a run with a different recipe: the result would be neither run.
+
+    A setting the checkpoint does not record (written by an older version) counts as its default.
+    """
     current = dataclasses.asdict(config)
-    changed = sorted(name for name in current
-                     if name not in RESUMABLE_CHANGES and name in saved and saved[name] != current[name])
+    defaults = dataclasses.asdict(TrainConfig())
+    saved = {**defaults, **saved}
+    changed = sorted(name for name in current if name not in RESUMABLE_CHANGES and saved[name] != current[name])
     if changed:
         details = ", ".join(f"{name}: {saved[name]!r} -> {current[name]!r}" for name in changed)
         raise ValueError(f"--resume with a different recipe ({details}); use the original flags, "
                          "or start a new run in another --output-dir")
+    if config.lr_schedule == "cosine" and (saved["steps"], saved["epochs"]) != (config.steps, config.epochs):
+        warnings.warn("resuming a cosine schedule with a different length: the learning rate is recomputed "
+                      "for the new total and jumps at the resumed step", stacklevel=2)
 
 
 def load_checkpoint(folder: Path, model: PerceptualSR, optimizer: torch.optim.Optimizer,
@@ -512,6 +526,9 @@ def setup_run(model_config: SRConfig, config: TrainConfig) -> Run:
     average = WeightAverage(model, config.ema_decay) if config.ema_decay > 0 else None
 
     step = 0
+    previous = checkpoint_dir.with_name(checkpoint_dir.name + ".old")
+    if not checkpoint_dir.exists() and (previous / TRAINING_STATE).exists():
+        previous.rename(checkpoint_dir)  # killed between save_checkpoint's two renames: the last good one
     if config.resume:
         if not (checkpoint_dir / TRAINING_STATE).exists():
             raise FileNotFoundError(f"--resume: no checkpoint in {checkpoint_dir}")

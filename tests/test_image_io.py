@@ -173,3 +173,15 @@ def test_every_mode_survives_every_output_format(tmp_path, suffix, mode):
             assert ("A" in saved.getbands()) == keeps_alpha  # kept, or flattened onto white: never dropped raw
         if mode == "I;16" and suffix in (".png", ".tif"):
             assert saved.mode in ("I;16", "I")
+
+
+def test_flattening_alpha_keeps_icc_and_exif(tmp_path):
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    image = Image.new("RGBA", (6, 4), (10, 20, 30, 128))
+    exif = image.getexif()
+    exif[0x010F] = "camera"
+    image.info.update(icc_profile=icc, exif=exif.tobytes())
+    for suffix in (".jpg", ".bmp"):
+        save_image(image, tmp_path / f"flat{suffix}")
+    with Image.open(tmp_path / "flat.jpg") as saved:
+        assert saved.info.get("icc_profile") == icc and saved.getexif()[0x010F] == "camera"

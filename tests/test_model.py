@@ -265,3 +265,17 @@ def test_bundled_card_has_a_model_index():
     card = ModelCard.load(DEFAULT_WEIGHTS_DIR / "README.md")
     datasets = {result.dataset_name for result in card.data.eval_results}
     assert datasets == {"Set5", "Set14", "BSD68"}
+
+
+def test_concurrent_upscales_at_many_details_agree_with_one_at_a_time(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = PerceptualSR.from_pretrained(_pair(tmp_path))
+    image = np.random.default_rng(0).random((12, 10, 3)).astype(np.float32)
+    details = [round(0.05 * k, 2) for k in range(21)] * 2  # more details than the blend cache holds
+    expected = {detail: model.upscale(image, detail=detail, color_fix=None) for detail in set(details)}
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda d: model.upscale(image, detail=d, color_fix=None), details))
+    for detail, result in zip(details, results):
+        np.testing.assert_array_equal(result, expected[detail])
+    assert model.detail == 1.0 and not model.training

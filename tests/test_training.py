@@ -256,3 +256,24 @@ def test_validation_scores_the_held_out_split_and_the_val_dir(dataset, tmp_path)
         rows = list(csv.DictReader(handle))
     assert [(row["step"], row["set"]) for row in rows] == [("0", "held-out"), ("0", "val"), ("2", "held-out"), ("2", "val")]
     assert all(np.isfinite(float(row["grid"])) for row in rows)
+
+
+def test_checkpoints_leave_the_live_model_in_its_memory_layout(dataset, tmp_path):
+    from perceptual_sr.training import save_checkpoint, setup_run
+
+    run = setup_run(TINY, _config(dataset, tmp_path))
+    assert run.model.head[0].weight.is_contiguous(memory_format=torch.channels_last)
+    save_checkpoint(run.checkpoint_dir, run.model, run.optimizer, run.scaler, 0, run.config)
+    assert run.model.head[0].weight.is_contiguous(memory_format=torch.channels_last)  # training goes on alike
+
+
+def test_resume_treats_settings_an_old_checkpoint_lacks_as_defaults(dataset, tmp_path):
+    from perceptual_sr.training import check_resumable
+
+    old = {key: value for key, value in vars(_config(dataset, tmp_path)).items()
+           if key not in ("grid_weight", "ema_decay", "lr_schedule")}  # written before those existed
+    check_resumable(old, _config(dataset, tmp_path))
+    with pytest.raises(ValueError, match="grid_weight"):
+        check_resumable(old, _config(dataset, tmp_path, grid_weight=5.0))
+    with pytest.warns(UserWarning, match="cosine"):
+        check_resumable({**old, "lr_schedule": "cosine"}, _config(dataset, tmp_path, lr_schedule="cosine", steps=99))

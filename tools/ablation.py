@@ -78,6 +78,8 @@ def summarise(name: str, rows: list[dict], seconds: float) -> dict:
 
 
 def choose(summaries: list[dict]) -> dict:
+    if not summaries:
+        raise SystemExit("no candidate ran (raise --max-seconds or pass --only)")
     clean = [s for s in summaries if s["grid"] <= MAX_CLEAN_GRID and s["psnr_gain_db"] >= -MAX_PSNR_DROP_DB]
     if clean:
         return min(clean, key=lambda s: s["lpips_ratio"])
