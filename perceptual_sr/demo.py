@@ -20,7 +20,7 @@ import gradio as gr
 import torch
 from PIL import Image, ImageOps
 
-from perceptual_sr.image_io import IMAGE_SUFFIXES, save_image
+from perceptual_sr.image_io import IMAGE_SUFFIXES, grey_to_8_bits, save_image
 from perceptual_sr.inference import COLOR_FIXES, DEFAULT_COLOR_FIX, DEFAULT_TILE_OVERLAP, ImageTooLargeError, upscale
 from perceptual_sr.model import PerceptualSR
 
@@ -81,7 +81,7 @@ def _too_large_message(size: tuple[int, int] | None, max_input_pixels: int) -> s
 def _displayable(image: Image.Image) -> Image.Image:
     """`image` in a mode browsers show as it looks: 16-bit grey scaled to 8 bits (not clipped to white)."""
     if image.mode.startswith("I"):
-        return image.point(lambda value: value / 257).convert("L")
+        return grey_to_8_bits(image)
     if image.mode in ("RGB", "RGBA", "L"):
         return image
     return image.convert("RGBA" if "A" in image.getbands() or "transparency" in image.info else "RGB")

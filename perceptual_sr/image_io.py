@@ -79,7 +79,6 @@ class DecodedImage:
         return 16 if self.mode == "I;16" else 8
 
 
-
 def check_pixel_count(width: int, height: int, max_pixels: int | None, what: str = "image") -> None:
     """Raise ValueError for an empty image and ImageTooLargeError above `max_pixels`."""
     if width <= 0 or height <= 0:
@@ -210,16 +209,12 @@ def save_image(image: Image.Image, path: str | Path, format: str | None = None) 
     if not format:
         raise ValueError(f"cannot tell the image format of {str(path)!r}; use a known suffix or pass a format")
     if image.mode.startswith("I") and format not in SIXTEEN_BIT_FORMATS:
-        # Rounded to 8 bits (65535 -> 255), not clipped: Pillow's own conversion for WebP would
-        # turn 16-bit grey white and GIF's black.
-        image = image.point(lambda v: v / 257).convert("L")
+        image = grey_to_8_bits(image)
     if format in NO_ALPHA_FORMATS and image.mode in ("RGBA", "LA"):
         # No (full) alpha channel in the format: flatten onto white, as a viewer would show it on a page.
         background = Image.new("RGB", image.size, "white")
         background.paste(image.convert("RGBA"), mask=image.getchannel("A"))
-        flattened = background.convert("L") if image.mode == "LA" else background
-        flattened.info.update({key: image.info[key] for key in ("icc_profile", "exif") if image.info.get(key)})
-        image = flattened
+        image = _with_metadata_of(image, background.convert("L") if image.mode == "LA" else background)
     if format == "JPEG" and image.mode not in ("RGB", "L", "CMYK"):
         image = image.convert("RGB")
     options = {}
@@ -276,8 +271,19 @@ def resize_to(image: Image.Image, size: tuple[int, int]) -> Image.Image:
         out = Image.fromarray(np.clip(np.rint(np.asarray(plane)), 0, 65535).astype(np.uint16))
     else:
         out = image.resize(size, Image.Resampling.LANCZOS)
-    out.info.update({key: image.info[key] for key in ("icc_profile", "exif") if image.info.get(key)})
-    return out
+    return _with_metadata_of(image, out)
+
+
+def grey_to_8_bits(image: Image.Image) -> Image.Image:
+    """16-bit (or 32-bit integer) greyscale as 8-bit "L", rounded (65535 -> 255), never clipped:
+    Pillow's own conversion turns such images white (and GIF's black)."""
+    return image.point(lambda value: value / 257).convert("L")
+
+
+def _with_metadata_of(source: Image.Image, image: Image.Image) -> Image.Image:
+    """`image` carrying `source`'s ICC profile and EXIF (a new Pillow image starts without them)."""
+    image.info.update({key: source.info[key] for key in ("icc_profile", "exif") if source.info.get(key)})
+    return image
 
 
 def resize_bicubic(image: np.ndarray, scale: int) -> np.ndarray:

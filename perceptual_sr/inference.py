@@ -26,6 +26,7 @@ from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
+from perceptual_sr.color_fix import COLOR_FIXES, DEFAULT_COLOR_FIX, apply_color_fix, match_histogram  # noqa: F401
 from perceptual_sr.image_io import (
     DEFAULT_MAX_PIXELS,
     DecodedImage,
@@ -38,7 +39,6 @@ from perceptual_sr.image_io import (
     resize_bicubic,
     rgb_to_grey,
 )
-from perceptual_sr.color_fix import COLOR_FIXES, DEFAULT_COLOR_FIX, apply_color_fix, match_histogram  # noqa: F401
 from perceptual_sr.runtime import autocast, choose_device, resolve_precision
 
 __all__ = ["upscale", "upscale_array", "apply_color_fix", "choose_device", "COLOR_FIXES",

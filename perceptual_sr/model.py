@@ -266,11 +266,14 @@ class PerceptualSR(
         self._detail = 1.0
         self._blended: dict[float, PerceptualSR] = {}
 
-    def set_detail(self, detail: float) -> "PerceptualSR":
-        """Load the blend of the two weight sets at `detail` into this model, in place; returns self."""
+    def _require_twin(self) -> None:
         if not self.has_twin:
             raise ValueError("this model has no pixel-loss twin to blend with; load one that has a "
                              f"{TWIN_SUBFOLDER}/ folder (the bundled default does) or attach_twin() one")
+
+    def set_detail(self, detail: float) -> "PerceptualSR":
+        """Load the blend of the two weight sets at `detail` into this model, in place; returns self."""
+        self._require_twin()
         self.load_state_dict(blend_states(*self._endpoints, _check_detail(detail)))
         self._detail = float(detail)
         return self
@@ -279,8 +282,7 @@ class PerceptualSR(
         """A separate model in eval mode at `detail` (cached), leaving this one untouched: safe for
         concurrent callers that each ask for their own detail."""
         detail = _check_detail(detail)
-        if not self.has_twin:
-            self.set_detail(detail)  # raises the explanatory error
+        self._require_twin()
         with _BLEND_LOCK:
             model = self._blended.get(detail)
             if model is None:
@@ -320,13 +322,7 @@ class PerceptualSR(
             for name in ("config.json", "model.safetensors"):
                 if not (path / name).is_file():
                     raise FileNotFoundError(f"model folder {str(path)!r} has no {name}; was it written by save_pretrained?")
-            try:
-                config = json.loads((path / "config.json").read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError) as error:
-                raise ValueError(f"{path / 'config.json'} is not valid JSON ({error})") from error
-            if not isinstance(config, dict):
-                raise ValueError(f"{path / 'config.json'} holds {config!r}, not a configuration object; "
-                                 "was it written by save_pretrained?")
+            _read_config(path / "config.json")  # a clear error before the mixin trips on a bad one
         try:
             model = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
             twin = cls._load_twin(str(pretrained_model_name_or_path), kwargs)
@@ -361,10 +357,7 @@ class PerceptualSR(
                                                **download)
             except EntryNotFoundError:
                 return None
-        config = json.loads(Path(config_file).read_text())
-        if not isinstance(config, dict):
-            raise ValueError(f"{config_file} does not hold a configuration object")
-        twin = cls(config)
+        twin = cls(_read_config(Path(config_file)))
         safetensors.torch.load_model(twin, str(weights_file), strict=True)
         return twin.eval()
 
@@ -420,6 +413,17 @@ def blend_states(fidelity: dict[str, torch.Tensor], detail_state: dict[str, torc
         return {name: value.clone() for name, value in fidelity.items()}
     return {name: torch.lerp(fidelity[name], value, detail) if value.is_floating_point() else value.clone()
             for name, value in detail_state.items()}
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    """A config.json's object; ValueError naming the file if it is not JSON or not an object."""
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error})") from error
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} holds {config!r}, not a configuration object; was it written by save_pretrained?")
+    return config
 
 
 def _check_detail(detail: float) -> float:

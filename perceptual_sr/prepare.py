@@ -216,11 +216,11 @@ def _crop_job(job: CropJob) -> tuple[CropJob, np.ndarray | None, np.ndarray | No
 # ----------------------------------------------------------------------------- files on disk
 
 
-def _write_json(path: Path, data: dict) -> None:
+def write_json_atomic(path: Path, data: dict, indent: int = 1) -> None:
     """Atomic write: a kill leaves either the old or the new file, never half of one."""
     temporary = path.with_name(path.name + ".tmp")
     with open(temporary, "w") as file:
-        json.dump(data, file, indent=1)
+        json.dump(data, file, indent=indent)
         file.flush()
         os.fsync(file.fileno())
     os.replace(temporary, path)
@@ -427,7 +427,7 @@ def prepare(config: PrepareConfig, *, checkpoint_seconds: float = 10.0,
                                  "re-run with those settings to finish it, or choose another OUT")
         else:
             plan = choose_images(config, pool)
-            _write_json(out / PLAN_FILE, plan)
+            write_json_atomic(out / PLAN_FILE, plan)
         shapes = _shapes(config, plan)
 
         progress = _read_json(out / PROGRESS_FILE, {"done": dict, "failed": dict})
@@ -459,7 +459,7 @@ def _write_crops(config: PrepareConfig, plan: dict, shapes: dict, progress: dict
     def checkpoint() -> None:
         arrays.sync()  # the rows must be on disk before progress.json claims them
         progress["done"] = {split: sorted(done[split]) for split in SPLITS}
-        _write_json(out / PROGRESS_FILE, progress)
+        write_json_atomic(out / PROGRESS_FILE, progress)
 
     try:
         with tqdm(total=total, initial=sum(map(len, done.values())), desc="cropping", unit="img") as bar:
@@ -521,7 +521,7 @@ def _finalise(config: PrepareConfig, plan: dict, shapes: dict, progress: dict) -
         "settings": config.settings(),
         "versions": package_versions(),
     }
-    _write_json(out / MANIFEST_FILE, manifest)
+    write_json_atomic(out / MANIFEST_FILE, manifest)
     for name in [f"{stem}.npy.partial" for stem in shapes] + [PROGRESS_FILE, PLAN_FILE]:
         (out / name).unlink(missing_ok=True)
     return manifest

@@ -21,16 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
-from perceptual_sr.data import SRPairDataset
+from perceptual_sr.data import SRPairDataset, tensor_to_uint8
 from perceptual_sr.loss import PerceptualLoss, parse_feature_weights
 from perceptual_sr.model import PerceptualSR, SRConfig
+from perceptual_sr.prepare import write_json_atomic
 from perceptual_sr.runtime import PRECISIONS, autocast, choose_device, resolve_precision
 
 CHECKPOINT_DIR = "checkpoint"
@@ -386,7 +386,7 @@ def validate(model: PerceptualSR, config: TrainConfig, dataset_root: Path, scale
     held_out = SRPairDataset(dataset_root, split="val")
     if len(held_out):
         count = min(len(held_out), config.val_images or len(held_out))
-        pairs = ((f"val{k:03d}", *(_to_uint8(image) for image in held_out[k])) for k in range(count))
+        pairs = ((f"val{k:03d}", *(tensor_to_uint8(image) for image in held_out[k])) for k in range(count))
         results.append(evaluate_pairs(model, pairs, "held-out", scale=scale, lpips_metric=lpips_metric,
                                       device=device))
     if config.val_dir:
@@ -402,10 +402,6 @@ def validate(model: PerceptualSR, config: TrainConfig, dataset_root: Path, scale
             row[f"bicubic_{column}"] = means["bicubic"][metric]
         rows.append(row)
     return rows
-
-
-def _to_uint8(image: torch.Tensor) -> np.ndarray:
-    return image.mul(255).round().byte().permute(1, 2, 0).numpy()
 
 
 def plot_losses(log_path: Path, val_path: Path, out_path: Path) -> None:
@@ -602,7 +598,7 @@ class StepLog:
                              dynamic_ncols=True)
         self.window_start, self.window_samples = time.perf_counter(), 0
 
-    def record(self, batch_size: int, learning_rate: float, loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> None:
+    def record(self, batch_size: int, loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> None:
         run = self.run
         self.window_samples += batch_size * run.runtime.world_size
         self.progress.update(1)
@@ -614,7 +610,8 @@ class StepLog:
         self.csv.write({"step": run.step, "epoch": f"{run.step / run.steps_per_epoch:.4f}", "loss": f"{loss.item():.6g}",
                         "feature": f"{feature:.6g}", "tv": f"{values.get('tv', 0):.6g}",
                         "pixel": f"{values.get('pixel', 0):.6g}", "grid": f"{values.get('grid', 0):.6g}",
-                        "lr": f"{learning_rate:.6g}", "samples_per_s": f"{samples_per_s:.3f}"})
+                        "lr": f"{run.optimizer.param_groups[0]['lr']:.6g}",  # what train_step used
+                        "samples_per_s": f"{samples_per_s:.3f}"})
         self.progress.set_postfix(loss=f"{loss.item():.4g}", samples_s=f"{samples_per_s:.2f}")
         self.window_start, self.window_samples = time.perf_counter(), 0
 
@@ -626,7 +623,7 @@ def start_logs(run: Run) -> None:
     """Record the settings and drop log rows past the resumed step (they are about to be redone)."""
     if run.runtime.is_main:
         run.out_dir.mkdir(parents=True, exist_ok=True)
-        _write_json_atomic(run.out_dir / "train_config.json", dataclasses.asdict(run.config))
+        write_json_atomic(run.out_dir / "train_config.json", dataclasses.asdict(run.config), indent=2)
         for name in ("log.csv", "val.csv"):
             truncate_log(run.out_dir / name, run.step)
 
@@ -683,9 +680,8 @@ def train(model_config: SRConfig, config: TrainConfig) -> PerceptualSR:
     try:
         while run.step < run.steps:
             low_res, high_res = next(data)
-            learning_rate = learning_rate_at(run.step, run.steps, config)
             loss, terms = train_step(run, low_res, high_res)
-            log.record(low_res.shape[0], learning_rate, loss, terms)
+            log.record(low_res.shape[0], loss, terms)
             if run.step % config.checkpoint_every == 0 and run.step < run.steps:
                 checkpoint(run)
             if run.step % config.val_every == 0 and run.step < run.steps:
@@ -696,12 +692,6 @@ def train(model_config: SRConfig, config: TrainConfig) -> PerceptualSR:
     finally:
         log.close()
     return finish(run)
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    staging = path.with_name(path.name + ".tmp")
-    staging.write_text(json.dumps(data, indent=2))
-    os.replace(staging, path)
 
 
 def _card_kwargs(config: TrainConfig, manifest: dict, rows: list[dict[str, Any]]) -> dict[str, Any]:
