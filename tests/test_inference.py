@@ -34,7 +34,7 @@ def test_contract_names():
 @pytest.fixture
 def unfused(monkeypatch):
     """Run the model itself rather than its BatchNorm-folded copy, so a test can patch its forward."""
-    monkeypatch.setattr(inference, "_inference_network", lambda model, device: model)
+    monkeypatch.setattr(inference, "_inference_network", lambda model, device, fast: model)
 
 
 def test_tiled_matches_untiled_on_512(model, monkeypatch, unfused):
