@@ -1,11 +1,21 @@
-"""Inference speed and memory: the fast path vs plain fp32 eager, and peak RSS for a 4096x4096 output.
+"""Inference speed of what users run, against the plain fp32 module, and peak memory for a 4096x4096 output.
 
-Prints output megapixels per second of `upscale(..., fast=True)` (channels_last, plus bf16 autocast
-on CPUs with bf16 hardware) and of `fast=False` (fp32 eager) side by side with their ratio, then
-runs a 1024x1024 -> 4096x4096 upscale in a child process and prints its peak resident memory.
-Uses the bundled model (its architecture is what users run; speed does not depend on the weights).
+For each input size, side by side in one process on the bundled model (output MP/s, and the ratio
+to the baseline):
+- baseline: the plain fp32 eager module, one forward of the whole image;
+- `upscale()`: the default path (tiles, inference network, measured precision, colour fix);
+- `upscale()` with the ONNX Runtime backend (`OnnxSR`; skipped without onnxruntime);
+- one raw forward of the whole image: the module under bf16 autocast + channels_last (the
+  previous fast settings) and the rewritten inference network (`inference_network`) at the
+  precision `upscale()` chooses.
+Then a 1024x1024 -> 4096x4096 `upscale()` in a child process, as the command line runs it
+(`runtime.reuse_freed_memory()` on), with its speed and peak resident memory.
 
-    python benchmarks/bench_infer.py [--size 96] [--repeats 2] [--rss-output 4096] [--device cpu]
+--reuse-freed-memory runs the table in such a process too (glibc keeps freed feature maps for
+reuse: faster for every contender, the baseline included).
+
+    python benchmarks/bench_infer.py [--sizes 256,512,1024] [--repeats 2] [--rss-output 4096] [--device cpu]
+                                     [--reuse-freed-memory]
 """
 
 from __future__ import annotations
@@ -14,61 +24,125 @@ import argparse
 import resource
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
-from perceptual_sr import PerceptualSR
+from perceptual_sr import PerceptualSR, inference_network
 from perceptual_sr.inference import upscale
-from perceptual_sr.runtime import choose_device, cpu_bf16_is_faster, cpu_has_fast_bf16
+from perceptual_sr.runtime import (
+    autocast, choose_device, cpu_bf16_is_faster, cpu_has_fast_bf16, resolve_precision, reuse_freed_memory,
+)
 
 
-def megapixels_per_second(model: PerceptualSR, image: np.ndarray, fast: bool, repeats: int, device) -> float:
-    upscale(model, image, fast=fast, color_fix=None, device=device)  # warm-up (kernel selection)
+def seconds_per_call(run: Callable[[], object], repeats: int) -> float:
+    run()  # warm-up: kernel selection, caches
     start = time.perf_counter()
     for _ in range(repeats):
-        out = upscale(model, image, fast=fast, color_fix=None, device=device)
-    seconds = (time.perf_counter() - start) / repeats
-    return out.shape[0] * out.shape[1] / 1e6 / seconds
+        run()
+    return (time.perf_counter() - start) / repeats
+
+
+def contenders(model: PerceptualSR, image: np.ndarray, device: torch.device, onnx_path: Path | None) -> dict:
+    """name -> a call producing the upscaled image, the baseline first."""
+    batch = torch.from_numpy(image).permute(2, 0, 1)[None].float().div(255).to(device)
+    batch_cl = batch.contiguous(memory_format=torch.channels_last)
+    plain = model.eval_copy().to(device)
+    module_cl = model.fused_for_inference().to(device, memory_format=torch.channels_last)
+    network = inference_network.build(model).to(device, memory_format=torch.channels_last)
+    precision = resolve_precision(device, "auto")
+
+    def forward(net, x, dtype):
+        with torch.inference_mode(), autocast(device, dtype):
+            return net(x)
+
+    runs = {
+        "fp32 eager module, whole image (baseline)": lambda: forward(plain, batch, None),
+        "upscale() default": lambda: upscale(model, image, device=device),
+    }
+    if onnx_path is not None:
+        from perceptual_sr.export import OnnxSR
+
+        onnx_model = OnnxSR(onnx_path)
+        runs["upscale() ONNX Runtime"] = lambda: upscale(onnx_model, image)
+    runs["raw forward: module, bf16 + channels_last"] = lambda: forward(module_cl, batch_cl, torch.bfloat16)
+    runs[f"raw forward: inference network, {precision or 'fp32'}"] = lambda: forward(network, batch_cl, precision)
+    return runs
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory. Linux's VmHWM belongs to the process image; getrusage's
+    maximum survives exec, so a child started by a big parent would report the parent's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def peak_rss_child(output_size: int, device: str) -> None:
     """Run in a child process: upscale to output_size^2 with the default settings, print peak RSS."""
+    reuse_freed_memory()
     model = PerceptualSR.from_pretrained()
     image = np.random.default_rng(0).integers(0, 256, (output_size // 4, output_size // 4, 3), dtype=np.uint8)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    before = peak_rss_mib()
     start = time.perf_counter()
     out = upscale(model, image, device=device)  # default colour fix, tiling and fast path
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{out.shape[1]}x{out.shape[0]} output in {seconds:.1f} s: peak RSS {peak:.0f} MiB "
-          f"({before:.0f} MiB of it before upscaling: Python, torch, model)")
+    peak = peak_rss_mib()
+    print(f"{out.shape[1]}x{out.shape[0]} output in {seconds:.1f} s ({out.shape[0] * out.shape[1] / 1e6 / seconds:.2f} "
+          f"MP/s): peak RSS {peak:.0f} MiB ({before:.0f} MiB of it before upscaling: Python, torch, model)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", type=int, default=96, help="input side for the speed test")
+    parser.add_argument("--sizes", default="256,512,1024", help="input sides, comma-separated")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--rss-output", type=int, default=4096, help="output side for the memory test (0: skip)")
     parser.add_argument("--device", default=None)
+    parser.add_argument("--reuse-freed-memory", action="store_true", help="as the command line and app run")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    device = str(choose_device(args.device))
+    device = choose_device(args.device)
+    if args.reuse_freed_memory:
+        reuse_freed_memory()
     if args.child:
-        peak_rss_child(args.rss_output, device)
+        peak_rss_child(args.rss_output, str(device))
         return
     model = PerceptualSR.from_pretrained()
-    image = np.random.default_rng(0).integers(0, 256, (args.size, args.size, 3), dtype=np.uint8)
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"CPU bf16 hardware: {cpu_has_fast_bf16()}, bf16 measured faster: {cpu_bf16_is_faster()}, "
-          f"input {args.size}x{args.size}")
-    fp32 = megapixels_per_second(model, image, fast=False, repeats=args.repeats, device=device)
-    fast = megapixels_per_second(model, image, fast=True, repeats=args.repeats, device=device)
-    print(f"fp32 eager: {fp32:.3f} MP/s | fast path: {fast:.3f} MP/s | ratio {fast / fp32:.2f}x")
+          f"freed memory reused: {args.reuse_freed_memory}")
+    with tempfile.TemporaryDirectory() as folder:
+        onnx_path = None
+        try:
+            from perceptual_sr.export import export_onnx
+
+            onnx_path = export_onnx(model, Path(folder) / "model.onnx")
+        except ImportError as error:
+            print(f"ONNX Runtime skipped: {error}")
+        for size in (int(side) for side in args.sizes.split(",")):
+            image = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
+            output_megapixels = (size * model.scale) ** 2 / 1e6
+            print(f"\ninput {size}x{size} -> output {size * model.scale}x{size * model.scale}")
+            baseline = None
+            for name, run in contenders(model, image, device, onnx_path).items():
+                try:
+                    speed = output_megapixels / seconds_per_call(run, args.repeats)
+                except (RuntimeError, MemoryError) as error:  # the whole-image baseline at 1024 needs ~15 GB
+                    print(f"  {name:48s} failed: {str(error).splitlines()[0][:60]}")
+                    continue
+                baseline = baseline or speed
+                print(f"  {name:48s} {speed:6.3f} MP/s  {speed / baseline:5.2f}x")
     if args.rss_output:
         subprocess.run([sys.executable, __file__, "--child", "--rss-output", str(args.rss_output),
-                        "--device", device], check=True)
+                        "--device", str(device)], check=True)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from perceptual_sr.evaluate import evaluate, markdown_table, sweep_detail
 from perceptual_sr.image_io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, is_complete_image, resize_to, save_image
 from perceptual_sr.inference import COLOR_FIXES, DEFAULT_COLOR_FIX, DEFAULT_TILE_OVERLAP, upscale
 from perceptual_sr.model import PerceptualSR
-from perceptual_sr.runtime import choose_device
+from perceptual_sr.runtime import choose_device, reuse_freed_memory
 
 FORMATS = {"png": ".png", "jpeg": ".jpg", "jpg": ".jpg", "webp": ".webp", "tiff": ".tif"}
 
@@ -150,6 +150,7 @@ def output_paths(files: list[Path], output: Path, suffix: str, format: str | Non
 
 
 def run_upscale(args: argparse.Namespace, model: PerceptualSR) -> int:
+    reuse_freed_memory()  # a third faster on CPU; this process exists to upscale
     files = collect_inputs(args.inputs)
     outscale = model.scale if args.outscale is None else args.outscale
     if not 0 < outscale <= 16:

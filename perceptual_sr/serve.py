@@ -50,7 +50,9 @@ def main() -> None:
         concurrency = _int_env("PERCEPTUAL_SR_CONCURRENCY", 1)
 
         from perceptual_sr import PerceptualSR
-        from perceptual_sr.runtime import choose_device
+        from perceptual_sr.runtime import choose_device, reuse_freed_memory
+
+        reuse_freed_memory()  # a third faster on CPU; this process exists to upscale
 
         try:
             device = choose_device(os.environ.get("PERCEPTUAL_SR_DEVICE", "").strip() or None)
