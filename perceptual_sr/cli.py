@@ -13,7 +13,6 @@ from tqdm.auto import tqdm
 
 from perceptual_sr import __version__
 from perceptual_sr.data import DEGRADATIONS
-from perceptual_sr.evaluate import evaluate, markdown_table, sweep_detail
 from perceptual_sr.image_io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, is_complete_image, resize_to, save_image
 from perceptual_sr.inference import COLOR_FIXES, DEFAULT_COLOR_FIX, DEFAULT_TILE_OVERLAP, upscale
 from perceptual_sr.model import PerceptualSR
@@ -187,6 +186,8 @@ def run_upscale(args: argparse.Namespace, model: PerceptualSR) -> int:
 
 
 def run_eval(args: argparse.Namespace, model: PerceptualSR) -> int:
+    from perceptual_sr.evaluate import evaluate, markdown_table, sweep_detail  # scipy, lpips: the eval extra
+
     if args.sweep_detail:
         rows = sweep_detail(model, args.data, args.out, degradation=args.degradation, color_fix=args.color_fix,
                             device=args.device, fast=args.fast, progress=True)

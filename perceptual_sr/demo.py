@@ -1,9 +1,10 @@
-"""The Gradio demo: a photo in, a bicubic-vs-model before/after slider and a full-resolution PNG out.
+"""The Gradio demo: a photo in; a bicubic-vs-model slider, a 1:1 detail crop and a full-resolution PNG out.
 
 `build_demo(model)` returns the `gr.Blocks` app that `app.py` launches (locally or as a
 Hugging Face Space); `Upscaler` is its prediction function, usable without a server. The API
 endpoint is `/upscale` (inputs: image file, colour fix, tile size, detail; outputs: the slider's
-two PNG paths, the full-resolution PNG path, and a Markdown line with sizes and timing).
+two WebP previews, the full-resolution PNG path, a Markdown line with sizes and timing, and the
+two 1:1 detail crops).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import gradio as gr
+import numpy as np
 import torch
 from PIL import Image, ImageOps
 
@@ -34,6 +36,7 @@ MAX_TILE_SIZE = 1024
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 PREVIEW_MAX_SIDE = 2048  # pixels on the slider's long side; the download keeps every pixel
 PREVIEW_QUALITY = 90
+CROP_SIDE = 256  # output pixels of the 1:1 detail crop: the 4x gain, shown without downscaling
 NO_COLOR_FIX = "off"  # the UI/API value for COLOR_FIXES' None (a radio button needs a string)
 _COLOR_FIX_LABELS = {"histogram": "Histogram match", "luma": "Luma only", None: "Off"}
 _OUTPUT_MAX_AGE_S = 15 * 60  # Gradio copies outputs into its own cache right after each call
@@ -110,6 +113,40 @@ def _slider_previews(input_path: str | Path, result: Image.Image, folder: Path, 
     return paths
 
 
+def _busiest_window(image: Image.Image, side: int) -> tuple[int, int]:
+    """Top-left corner of the `side` x `side` window of `image` with the most luma gradient energy:
+    where the upscaling is worth looking at, not a patch of sky."""
+    luma = np.asarray(image.convert("L"), dtype=np.float32)
+    energy = np.zeros_like(luma)
+    energy[:, 1:] += np.abs(np.diff(luma, axis=1))
+    energy[1:, :] += np.abs(np.diff(luma, axis=0))
+    height, width = luma.shape
+    side_y, side_x = min(side, height), min(side, width)
+    table = np.pad(energy.cumsum(0).cumsum(1), ((1, 0), (1, 0)))  # summed-area table
+    sums = (table[side_y:, side_x:] - table[:-side_y, side_x:] - table[side_y:, :-side_x] + table[:-side_y, :-side_x])
+    y, x = np.unravel_index(int(np.argmax(sums)), sums.shape)
+    return int(y), int(x)
+
+
+def _detail_crops(input_path: str | Path, result: Image.Image, folder: Path, stem: str, scale: int) -> tuple[Path, Path]:
+    """The same CROP_SIDE-pixel window of the bicubic and the network output at 1:1 pixels, from
+    the input's most detailed region, as lossless WebP (small: 256 x 256 pixels each)."""
+    with Image.open(input_path) as source:
+        source = _displayable(ImageOps.exif_transpose(source))
+        side = max(1, CROP_SIDE // scale)  # input pixels
+        y, x = _busiest_window(source, side)
+        window = source.crop((x, y, min(x + side, source.width), min(y + side, source.height)))
+    box = (x * scale, y * scale, x * scale + window.width * scale, y * scale + window.height * scale)
+    after = _displayable(result).crop(box)
+    before = window.resize(after.size, Image.Resampling.BICUBIC)
+    if before.mode != after.mode:
+        before = before.convert(after.mode)
+    paths = folder / f"{stem}_bicubic_crop.webp", folder / f"{stem}_crop.webp"
+    for image, path in zip((before, after), paths):
+        image.save(path, "WEBP", lossless=True)
+    return paths
+
+
 def _prune(folder: Path, max_age_s: float) -> None:
     """Remove per-request output folders older than `max_age_s` (Gradio has copied them by then)."""
     cutoff = time.time() - max_age_s
@@ -143,7 +180,7 @@ class Upscaler:
     def __call__(
         self, image_path: str | None, color_fix: str | None = None, tile_size: float | None = DEFAULT_TILE_SIZE,
         detail: float | None = None,
-    ) -> tuple[tuple[str, str], str, str]:
+    ) -> tuple[tuple[str, str], str, str, tuple[str, str]]:
         if not image_path:
             raise gr.Error("Please upload, paste or take a photo first (or click an example).", title="No image")
         color_fix = _color_fix_value(DEFAULT_COLOR_FIX) if color_fix is None else color_fix
@@ -181,6 +218,7 @@ class Upscaler:
         output_path = folder / f"{stem}_x{self.model.scale}.png"
         save_image(result, output_path)  # PNG keeps every pixel, the alpha channel, ICC and EXIF
         bicubic_path, preview_path = _slider_previews(image_path, result, folder, stem)
+        bicubic_crop, crop = _detail_crops(image_path, result, folder, stem, self.model.scale)
         summary = (
             f"**{result.width // self.model.scale} x {result.height // self.model.scale} → "
             f"{result.width} x {result.height} px** "
@@ -188,7 +226,7 @@ class Upscaler:
             f"{f', {tile} px tiles' if tile else ''}; colour fix: {color_fix}"
             f"{f'; detail {detail:g}' if self.model.has_twin else ''}."
         )
-        return (str(bicubic_path), str(preview_path)), str(output_path), summary
+        return (str(bicubic_path), str(preview_path)), str(output_path), summary, (str(bicubic_crop), str(crop))
 
 
 def _friendly_read_errors(component: gr.Image) -> gr.Image:
@@ -215,6 +253,17 @@ def _friendly_read_errors(component: gr.Image) -> gr.Image:
 
     component.preprocess = checked_preprocess  # type: ignore[method-assign]
     return component
+
+
+def on_zero_gpu(function: Callable) -> Callable:
+    """`function` under `spaces.GPU` where the `spaces` package is installed (Hugging Face ZeroGPU
+    Spaces, where a GPU is attached only inside such a call; elsewhere the decorator does nothing),
+    else `function` itself: the same app runs on CPU, a dedicated GPU and ZeroGPU."""
+    try:
+        import spaces
+    except ImportError:
+        return function
+    return spaces.GPU(function)
 
 
 def example_paths(examples_dir: str | Path = EXAMPLES_DIR) -> list[Path]:
@@ -247,11 +296,16 @@ def build_demo(
         raise ValueError(f"default_tile_size must be in [0, {MAX_TILE_SIZE}], got {default_tile_size!r}")
     if concurrency_limit < 1:
         raise ValueError(f"concurrency_limit must be at least 1, got {concurrency_limit!r}")
-    predict = Upscaler(model, max_input_pixels=max_input_pixels, device=device)
+    upscaler = Upscaler(model, max_input_pixels=max_input_pixels, device=device)
     scale = model.scale
     side = int(max_input_pixels ** 0.5)
 
-    def predict_example(image_path: str) -> tuple[tuple[str, str], str, str]:
+    @on_zero_gpu
+    def predict(image_path: str | None, color_fix: str | None = None, tile_size: float | None = DEFAULT_TILE_SIZE,
+                detail: float | None = None) -> tuple[tuple[str, str], str, str, tuple[str, str]]:
+        return upscaler(image_path, color_fix, tile_size, detail)
+
+    def predict_example(image_path: str) -> tuple[tuple[str, str], str, str, tuple[str, str]]:
         return predict(image_path, _color_fix_value(DEFAULT_COLOR_FIX), default_tile_size)
 
     with gr.Blocks(title=f"perceptual_sr: {scale}x photo super-resolution", analytics_enabled=False,
@@ -294,7 +348,11 @@ def build_demo(
                 summary = gr.Markdown(elem_id="result-summary")
                 download = gr.File(label=f"Full-resolution {scale}x PNG", interactive=False,
                                    elem_id="result-file")
-        outputs = [slider, download, summary]
+                crop = gr.ImageSlider(label=f"1:1 detail ({CROP_SIDE} x {CROP_SIDE} output pixels from the busiest "
+                                            "part of the photo): bicubic (left) vs perceptual_sr (right)",
+                                      type="filepath", format="webp", interactive=False, max_height=CROP_SIDE,
+                                      elem_id="detail-crop")
+        outputs = [slider, download, summary, crop]
         paths = example_paths(examples_dir) if examples_dir is not None else []
         if paths:
             gr.Examples(

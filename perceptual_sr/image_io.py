@@ -183,12 +183,14 @@ def _decode(image: Image.Image, max_pixels: int | None) -> DecodedImage:
 
 
 def encode_pil(rgb: np.ndarray, alpha: np.ndarray | None, like: DecodedImage) -> Image.Image:
-    """Upscaled float RGB (H, W, 3) [0, 1] (+ alpha) -> a Pillow image of `like`'s mode, ICC and EXIF."""
+    """Upscaled RGB (H, W, 3), float in [0, 1] or uint8 / uint16 (+ float alpha) -> a Pillow image
+    of `like`'s mode, ICC and EXIF."""
+    if like.mode in ("I;16", "L", "LA"):
+        grey = rgb_to_grey(quantize(rgb, np.float32))
     if like.mode == "I;16":
-        grey = quantize(rgb_to_grey(rgb), np.uint16)
-        out = Image.fromarray(grey)  # a uint16 array becomes mode "I;16"
+        out = Image.fromarray(quantize(grey, np.uint16))  # a uint16 array becomes mode "I;16"
     elif like.mode in ("L", "LA"):
-        out = Image.fromarray(quantize(rgb_to_grey(rgb), np.uint8))
+        out = Image.fromarray(quantize(grey, np.uint8))
         if like.mode == "LA":
             out = Image.merge("LA", (out, Image.fromarray(quantize(_require_alpha(alpha), np.uint8))))
     else:
@@ -253,8 +255,17 @@ def rgb_to_grey(rgb: np.ndarray) -> np.ndarray:
 
 
 def quantize(values: np.ndarray, dtype: type) -> np.ndarray:
-    """Float values in [0, 1] -> `dtype`: integers are rounded to nearest over their full range
-    (uint8 0..255, uint16 0..65535); float dtypes are clipped to [0, 1]."""
+    """Float values in [0, 1], or uint8 / uint16 over their full range -> `dtype`: integers are
+    rounded to nearest over their full range (uint8 0..255, uint16 0..65535); float dtypes are
+    clipped to [0, 1]. uint16 -> uint8 is integer arithmetic, with no float copy of the image."""
+    if values.dtype == dtype:
+        return values
+    if values.dtype == np.uint16 and dtype == np.uint8:
+        return ((values.astype(np.uint32) + 128) // 257).astype(np.uint8)  # = rint(v / 65535 * 255)
+    if values.dtype == np.uint8 and dtype == np.uint16:
+        return values.astype(np.uint16) * 257
+    if np.issubdtype(values.dtype, np.integer):
+        values = values.astype(np.float32) / np.iinfo(values.dtype).max
     if np.issubdtype(dtype, np.integer):
         peak = np.iinfo(dtype).max
         return np.rint(np.clip(values, 0.0, 1.0) * peak).astype(dtype)

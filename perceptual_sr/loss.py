@@ -7,7 +7,6 @@ use `relu2_2`. A total-variation regulariser encourages spatial smoothness.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Mapping
 
 import torch
@@ -16,8 +15,9 @@ from safetensors.torch import load_file
 from torch import nn
 from torchvision.models import vgg16
 
-PRETRAINED_DIR = Path(__file__).parent / "pretrained"
-VGG16_WEIGHTS = PRETRAINED_DIR / "vgg16_imagenet.safetensors"
+from perceptual_sr.convert_weights import loss_network_weights
+
+VGG16_WEIGHTS = "vgg16_imagenet.safetensors"
 
 # torchvision `vgg16().features` index of each ReLU, named as in the paper (block_conv).
 VGG16_RELU_INDEX = {
@@ -47,7 +47,8 @@ class VGG16Features(nn.Module):
         features = vgg16(weights=None).features[:16]
         if weights == "imagenet":
             # Strict: every conv through relu3_3 must come from the file.
-            features.load_state_dict(_strip_prefix(load_file(str(VGG16_WEIGHTS)), "features."), strict=True)
+            state = load_file(str(loss_network_weights(VGG16_WEIGHTS)))
+            features.load_state_dict(_strip_prefix(state, "features."), strict=True)
         elif weights is not None:
             raise ValueError(f"weights must be 'imagenet' or None, got {weights!r}")
         for module in features:

@@ -18,7 +18,9 @@ from safetensors.torch import load_file
 from scipy.ndimage import correlate1d
 from torch import nn
 
-ALEXNET_WEIGHTS = Path(__file__).parent / "pretrained" / "alexnet_imagenet.safetensors"
+from perceptual_sr.convert_weights import loss_network_weights
+
+ALEXNET_WEIGHTS = "alexnet_imagenet.safetensors"  # in the repository's perceptual_sr/pretrained/
 # torchvision `alexnet().features` index -> the lpips package's `net.sliceN` holding it.
 _ALEXNET_SLICE = {0: 1, 3: 2, 6: 3, 8: 4, 10: 5}
 
@@ -85,10 +87,11 @@ class LPIPSMetric(nn.Module):
     """LPIPS-alex distance, built fully offline. Call on two (B, 3, H, W) float tensors in [0, 1] -> (B,).
 
     Build once and reuse (e.g. for validation every K steps): construction loads two weight files.
-    alexnet_weights: safetensors file with torchvision AlexNet `features.{0,3,6,8,10}` tensors.
+    alexnet_weights: safetensors file with torchvision AlexNet `features.{0,3,6,8,10}` tensors
+        (None: the converted ImageNet weights in the repository).
     """
 
-    def __init__(self, alexnet_weights: str | Path = ALEXNET_WEIGHTS) -> None:
+    def __init__(self, alexnet_weights: str | Path | None = None) -> None:
         super().__init__()
         import lpips  # imported here: it prints and warns on import-heavy paths not every user needs
 
@@ -99,7 +102,7 @@ class LPIPSMetric(nn.Module):
             self.lpips = lpips.LPIPS(net="alex", pretrained=False, pnet_rand=True, verbose=False)
         heads_file = Path(lpips.__file__).parent / "weights" / "v0.1" / "alex.pth"
         heads = torch.load(heads_file, map_location="cpu", weights_only=True)
-        trunk = load_file(str(alexnet_weights))
+        trunk = load_file(str(alexnet_weights or loss_network_weights(ALEXNET_WEIGHTS)))
         state = {name: value for name, value in self.lpips.state_dict().items() if name.startswith("scaling_layer.")}
         for name, value in trunk.items():
             _, index, kind = name.split(".")  # "features.3.weight"

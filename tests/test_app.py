@@ -142,7 +142,8 @@ def test_upscale_endpoint_from_gradio_client(app_url, tmp_path):
 
     client = Client(app_url, verbose=False, download_files=str(tmp_path / "downloads"))
     source = _photo(tmp_path / "rgba.png", (40, 24), mode="RGBA")
-    (before, after), full, summary = client.predict(handle_file(source), "histogram", 0, 1.0, api_name="/upscale")
+    (before, after), full, summary, crops = client.predict(handle_file(source), "histogram", 0, 1.0,
+                                                           api_name="/upscale")
 
     output = Image.open(full)
     assert output.size == (160, 96) and output.mode == "RGBA"
@@ -151,7 +152,8 @@ def test_upscale_endpoint_from_gradio_client(app_url, tmp_path):
     assert Image.open(after).size == Image.open(before).size == (160, 96)
     assert Image.open(before).mode == "RGBA" and Path(full).suffix == ".png"
     assert "40 x 24 → 160 x 96 px" in summary and "s** on CPU" in summary and "detail 1" in summary
-    _, fidelity, summary = client.predict(handle_file(source), "histogram", 0, 0.0, api_name="/upscale")
+    assert [Image.open(crop).size for crop in crops] == [(160, 96)] * 2  # smaller than the 256-px crop
+    _, fidelity, summary, _ = client.predict(handle_file(source), "histogram", 0, 0.0, api_name="/upscale")
     assert "detail 0" in summary
     assert not np.array_equal(np.asarray(Image.open(fidelity)), np.asarray(output))
 
@@ -218,6 +220,13 @@ def test_browser_upload_upscale_and_download(app_url, page, tmp_path):
     assert downloaded.name == "gradient_x4.png"
     assert Image.open(downloaded).size == (192, 128)
     assert "48 x 32 → 192 x 128 px" in page.locator("#result-summary").inner_text()
+    # The slider and the 1:1 crop show light WebP images; the download above is the full PNG.
+    for viewer in ("#result-slider", "#detail-crop"):
+        images = page.locator(f"{viewer} img")
+        images.first.wait_for(timeout=30_000)
+        page.wait_for_function(f"[...document.querySelectorAll('{viewer} img')].every(e => e.complete && e.naturalWidth)")
+        shown = images.evaluate_all("els => els.map(e => [e.currentSrc, e.naturalWidth, e.naturalHeight])")
+        assert len(shown) == 2 and all(".webp" in src and (w, h) == (192, 128) for src, w, h in shown), shown
     page.screenshot(path=str(ARTIFACTS / "demo_upload.png"), full_page=True)
 
     # Fidelity <-> detail: at 0 the pixel-loss twin answers, a different image.
@@ -252,11 +261,11 @@ def test_prediction_function_takes_tiny_images_every_tile_size_and_detail(tmp_pa
     predict = Upscaler(model, output_dir=tmp_path / "out")
     for width, height in ((1, 1), (2, 5), (8, 8), (1, 30)):
         source = _photo(tmp_path / f"icon{width}x{height}.png", (width, height))
-        (before, after), full, summary = predict(str(source), "luma", 0, 0.5)
+        (before, after), full, summary, _ = predict(str(source), "luma", 0, 0.5)
         assert Image.open(full).size == (4 * width, 4 * height) and "detail 0.5" in summary
     source = _photo(tmp_path / "photo.png", (70, 40))
     for tile in range(32, 129, 32):  # every tile size the slider offers below the image size
-        _, full, summary = predict(str(source), "off", tile, 1.0)
+        _, full, summary, _ = predict(str(source), "off", tile, 1.0)
         assert Image.open(full).size == (280, 160) and f"{tile} px tiles" in summary
     assert MAX_TILE_SIZE % 32 == 0
 
@@ -268,7 +277,7 @@ def test_slider_gets_light_previews_and_the_download_every_pixel(tmp_path, monke
     model = PerceptualSR(SRConfig(channels=4, residual_blocks=1))
     predict = demo.Upscaler(model, output_dir=tmp_path / "out")
     source = _photo(tmp_path / "wide.png", (120, 60))
-    (before, after), full, _ = predict(str(source), "luma", 0, 1.0)
+    (before, after), full, _, _ = predict(str(source), "luma", 0, 1.0)
     assert Image.open(full).size == (480, 240) and Path(full).suffix == ".png"
     for preview in (before, after):
         assert Image.open(preview).format == "WEBP" and Image.open(preview).size == (256, 128)
@@ -276,6 +285,53 @@ def test_slider_gets_light_previews_and_the_download_every_pixel(tmp_path, monke
     grey = np.tile(np.linspace(0, 65535, 64).astype(np.uint16), (32, 1))
     path = tmp_path / "grey16.png"
     Image.fromarray(grey).save(path)
-    (before, after), full, _ = predict(str(path), "off", 0, 1.0)
+    (before, after), full, _, _ = predict(str(path), "off", 0, 1.0)
     shown = np.asarray(Image.open(before).convert("L"), dtype=float)
     assert shown.mean() == pytest.approx(127, abs=12) and Image.open(full).mode in ("I;16", "I")
+
+
+@pytest.mark.slow
+def test_slider_payload_for_a_1024px_photo_is_under_2_mb(tmp_path):
+    from perceptual_sr import demo
+
+    photo = Image.open(demo.example_paths()[0]).convert("RGB").resize((1024, 1024), Image.Resampling.BICUBIC)
+    photo.save(tmp_path / "photo.png")
+    model = PerceptualSR(SRConfig(channels=4, residual_blocks=1, upsampler="resize-conv", global_skip="bicubic"))
+    predict = demo.Upscaler(model, output_dir=tmp_path / "out")
+    (before, after), full, _, crops = predict(str(tmp_path / "photo.png"), "luma", 0, 1.0)
+    assert Image.open(full).size == (4096, 4096) and Image.open(full).format == "PNG"
+    assert [Image.open(path).size for path in (before, after)] == [(2048, 2048)] * 2
+    assert [Image.open(path).size for path in crops] == [(demo.CROP_SIDE, demo.CROP_SIDE)] * 2
+    payload = sum(Path(path).stat().st_size for path in (before, after, *crops))
+    assert payload < 2_000_000, payload
+
+
+def test_detail_crop_is_the_same_window_of_both_and_the_busiest_one(tmp_path):
+    from perceptual_sr import demo
+
+    flat = np.full((100, 120, 3), 128, np.uint8)
+    flat[60:80, 10:40] = np.random.default_rng(0).integers(0, 256, (20, 30, 3))  # the only texture
+    Image.fromarray(flat).save(tmp_path / "flat.png")
+    model = PerceptualSR(SRConfig(channels=4, residual_blocks=1))
+    predict = demo.Upscaler(model, output_dir=tmp_path / "out")
+    _, full, _, (bicubic_crop, crop) = predict(str(tmp_path / "flat.png"), "off", 0, 1.0)
+    y, x = demo._busiest_window(Image.fromarray(flat), demo.CROP_SIDE // 4)
+    assert 60 - 64 < y <= 60 and 10 - 64 < x <= 10  # the 64-px input window covers the texture
+    window = np.asarray(Image.open(full))[4 * y:4 * y + 256, 4 * x:4 * x + 256]
+    assert np.array_equal(np.asarray(Image.open(crop).convert("RGB")), window)  # lossless, 1:1
+    assert Image.open(bicubic_crop).size == Image.open(crop).size == (256, 256)
+
+
+def test_prediction_runs_under_spaces_gpu_when_spaces_is_installed(monkeypatch):
+    import types
+
+    from perceptual_sr import demo
+
+    decorated = []
+    fake = types.ModuleType("spaces")
+    fake.GPU = lambda function: decorated.append(function) or function
+    monkeypatch.setitem(sys.modules, "spaces", fake)
+    demo.build_demo(PerceptualSR(SRConfig(channels=4, residual_blocks=1)), examples_dir=None)
+    assert [function.__name__ for function in decorated] == ["predict"]
+    monkeypatch.setitem(sys.modules, "spaces", None)  # not installed: the function itself
+    assert demo.on_zero_gpu(len) is len

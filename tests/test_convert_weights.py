@@ -7,7 +7,8 @@ import torch
 from safetensors.torch import load_file
 
 from perceptual_sr.convert_weights import VGG16_CONV1_1_CHECK, convert_vgg16, restricted_load
-from perceptual_sr.loss import PRETRAINED_DIR, VGG16_WEIGHTS
+from perceptual_sr.convert_weights import PRETRAINED_DIR, loss_network_weights
+from perceptual_sr.loss import VGG16_WEIGHTS
 
 
 def _fake_checkpoint() -> dict:
@@ -52,7 +53,7 @@ def test_converter_transposes_to_oihw_and_checks_known_values():
 
 
 def test_committed_vgg_weights_carry_known_conv1_1_values():
-    tensors = load_file(str(VGG16_WEIGHTS))
+    tensors = load_file(str(loss_network_weights(VGG16_WEIGHTS)))
     assert torch.allclose(tensors["features.0.weight"][0, 0, 0, :], torch.tensor(VGG16_CONV1_1_CHECK), atol=1e-4)
     assert len(tensors) == 14
 
@@ -61,3 +62,11 @@ def test_committed_alexnet_weights_have_torchvision_shapes():
     tensors = load_file(str(PRETRAINED_DIR / "alexnet_imagenet.safetensors"))
     assert tensors["features.0.weight"].shape == (64, 3, 11, 11)
     assert tensors["features.10.weight"].shape == (256, 256, 3, 3)
+
+
+def test_missing_loss_network_weights_say_where_they_come_from(monkeypatch, tmp_path):
+    from perceptual_sr import convert_weights
+
+    monkeypatch.setattr(convert_weights, "PRETRAINED_DIR", tmp_path)  # as in a wheel, which leaves them out
+    with pytest.raises(FileNotFoundError, match="ship with the repository, not the wheel"):
+        convert_weights.loss_network_weights(VGG16_WEIGHTS)

@@ -185,3 +185,21 @@ def test_flattening_alpha_keeps_icc_and_exif(tmp_path):
         save_image(image, tmp_path / f"flat{suffix}")
     with Image.open(tmp_path / "flat.jpg") as saved:
         assert saved.info.get("icc_profile") == icc and saved.getexif()[0x010F] == "camera"
+
+
+def test_quantize_between_bit_depths_is_exact_integer_rounding():
+    from perceptual_sr.image_io import quantize
+
+    every = np.arange(65536, dtype=np.uint16)
+    assert np.array_equal(quantize(every, np.uint8), np.rint(every / 65535.0 * 255).astype(np.uint8))
+    assert np.array_equal(quantize(np.arange(256, dtype=np.uint8), np.uint16), np.arange(256) * 257)
+    assert quantize(every, np.float32)[-1] == 1.0 and quantize(every, np.uint16) is every
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "I;16"])
+def test_encode_pil_takes_16_bit_integers_as_it_takes_floats(mode):
+    rgb = np.random.default_rng(0).random((6, 5, 3), dtype=np.float32)
+    like = DecodedImage(rgb=rgb, alpha=None, mode=mode)
+    from_float = np.asarray(encode_pil(rgb, None, like))
+    from_uint16 = np.asarray(encode_pil(np.rint(rgb * 65535).astype(np.uint16), None, like))
+    assert np.abs(from_float.astype(int) - from_uint16.astype(int)).max() <= 1  # the 16-bit step only

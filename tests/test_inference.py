@@ -5,7 +5,7 @@ from PIL import Image, ImageCms
 from skimage.exposure import match_histograms
 
 from perceptual_sr import PerceptualSR, SRConfig
-from perceptual_sr import color_fix, inference
+from perceptual_sr import color_fix, inference, tiling
 from perceptual_sr.image_io import resize_bicubic
 from perceptual_sr.inference import (
     COLOR_FIXES, DEFAULT_COLOR_FIX, ImageTooLargeError, apply_color_fix, choose_device, match_histogram, upscale,
@@ -226,7 +226,7 @@ def test_empty_arrays_and_bad_tile_batch_are_clear_errors(model):
 
 @pytest.mark.parametrize("length", [1, 31, 192, 193, 256, 401, 1000, 4097])
 def test_tile_plan_covers_exactly_with_equal_tiles_and_enough_overlap(length):
-    size, starts = inference.plan_tiles(length, 192, 16)
+    size, starts = tiling.plan_tiles(length, 192, 16)
     assert size <= 192 and starts[0] == 0 and starts[-1] + size == length
     assert all(size - (b - a) >= 16 for a, b in zip(starts, starts[1:]))
     assert len(starts) == max(1, -(-(length - 16) // (192 - 16)))  # the fewest tiles that can do it
@@ -261,3 +261,14 @@ def test_folded_batchnorm_graph_matches_the_plain_fp32_module():
         folded = net.fused_for_inference()
         assert not any(isinstance(layer, torch.nn.BatchNorm2d) for layer in folded.modules())
         assert (folded(x) - net(x)).abs().max().item() <= 1 / 255  # the parity bar; measured about 1e-6
+
+
+def test_tensors_without_colour_fix_are_upscaled_as_tensors_matching_the_array_path(model, monkeypatch):
+    calls = []
+    monkeypatch.setattr(inference, "_upscale_numpy", lambda *args: calls.append(args))  # must not be used
+    image = torch.from_numpy(_photo(24, 16)).permute(2, 0, 1).float() / 255
+    out = upscale(model, image.double(), color_fix=None, fast=False)
+    assert calls == [] and out.dtype == torch.float64 and out.shape == (3, 64, 96)
+    monkeypatch.undo()
+    expected = upscale(model, image.permute(1, 2, 0).numpy(), color_fix=None, fast=False)
+    assert np.abs(out.permute(1, 2, 0).float().numpy() - expected).max() < 1e-6

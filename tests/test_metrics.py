@@ -67,9 +67,10 @@ def test_lpips_zero_on_identical_and_grows_with_blur(lpips_metric):
 def test_lpips_uses_imagenet_alexnet_not_random(lpips_metric):
     from safetensors.torch import load_file
 
+    from perceptual_sr.convert_weights import loss_network_weights
     from perceptual_sr.metrics import ALEXNET_WEIGHTS
 
-    expected = load_file(str(ALEXNET_WEIGHTS))["features.3.weight"]
+    expected = load_file(str(loss_network_weights(ALEXNET_WEIGHTS)))["features.3.weight"]
     assert torch.equal(getattr(lpips_metric.lpips.net.slice2, "3").weight, expected)
     import lpips
 
@@ -81,9 +82,10 @@ def test_lpips_uses_imagenet_alexnet_not_random(lpips_metric):
 def test_lpips_load_is_strict(tmp_path):
     from safetensors.torch import load_file, save_file
 
+    from perceptual_sr.convert_weights import loss_network_weights
     from perceptual_sr.metrics import ALEXNET_WEIGHTS
 
-    tensors = load_file(str(ALEXNET_WEIGHTS))
+    tensors = load_file(str(loss_network_weights(ALEXNET_WEIGHTS)))
     del tensors["features.10.weight"]
     save_file(tensors, str(tmp_path / "partial.safetensors"))
     with pytest.raises(RuntimeError, match="Missing"):

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from perceptual_sr.convert_weights import convert
-from perceptual_sr.loss import PRETRAINED_DIR
+from perceptual_sr.convert_weights import PRETRAINED_DIR
 
 
 def main() -> None:
