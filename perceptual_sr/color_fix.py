@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from perceptual_sr.image_io import quantize, resize_bicubic
+from perceptual_sr.image_io import quantize, resize_bicubic, resize_bicubic_planes
 
 COLOR_FIXES = ("histogram", "luma", None)
 # Chosen by measurement (README "Colour fix"): "luma" removes by construction the local chroma
@@ -30,13 +30,13 @@ def apply_color_fix(upscaled: np.ndarray, low_res: np.ndarray, scale: int, metho
         return upscaled
     if method not in COLOR_FIXES:
         raise ValueError(f"color_fix must be one of {COLOR_FIXES}, got {method!r}")
+    if method == "luma":
+        return _luma_fix(upscaled, resize_bicubic_planes(low_res, scale))
     reference = quantize(resize_bicubic(low_res, scale), upscaled.dtype.type
                           if np.issubdtype(upscaled.dtype, np.integer) else np.uint16)
-    if method == "histogram":
-        work = upscaled if np.issubdtype(upscaled.dtype, np.integer) else quantize(upscaled, np.uint16)
-        fixed = np.stack([match_histogram(work[..., c], reference[..., c]) for c in range(3)], axis=2)
-        return fixed if fixed.dtype == upscaled.dtype else (fixed / 65535.0).astype(upscaled.dtype)
-    return _luma_fix(upscaled, reference)
+    work = upscaled if np.issubdtype(upscaled.dtype, np.integer) else quantize(upscaled, np.uint16)
+    fixed = np.stack([match_histogram(work[..., c], reference[..., c]) for c in range(3)], axis=2)
+    return quantize(fixed, upscaled.dtype.type)
 
 
 def match_histogram(source: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -58,16 +58,18 @@ _RGB_TO_YCBCR = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0
 _YCBCR_TO_RGB = np.linalg.inv(_RGB_TO_YCBCR).astype(np.float32)
 
 
-def _luma_fix(upscaled: np.ndarray, reference: np.ndarray, rows: int = 512) -> np.ndarray:
-    # Row chunks keep the float32 temporaries small on huge outputs.
-    is_int = np.issubdtype(upscaled.dtype, np.integer)
-    peak = float(np.iinfo(upscaled.dtype).max) if is_int else 1.0
-    ref_peak = float(np.iinfo(reference.dtype).max)
+def _luma_fix(upscaled: np.ndarray, reference: list[np.ndarray], rows: int = 256) -> np.ndarray:
+    """The network's luma with the chroma of the bicubic `reference` planes (R, G, B; clipped to
+    [0, 1], as a displayed bicubic image is). Row chunks keep the float32 temporaries small on huge
+    outputs, and the planes are read one by one, never interleaved at full size."""
+    peak = float(np.iinfo(upscaled.dtype).max) if np.issubdtype(upscaled.dtype, np.integer) else 1.0
+    to_luma, to_cb, to_cr = (_RGB_TO_YCBCR[k] / scale for k, scale in enumerate((peak, 1.0, 1.0)))
     out = np.empty_like(upscaled)
     for top in range(0, upscaled.shape[0], rows):
-        sr = upscaled[top:top + rows].astype(np.float32) / peak
-        ref = reference[top:top + rows].astype(np.float32) / ref_peak
-        ycc = ref @ _RGB_TO_YCBCR.T
-        ycc[..., 0] = sr @ _RGB_TO_YCBCR[0]
-        out[top:top + rows] = quantize(ycc @ _YCBCR_TO_RGB.T, upscaled.dtype.type)
+        luma = upscaled[top:top + rows] @ to_luma  # float32, from any dtype
+        red, green, blue = (np.clip(plane[top:top + rows], 0.0, 1.0) for plane in reference)
+        cb = to_cb[0] * red + to_cb[1] * green + to_cb[2] * blue
+        cr = to_cr[0] * red + to_cr[1] * green + to_cr[2] * blue
+        rgb = np.stack([luma + _YCBCR_TO_RGB[c, 1] * cb + _YCBCR_TO_RGB[c, 2] * cr for c in range(3)], axis=2)
+        out[top:top + rows] = quantize(rgb, upscaled.dtype.type)
     return out

@@ -303,13 +303,19 @@ def resize_bicubic(image: np.ndarray, scale: int) -> np.ndarray:
     (H, W, 3) uint8 RGB -> uint8, through Pillow's own 8-bit path (the baseline of every table);
     (H, W, C) float32 planes -> float32, unclipped (for the colour fix and alpha planes).
     """
+    if image.dtype == np.uint8:
+        height, width = image.shape[:2]
+        return np.asarray(Image.fromarray(image).resize((width * scale, height * scale), Image.Resampling.BICUBIC))
+    return np.stack(resize_bicubic_planes(image, scale), axis=2)
+
+
+def resize_bicubic_planes(image: np.ndarray, scale: int) -> list[np.ndarray]:
+    """`resize_bicubic` of (H, W, C) float32 planes, as C separate (sH, sW) float32 planes: a caller
+    that reads them plane by plane saves interleaving a full-size copy."""
     height, width = image.shape[:2]
     size = (width * scale, height * scale)
-    if image.dtype == np.uint8:
-        return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BICUBIC))
-    channels = [np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c], dtype=np.float32), mode="F")
-                           .resize(size, Image.Resampling.BICUBIC)) for c in range(image.shape[2])]
-    return np.stack(channels, axis=2)
+    return [np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c], dtype=np.float32), mode="F")
+                       .resize(size, Image.Resampling.BICUBIC)) for c in range(image.shape[2])]
 
 
 def _replicate(grey: np.ndarray) -> np.ndarray:

@@ -27,7 +27,7 @@ from perceptual_sr.runtime import autocast
 DEFAULT_TILE_OVERLAP = 16  # input pixels; > the receptive-field radius of the default 4-block net
 MIN_TILE_SIZE = 32
 MIN_NETWORK_SIDE = 8  # input pixels; smaller images are edge-padded to this, then cropped
-AUTO_TILE_SIZE = {"cpu": 256, "cuda": 512, "mps": 256}
+AUTO_TILE_SIZE = {"cpu": 320, "cuda": 512, "mps": 256}
 _TILE_MEMORY_BUDGET = {"cpu": 1 << 30, "mps": 1 << 30}  # bytes of activations per batch of tiles
 _LIVE_ACTIVATIONS = 6  # rough count of full-resolution feature maps alive at once in forward
 
