@@ -14,7 +14,7 @@ Then a 1024x1024 -> 4096x4096 `upscale()` in a child process, as the command lin
 --reuse-freed-memory runs the table in such a process too (glibc keeps freed feature maps for
 reuse: faster for every contender, the baseline included).
 
-    python benchmarks/bench_infer.py [--sizes 256,512,1024] [--repeats 2] [--rss-output 4096] [--device cpu]
+    python benchmarks/bench_infer.py [--sizes 256,512,1024] [--repeats 3] [--rss-output 4096] [--device cpu]
                                      [--reuse-freed-memory]
 """
 
@@ -40,11 +40,15 @@ from perceptual_sr.runtime import (
 
 
 def seconds_per_call(run: Callable[[], object], repeats: int) -> float:
+    """The fastest of `repeats` calls after a warm-up: the least disturbed by the machine (page
+    faults in a VM vary from run to run by more than the differences measured here)."""
     run()  # warm-up: kernel selection, caches
-    start = time.perf_counter()
+    times = []
     for _ in range(repeats):
+        start = time.perf_counter()
         run()
-    return (time.perf_counter() - start) / repeats
+        times.append(time.perf_counter() - start)
+    return min(times)
 
 
 def contenders(model: PerceptualSR, image: np.ndarray, device: torch.device, onnx_path: Path | None) -> dict:
@@ -103,7 +107,7 @@ def peak_rss_child(output_size: int, device: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="256,512,1024", help="input sides, comma-separated")
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rss-output", type=int, default=4096, help="output side for the memory test (0: skip)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--reuse-freed-memory", action="store_true", help="as the command line and app run")
