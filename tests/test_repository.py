@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -39,7 +41,7 @@ def test_no_committed_file_names_a_machine_path():
 def test_upscaling_does_not_import_the_training_stack():
     code = ("import sys, numpy as np, perceptual_sr; "
             "perceptual_sr.PerceptualSR.from_pretrained().upscale(np.zeros((8, 8, 3), np.uint8)); "
-            "print(sorted(m for m in ('torchvision', 'lpips', 'matplotlib', 'gradio') if m in sys.modules))")
+            "print(sorted(m for m in ('torchvision', 'lpips', 'matplotlib', 'gradio', 'scipy') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
 
@@ -65,3 +67,28 @@ def test_space_front_matter_matches_what_the_space_installs_and_runs():
     for tool in ("pytest", "playwright", "scikit-image", "lpips", "matplotlib", "torchvision"):
         assert not re.search(rf"^{tool}\b", requirements, flags=re.M), tool
     assert "models" not in front  # the app loads the bundled weights, no Hub model repo
+
+
+@pytest.mark.slow
+def test_the_wheel_holds_the_default_model_but_not_the_loss_networks(tmp_path):
+    """What `pip install perceptual-sr` gets: inference and its weights, core dependencies only.
+    (Installing it into a fresh venv with only those dependencies and upscaling was checked by hand:
+    see the README's set-up section.)"""
+    import zipfile
+
+    pytest.importorskip("setuptools")
+    build = tmp_path / "src"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(build)], check=True)  # tracked files only
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                    "-w", str(tmp_path), str(build)], check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("perceptual_sr-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        metadata = archive.read(next(n for n in names if n.endswith("METADATA"))).decode()
+    assert "perceptual_sr/pretrained/perceptual-sr-x4/model.safetensors" in names
+    assert "perceptual_sr/pretrained/perceptual-sr-x4/pixel-twin/model.safetensors" in names
+    assert not [name for name in names if "vgg16" in name or "alexnet" in name]
+    core = sorted(line.split(":", 1)[1].strip().split(">")[0].split("=")[0].split("<")[0].strip().lower()
+                  for line in metadata.splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line)
+    assert core == ["huggingface-hub", "numpy", "pillow", "safetensors", "torch", "tqdm"]
+    assert wheel.stat().st_size < 5_000_000
