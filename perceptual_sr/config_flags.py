@@ -2,7 +2,7 @@
 
 One flag per field (`--field-name`), typed from the field's annotation; `X | None` fields accept
 the word "none"; bools become `--flag/--no-flag`. A field's metadata may carry "help",
-"choices", and "flag": False for a field that is not a setting. Validation stays in the dataclass's `__post_init__`.
+"choices", "aliases" (more flags, e.g. a field's old name), and "flag": False for a field that is not a setting. Validation stays in the dataclass's `__post_init__`.
 """
 
 from __future__ import annotations
@@ -44,11 +44,11 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, title: str | None = No
             group.add_argument(spec.name, type=kind, help=help_text)
             continue
         default = spec.default_factory() if spec.default_factory is not dataclasses.MISSING else spec.default
-        flag = "--" + spec.name.replace("_", "-")
+        flags = ["--" + spec.name.replace("_", "-"), *spec.metadata.get("aliases", ())]
         if kind is bool:
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+            group.add_argument(*flags, action=argparse.BooleanOptionalAction, default=default, help=help_text)
         else:
-            group.add_argument(flag, type=_none_or(kind) if optional else kind, default=default,
+            group.add_argument(*flags, type=_none_or(kind) if optional else kind, default=default,
                                choices=spec.metadata.get("choices"),
                                help=f"{help_text} (default: {default})".strip())
 

@@ -42,10 +42,14 @@ RESUMABLE_CHANGES = ("epochs", "steps", "resume", "workers", "log_every", "check
                      "val_images", "validate_at_start", "push_to_hub", "device", "compile", "output_dir")
 
 
-def _flag(default: Any, help_text: str, choices: tuple | None = None) -> Any:
-    """A dataclass field whose help text (and choices) `config_flags` turns into the --flag's help."""
-    metadata = {"help": help_text, **({"choices": choices} if choices else {})}
+def _flag(default: Any, help_text: str, choices: tuple | None = None, aliases: tuple[str, ...] = ()) -> Any:
+    """A dataclass field whose help text (and choices, alias flags) `config_flags` turns into the --flag."""
+    metadata = {"help": help_text, **({"choices": choices} if choices else {}), **({"aliases": aliases} if aliases else {})}
     return field(default=default, metadata=metadata)
+
+
+# Fields renamed since checkpoints were first written: old name -> new name.
+RENAMED_FIELDS = {"lr": "learning_rate"}
 
 
 @dataclass
@@ -58,7 +62,7 @@ class TrainConfig:
     epochs: float = _flag(2.0, "passes over the prepared training pairs")
     steps: int | None = _flag(None, "updates to run; overrides --epochs")
     batch_size: int = _flag(4, "samples per update and process")
-    lr: float = _flag(1e-3, "Adam learning rate (the peak, with a schedule)")
+    learning_rate: float = _flag(1e-3, "Adam learning rate (the peak, with a schedule)", aliases=("--lr",))
     lr_schedule: str = _flag("constant", "constant, or cosine decay to 0 after --warmup-steps of linear warm-up",
                              choices=LR_SCHEDULES)
     warmup_steps: int = _flag(0, "updates of linear learning-rate warm-up")
@@ -88,8 +92,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size!r}")
-        if not self.lr > 0 or not math.isfinite(self.lr):
-            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
+        if not self.learning_rate > 0 or not math.isfinite(self.learning_rate):
+            raise ValueError(f"learning_rate must be a finite number > 0, got {self.learning_rate!r}")
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps!r}")
         if self.steps is None and not (self.epochs > 0 and math.isfinite(self.epochs)):
@@ -217,11 +221,11 @@ def random_dihedral(low_res: torch.Tensor, high_res: torch.Tensor,
 def learning_rate_at(step: int, total: int, config: TrainConfig) -> float:
     """The learning rate for the update after `step` updates (a pure function: resume is exact)."""
     if step < config.warmup_steps:
-        return config.lr * (step + 1) / config.warmup_steps
+        return config.learning_rate * (step + 1) / config.warmup_steps
     if config.lr_schedule == "constant":
-        return config.lr
+        return config.learning_rate
     progress = (step - config.warmup_steps) / max(1, total - config.warmup_steps)
-    return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return config.learning_rate * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
 class WeightAverage:
@@ -305,11 +309,12 @@ def read_checkpoint_config(folder: Path) -> dict[str, Any]:
 def check_resumable(saved: dict[str, Any], config: TrainConfig) -> None:
     """Refuse to resume a run with a different recipe: the result would be neither run.
 
-    A setting the checkpoint does not record (written by an older version) counts as its default.
+    A setting the checkpoint does not record (written by an older version) counts as its default;
+    one it records under an old name (RENAMED_FIELDS) counts under the new one.
     """
     current = dataclasses.asdict(config)
     defaults = dataclasses.asdict(TrainConfig())
-    saved = {**defaults, **saved}
+    saved = {**defaults, **{RENAMED_FIELDS.get(name, name): value for name, value in saved.items()}}
     changed = sorted(name for name in current if name not in RESUMABLE_CHANGES and saved[name] != current[name])
     if changed:
         details = ", ".join(f"{name}: {saved[name]!r} -> {current[name]!r}" for name in changed)
@@ -517,7 +522,7 @@ def setup_run(model_config: SRConfig, config: TrainConfig) -> Run:
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
         loss_fn = loss_fn.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.autocast_dtype == torch.float16)
     average = WeightAverage(model, config.ema_decay) if config.ema_decay > 0 else None
 
@@ -574,7 +579,7 @@ def train_step(run: Run, low_res: torch.Tensor, high_res: torch.Tensor) -> tuple
         loss, terms = run.loss_fn(output, high_res)
     if not torch.isfinite(loss):
         raise TrainingDiverged(f"loss became {loss.item()} at step {run.step}; the last good checkpoint is "
-                               f"kept in {run.checkpoint_dir}; lower --lr or check the data")
+                               f"kept in {run.checkpoint_dir}; lower --learning-rate or check the data")
     run.optimizer.zero_grad(set_to_none=True)
     run.scaler.scale(loss).backward()
     run.scaler.step(run.optimizer)

@@ -49,7 +49,7 @@ def _read_column(path, column):
 
 
 def test_a_few_steps_lower_the_loss_and_write_a_loadable_model(dataset, tmp_path):
-    train(TINY, _config(dataset, tmp_path, steps=24, lr=3e-3))
+    train(TINY, _config(dataset, tmp_path, steps=24, learning_rate=3e-3))
     losses = _read_column(tmp_path / "log.csv", "loss")
     assert len(losses) == 24
     assert np.mean(losses[-4:]) < np.mean(losses[:4])
@@ -104,7 +104,7 @@ def test_missing_or_mismatched_dataset_is_a_clear_error(dataset, tmp_path):
         train(SRConfig(scale=2, channels=8, residual_blocks=1), _config(dataset, tmp_path / "run2"))
 
 
-@pytest.mark.parametrize("bad", [dict(batch_size=0), dict(precision="fp8"), dict(lr=-1.0),
+@pytest.mark.parametrize("bad", [dict(batch_size=0), dict(precision="fp8"), dict(learning_rate=-1.0),
                                  dict(feature_layers="relu9_9"), dict(steps=0)])
 def test_bad_train_config_names_the_value(bad):
     with pytest.raises(ValueError):
@@ -198,9 +198,9 @@ def test_each_sample_gets_its_own_crop_and_flip_and_pairs_stay_aligned():
 def test_learning_rate_schedule():
     from perceptual_sr.training import learning_rate_at
 
-    constant = TrainConfig(data="x", lr=1e-3)
+    constant = TrainConfig(data="x", learning_rate=1e-3)
     assert learning_rate_at(0, 100, constant) == learning_rate_at(99, 100, constant) == 1e-3
-    cosine = TrainConfig(data="x", lr=1e-3, lr_schedule="cosine", warmup_steps=10)
+    cosine = TrainConfig(data="x", learning_rate=1e-3, lr_schedule="cosine", warmup_steps=10)
     assert learning_rate_at(0, 110, cosine) == pytest.approx(1e-4)
     assert learning_rate_at(10, 110, cosine) == pytest.approx(1e-3)
     assert learning_rate_at(60, 110, cosine) == pytest.approx(5e-4)
@@ -277,3 +277,15 @@ def test_resume_treats_settings_an_old_checkpoint_lacks_as_defaults(dataset, tmp
         check_resumable(old, _config(dataset, tmp_path, grid_weight=5.0))
     with pytest.warns(UserWarning, match="cosine"):
         check_resumable({**old, "lr_schedule": "cosine"}, _config(dataset, tmp_path, lr_schedule="cosine", steps=99))
+
+
+def test_learning_rate_flag_keeps_its_old_name_and_old_checkpoints_resume(dataset, tmp_path):
+    from perceptual_sr.train_command import parse_args
+    from perceptual_sr.training import check_resumable
+
+    for flag in ("--learning-rate", "--lr"):
+        assert parse_args(["--data", "x", flag, "2e-4"])[1].learning_rate == 2e-4
+    old = {("lr" if key == "learning_rate" else key): value for key, value in vars(_config(dataset, tmp_path)).items()}
+    check_resumable(old, _config(dataset, tmp_path))  # a checkpoint that says "lr"
+    with pytest.raises(ValueError, match="learning_rate"):
+        check_resumable(old, _config(dataset, tmp_path, learning_rate=old["lr"] / 2))

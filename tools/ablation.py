@@ -28,7 +28,7 @@ from perceptual_sr.training import TrainConfig, setup_run, train, train_step, ba
 
 # Today's shipped recipe (run E in docs/training.md), the reference point of every candidate.
 BASE_MODEL = dict(upsampler="resize-conv", global_skip="bicubic", residual_blocks=4, channels=64)
-BASE_TRAIN = dict(feature_layers="relu2_2", pixel_weight=10.0, tv_weight=1e-5, lr=1e-3)
+BASE_TRAIN = dict(feature_layers="relu2_2", pixel_weight=10.0, tv_weight=1e-5, learning_rate=1e-3)
 HYGIENE = dict(ema_decay=0.999, lr_schedule="cosine")
 
 # name -> (model overrides, training overrides); ordered by how much we expect to learn from each.
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     model_config, train_config = candidate_configs(chosen["candidate"], args, args.out)
     record = {"candidate": chosen["candidate"], "model": dataclasses.asdict(model_config),
               "train": {key: value for key, value in dataclasses.asdict(train_config).items()
-                        if key in ("lr", "lr_schedule", "warmup_steps", "ema_decay", "feature_layers", "tv_weight",
+                        if key in ("learning_rate", "lr_schedule", "warmup_steps", "ema_decay", "feature_layers", "tv_weight",
                                    "pixel_weight")}}
     if args.long_run_seconds > 0:
         record["long_run"] = plan_long_run(model_config, train_config, args.long_run_seconds, args.min_samples,
