@@ -1,7 +1,9 @@
 import os
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 # Nothing in the tests may touch the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -10,3 +12,22 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+def synthetic_photo(width: int, height: int, seed: int = 0) -> np.ndarray:
+    """An (height, width, 3) uint8 RGB image with structure at several scales, as a photo has:
+    smooth shapes, edges and fine texture (bicubic-upsampled noise at three cell sizes)."""
+    rng = np.random.default_rng(seed)
+    image = np.full((height, width, 3), 128.0, dtype=np.float32)
+    for cell, amplitude in ((16, 50.0), (4, 25.0), (1, 12.0)):
+        coarse = rng.normal(size=(-(-height // cell) + 1, -(-width // cell) + 1, 3)).astype(np.float32)
+        planes = [np.asarray(Image.fromarray(coarse[..., c], mode="F").resize((width, height), Image.Resampling.BICUBIC))
+                  for c in range(3)]
+        image += amplitude * np.stack(planes, axis=2)
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def make_photo():
+    """`make_photo(width, height, seed=0)`: a synthetic photo (see `synthetic_photo`); every test file's test image."""
+    return synthetic_photo

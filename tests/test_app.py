@@ -95,18 +95,20 @@ def app_url(tmp_path_factory):
             process.wait()
 
 
-def _photo(path: Path, size: tuple[int, int], mode: str = "RGB") -> Path:
-    """A smooth test image with structure (and a transparent hole for RGBA)."""
-    width, height = size
-    y, x = np.mgrid[0:height, 0:width]
-    rgb = np.stack([x * 255 // max(width - 1, 1), y * 255 // max(height - 1, 1), (x ^ y) % 256], -1)
-    image = Image.fromarray(rgb.astype(np.uint8), "RGB")
-    if mode == "RGBA":
-        alpha = np.full((height, width), 255, np.uint8)
-        alpha[height // 4: height // 2, width // 4: width // 2] = 0
-        image.putalpha(Image.fromarray(alpha))
-    image.save(path)
-    return path
+@pytest.fixture
+def photo_file(make_photo):
+    """`photo_file(path, (width, height), mode="RGB")`: a synthetic photo saved to `path`; RGBA has a transparent hole."""
+    def write(path: Path, size: tuple[int, int], mode: str = "RGB") -> Path:
+        width, height = size
+        image = Image.fromarray(make_photo(width, height))
+        if mode == "RGBA":
+            alpha = np.full((height, width), 255, np.uint8)
+            alpha[height // 4: height // 2, width // 4: width // 2] = 0
+            image.putalpha(Image.fromarray(alpha))
+        image.save(path)
+        return path
+
+    return write
 
 
 def _load_app_module():
@@ -136,12 +138,12 @@ def test_app_rejects_bad_settings_in_one_line(monkeypatch, name, value):
 
 
 @pytest.mark.slow
-def test_upscale_endpoint_from_gradio_client(app_url, tmp_path):
+def test_upscale_endpoint_from_gradio_client(photo_file, app_url, tmp_path):
     from gradio_client import Client, handle_file
     from gradio_client.exceptions import AppError
 
     client = Client(app_url, verbose=False, download_files=str(tmp_path / "downloads"))
-    source = _photo(tmp_path / "rgba.png", (40, 24), mode="RGBA")
+    source = photo_file(tmp_path / "rgba.png", (40, 24), mode="RGBA")
     (before, after), full, summary, crops = client.predict(handle_file(source), "histogram", 0, 1.0,
                                                            api_name="/upscale")
 
@@ -162,7 +164,7 @@ def test_upscale_endpoint_from_gradio_client(app_url, tmp_path):
     with pytest.raises(AppError, match="Could not read holiday.jpg as an image"):
         client.predict(handle_file(corrupt), "histogram", 0, api_name="/upscale")
 
-    large = _photo(tmp_path / "large.png", (256, 256))
+    large = photo_file(tmp_path / "large.png", (256, 256))
     with pytest.raises(AppError, match=r"256 x 256 pixels .*up to 0\.04 MP"):
         client.predict(handle_file(large), "off", 0, api_name="/upscale")
 
@@ -204,9 +206,9 @@ def page(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.browser
-def test_browser_upload_upscale_and_download(app_url, page, tmp_path):
+def test_browser_upload_upscale_and_download(photo_file, app_url, page, tmp_path):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    source = _photo(tmp_path / "gradient.png", (48, 32))
+    source = photo_file(tmp_path / "gradient.png", (48, 32))
     page.goto(app_url)
     page.locator("#input-image input[type=file]").set_input_files(str(source))
     page.locator("#input-image img").first.wait_for(timeout=30_000)
@@ -251,7 +253,7 @@ def test_browser_upload_upscale_and_download(app_url, page, tmp_path):
     page.screenshot(path=str(ARTIFACTS / "demo_example.png"), full_page=True)
 
 
-def test_prediction_function_takes_tiny_images_every_tile_size_and_detail(tmp_path):
+def test_prediction_function_takes_tiny_images_every_tile_size_and_detail(photo_file, tmp_path):
     from perceptual_sr.demo import MAX_TILE_SIZE, Upscaler
 
     torch.manual_seed(0)
@@ -260,23 +262,23 @@ def test_prediction_function_takes_tiny_images_every_tile_size_and_detail(tmp_pa
     model.attach_twin(PerceptualSR(config))
     predict = Upscaler(model, output_dir=tmp_path / "out")
     for width, height in ((1, 1), (2, 5), (8, 8), (1, 30)):
-        source = _photo(tmp_path / f"icon{width}x{height}.png", (width, height))
+        source = photo_file(tmp_path / f"icon{width}x{height}.png", (width, height))
         (before, after), full, summary, _ = predict(str(source), "luma", 0, 0.5)
         assert Image.open(full).size == (4 * width, 4 * height) and "detail 0.5" in summary
-    source = _photo(tmp_path / "photo.png", (70, 40))
+    source = photo_file(tmp_path / "photo.png", (70, 40))
     for tile in range(32, 129, 32):  # every tile size the slider offers below the image size
         _, full, summary, _ = predict(str(source), "off", tile, 1.0)
         assert Image.open(full).size == (280, 160) and f"{tile} px tiles" in summary
     assert MAX_TILE_SIZE % 32 == 0
 
 
-def test_slider_gets_light_previews_and_the_download_every_pixel(tmp_path, monkeypatch):
+def test_slider_gets_light_previews_and_the_download_every_pixel(photo_file, tmp_path, monkeypatch):
     from perceptual_sr import demo
 
     monkeypatch.setattr(demo, "PREVIEW_MAX_SIDE", 256)  # a small cap keeps the test fast; the rule is the same
     model = PerceptualSR(SRConfig(channels=4, residual_blocks=1))
     predict = demo.Upscaler(model, output_dir=tmp_path / "out")
-    source = _photo(tmp_path / "wide.png", (120, 60))
+    source = photo_file(tmp_path / "wide.png", (120, 60))
     (before, after), full, _, _ = predict(str(source), "luma", 0, 1.0)
     assert Image.open(full).size == (480, 240) and Path(full).suffix == ".png"
     for preview in (before, after):

@@ -14,15 +14,11 @@ def model_dir(tmp_path):
     return tmp_path / "model"
 
 
-def _photo(seed=0):
-    return np.random.default_rng(seed).integers(0, 256, (16, 20, 3), dtype=np.uint8)
-
-
-def test_upscale_folder_with_a_corrupt_file(model_dir, tmp_path, capsys):
+def test_upscale_folder_with_a_corrupt_file(make_photo, model_dir, tmp_path, capsys):
     photos = tmp_path / "photos"
     photos.mkdir()
-    Image.fromarray(_photo(0)).save(photos / "a.png")
-    Image.fromarray(_photo(1)).save(photos / "b.jpg")
+    Image.fromarray(make_photo(20, 16)).save(photos / "a.png")
+    Image.fromarray(make_photo(20, 16, seed=1)).save(photos / "b.jpg")
     (photos / "broken.png").write_bytes(b"\x89PNG garbage")
     code = main(["upscale", str(photos), "-o", str(tmp_path / "out"), "--model", str(model_dir)])
     captured = capsys.readouterr()
@@ -33,8 +29,8 @@ def test_upscale_folder_with_a_corrupt_file(model_dir, tmp_path, capsys):
     assert Image.open(tmp_path / "out" / "b_x4.jpg").size == (80, 64)
 
 
-def test_format_and_skip_existing(model_dir, tmp_path, capsys):
-    Image.fromarray(_photo()).save(tmp_path / "a.png")
+def test_format_and_skip_existing(make_photo, model_dir, tmp_path, capsys):
+    Image.fromarray(make_photo(20, 16)).save(tmp_path / "a.png")
     args = ["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--model", str(model_dir),
             "--format", "webp", "--color-fix", "none"]
     assert main(args) == 0
@@ -89,12 +85,12 @@ def test_detail_flag_and_perception_distortion_sweep(tmp_path, capsys):
     assert (tmp_path / "sweep" / "perception_distortion.png").stat().st_size > 0
 
 
-def test_inputs_that_would_share_an_output_name_are_refused_before_any_work(model_dir, tmp_path, capsys):
+def test_inputs_that_would_share_an_output_name_are_refused_before_any_work(make_photo, model_dir, tmp_path, capsys):
     for folder, name in (("d1", "x.png"), ("d2", "x.png")):
         (tmp_path / folder).mkdir()
-        Image.fromarray(_photo()).save(tmp_path / folder / name)
-    Image.fromarray(_photo()).save(tmp_path / "photo.jpg")
-    Image.fromarray(_photo()).save(tmp_path / "photo.bmp")
+        Image.fromarray(make_photo(20, 16)).save(tmp_path / folder / name)
+    Image.fromarray(make_photo(20, 16)).save(tmp_path / "photo.jpg")
+    Image.fromarray(make_photo(20, 16)).save(tmp_path / "photo.bmp")
     for inputs in ([tmp_path / "d1", tmp_path / "d2"], [tmp_path / "photo.jpg", tmp_path / "photo.bmp"]):
         out = tmp_path / "out"
         code = main(["upscale", *map(str, inputs), "-o", str(out), "--model", str(model_dir), "--format", "png"])
@@ -102,10 +98,10 @@ def test_inputs_that_would_share_an_output_name_are_refused_before_any_work(mode
         assert not out.exists() or not any(out.iterdir())
 
 
-def test_a_save_killed_midway_leaves_no_truncated_output_and_the_rerun_completes(model_dir, tmp_path, monkeypatch):
+def test_a_save_killed_midway_leaves_no_truncated_output_and_the_rerun_completes(make_photo, model_dir, tmp_path, monkeypatch):
     photos = tmp_path / "photos"
     photos.mkdir()
-    Image.fromarray(_photo()).save(photos / "a.png")
+    Image.fromarray(make_photo(20, 16)).save(photos / "a.png")
     original_save = Image.Image.save
 
     def killed_save(self, fp, *args, **kwargs):
@@ -125,10 +121,10 @@ def test_a_save_killed_midway_leaves_no_truncated_output_and_the_rerun_completes
 
 
 @pytest.mark.parametrize("device, message", [("banana", "unknown device"), ("cuda:7", "no usable CUDA")])
-def test_a_device_this_machine_lacks_is_one_clear_line(model_dir, tmp_path, capsys, device, message):
+def test_a_device_this_machine_lacks_is_one_clear_line(make_photo, model_dir, tmp_path, capsys, device, message):
     if device.startswith("cuda") and torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    Image.fromarray(_photo()).save(tmp_path / "a.png")
+    Image.fromarray(make_photo(20, 16)).save(tmp_path / "a.png")
     assert main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--model", str(model_dir),
                  "--device", device]) == 2
     error = capsys.readouterr().err.strip()
@@ -145,8 +141,8 @@ def test_tiny_images_upscale_from_the_command_line(model_dir, tmp_path):
     assert Image.open(tmp_path / "out" / "i1x20_x4.png").size == (4, 80)
 
 
-def test_outscale_and_suffix(model_dir, tmp_path, capsys):
-    Image.fromarray(_photo()).save(tmp_path / "a.png")  # 20 x 16
+def test_outscale_and_suffix(make_photo, model_dir, tmp_path, capsys):
+    Image.fromarray(make_photo(20, 16)).save(tmp_path / "a.png")  # 20 x 16
     grey = np.tile(np.linspace(0, 65535, 20).astype(np.uint16), (16, 1))
     Image.fromarray(grey).save(tmp_path / "g.png")
     out = tmp_path / "out"

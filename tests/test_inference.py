@@ -19,13 +19,6 @@ def model():
     return PerceptualSR(SRConfig(channels=4, residual_blocks=1)).eval()
 
 
-def _photo(width=20, height=12, seed=0):
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width]
-    base = np.stack([x * 10, y * 15, (x + y) * 5], axis=2) + rng.integers(0, 40, (height, width, 3))
-    return np.clip(base, 0, 255).astype(np.uint8)
-
-
 def test_contract_names():
     assert COLOR_FIXES == ("histogram", "luma", None) and DEFAULT_COLOR_FIX in COLOR_FIXES
     assert issubclass(ImageTooLargeError, ValueError)
@@ -52,23 +45,23 @@ def test_tiled_matches_untiled_on_512(model, monkeypatch, unfused):
     assert np.abs(tiled - untiled).max() <= 1 / 255
 
 
-def test_fast_path_close_to_fp32(model):
-    image = _photo(40, 32)
+def test_fast_path_close_to_fp32(make_photo, model):
+    image = make_photo(40, 32)
     fast = upscale(model, image, color_fix=None, fast=True, device="cpu")
     exact = upscale(model, image, color_fix=None, fast=False, device="cpu")
     assert np.abs(fast.astype(int) - exact.astype(int)).max() <= 3
 
 
 @pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "LA", "P", "CMYK", "I;16"])
-def test_pil_modes_round_trip(model, mode):
-    image = Image.fromarray(_photo()).convert(mode)
+def test_pil_modes_round_trip(make_photo, model, mode):
+    image = Image.fromarray(make_photo(20, 12)).convert(mode)
     out = upscale(model, image, color_fix=None)
     expected = {"P": "RGB", "CMYK": "RGB"}.get(mode, mode)
     assert isinstance(out, Image.Image) and out.mode == expected and out.size == (80, 48)
 
 
-def test_alpha_is_upscaled_bicubic_and_reattached(model):
-    rgba = np.dstack([_photo(), np.tile(np.linspace(0, 255, 20, dtype=np.uint8), (12, 1))])
+def test_alpha_is_upscaled_bicubic_and_reattached(make_photo, model):
+    rgba = np.dstack([make_photo(20, 12), np.tile(np.linspace(0, 255, 20, dtype=np.uint8), (12, 1))])
     out = upscale(model, Image.fromarray(rgba, "RGBA"), color_fix=None)
     expected = np.asarray(Image.fromarray(rgba[..., 3]).resize((80, 48), Image.Resampling.BICUBIC))
     assert np.abs(np.asarray(out.getchannel("A")).astype(int) - expected).max() <= 1
@@ -76,8 +69,8 @@ def test_alpha_is_upscaled_bicubic_and_reattached(model):
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64])
 @pytest.mark.parametrize("channels", [None, 1, 3, 4])
-def test_numpy_round_trip(model, dtype, channels):
-    photo = _photo()
+def test_numpy_round_trip(make_photo, model, dtype, channels):
+    photo = make_photo(20, 12)
     planes = {None: photo[..., 0], 1: photo[..., :1], 3: photo, 4: np.dstack([photo, photo[..., :1]])}[channels]
     if dtype == np.uint16:
         image = planes.astype(np.uint16) * 257 + 3
@@ -91,8 +84,8 @@ def test_numpy_round_trip(model, dtype, channels):
         assert (out % 257 != 0).any()  # 16 bits kept, not squeezed through 8
 
 
-def test_tensor_round_trip(model):
-    image = torch.from_numpy(_photo()).permute(2, 0, 1).float() / 255
+def test_tensor_round_trip(make_photo, model):
+    image = torch.from_numpy(make_photo(20, 12)).permute(2, 0, 1).float() / 255
     out = upscale(model, image, color_fix=None)
     assert isinstance(out, torch.Tensor) and out.shape == (3, 48, 80) and out.dtype == torch.float32
     batch = upscale(model, torch.stack([image, image]).double(), color_fix=None)
@@ -100,9 +93,9 @@ def test_tensor_round_trip(model):
     assert torch.allclose(batch[0].float(), out, atol=1e-6)
 
 
-def test_path_gives_pil_with_icc_and_orientation(model, tmp_path):
+def test_path_gives_pil_with_icc_and_orientation(make_photo, model, tmp_path):
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
-    image = Image.fromarray(_photo())
+    image = Image.fromarray(make_photo(20, 12))
     exif = image.getexif()
     exif[0x0112] = 8  # rotate 90 degrees counter-clockwise on display
     path = tmp_path / "phone.jpg"
@@ -113,9 +106,9 @@ def test_path_gives_pil_with_icc_and_orientation(model, tmp_path):
     assert out.getexif()[0x0112] == 1  # the EXIF block is kept, its orientation reset: pixels are upright
 
 
-def test_bad_inputs_raise_value_error(model, tmp_path):
+def test_bad_inputs_raise_value_error(make_photo, model, tmp_path):
     with pytest.raises(ImageTooLargeError):
-        upscale(model, _photo(), max_pixels=100)
+        upscale(model, make_photo(20, 12), max_pixels=100)
     with pytest.raises(ValueError, match="empty"):
         upscale(model, np.zeros((0, 5, 3), np.uint8))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
@@ -127,12 +120,12 @@ def test_bad_inputs_raise_value_error(model, tmp_path):
     with pytest.raises(ValueError, match="cannot upscale"):
         upscale(model, [[0, 1]])
     with pytest.raises(ValueError, match="color_fix"):
-        upscale(model, _photo(), color_fix="sepia")
+        upscale(model, make_photo(20, 12), color_fix="sepia")
     (tmp_path / "bad.png").write_bytes(b"not a png")
     with pytest.raises(ValueError, match="corrupt"):
         upscale(model, tmp_path / "bad.png")
     with pytest.raises(ValueError, match="tile_overlap"):
-        upscale(model, _photo(), tile_size=64, tile_overlap=32)
+        upscale(model, make_photo(20, 12), tile_size=64, tile_overlap=32)
 
 
 def test_histogram_fix_matches_skimage():
@@ -143,9 +136,9 @@ def test_histogram_fix_matches_skimage():
     assert np.array_equal(match_histogram(source, reference), expected)
 
 
-def test_histogram_fix_pulls_colours_towards_bicubic():
+def test_histogram_fix_pulls_colours_towards_bicubic(make_photo):
     method = "histogram"
-    low = _photo().astype(np.float32) / 255
+    low = make_photo(20, 12).astype(np.float32) / 255
     bicubic = resize_bicubic(low, 4)
     tinted = np.clip(bicubic * [1.0, 0.6, 0.6] + [0.0, 0.0, 0.2], 0, 1)  # a colour cast, as a bad net gives
     tinted_u8 = np.rint(tinted * 255).astype(np.uint8)
@@ -156,7 +149,7 @@ def test_histogram_fix_pulls_colours_towards_bicubic():
     assert after < before / 3
 
 
-def test_out_of_memory_retries_with_smaller_batch_then_tiles(model, monkeypatch, unfused):
+def test_out_of_memory_retries_with_smaller_batch_then_tiles(make_photo, model, monkeypatch, unfused):
     forward = model.forward
     seen = []
 
@@ -167,27 +160,27 @@ def test_out_of_memory_retries_with_smaller_batch_then_tiles(model, monkeypatch,
         return forward(x)
 
     monkeypatch.setattr(model, "forward", tight_memory)
-    out = upscale(model, _photo(96, 96), tile_size=96, tile_overlap=8, tile_batch=4, color_fix=None, device="cpu")
+    out = upscale(model, make_photo(96, 96), tile_size=96, tile_overlap=8, tile_batch=4, color_fix=None, device="cpu")
     assert out.shape == (384, 384, 3)
     assert seen[-1][2] <= 48 and seen[-1][0] * seen[-1][2] * seen[-1][3] <= 48 * 48  # fits after backing off
 
 
-def test_other_errors_are_not_swallowed(model, monkeypatch, unfused):
+def test_other_errors_are_not_swallowed(make_photo, model, monkeypatch, unfused):
     monkeypatch.setattr(model, "forward", lambda x: (_ for _ in ()).throw(RuntimeError("shape mismatch")))
     with pytest.raises(RuntimeError, match="shape mismatch"):
-        upscale(model, _photo(), color_fix=None)
+        upscale(model, make_photo(20, 12), color_fix=None)
 
 
-def test_model_mode_and_device_restored(model):
+def test_model_mode_and_device_restored(make_photo, model):
     model.train()
-    upscale(model, _photo(), color_fix=None, device="cpu")
+    upscale(model, make_photo(20, 12), color_fix=None, device="cpu")
     assert model.training
     model.eval()
     assert choose_device("cpu").type == "cpu" and choose_device().type in ("cuda", "mps", "cpu")
 
 
-def test_luma_fix_keeps_network_luma_and_bicubic_chroma():
-    low = _photo().astype(np.float32) / 255
+def test_luma_fix_keeps_network_luma_and_bicubic_chroma(make_photo):
+    low = make_photo(20, 12).astype(np.float32) / 255
     bicubic = resize_bicubic(low, 4)
     tinted = np.clip(bicubic * [1.0, 0.6, 0.6] + [0.0, 0.0, 0.2], 0, 1)
     tinted_u8 = np.rint(tinted * 255).astype(np.uint8)
@@ -263,10 +256,10 @@ def test_folded_batchnorm_graph_matches_the_plain_fp32_module():
         assert (folded(x) - net(x)).abs().max().item() <= 1 / 255  # the parity bar; measured about 1e-6
 
 
-def test_tensors_without_colour_fix_are_upscaled_as_tensors_matching_the_array_path(model, monkeypatch):
+def test_tensors_without_colour_fix_are_upscaled_as_tensors_matching_the_array_path(make_photo, model, monkeypatch):
     calls = []
     monkeypatch.setattr(inference, "_upscale_numpy", lambda *args: calls.append(args))  # must not be used
-    image = torch.from_numpy(_photo(24, 16)).permute(2, 0, 1).float() / 255
+    image = torch.from_numpy(make_photo(24, 16)).permute(2, 0, 1).float() / 255
     out = upscale(model, image.double(), color_fix=None, fast=False)
     assert calls == [] and out.dtype == torch.float64 and out.shape == (3, 64, 96)
     monkeypatch.undo()

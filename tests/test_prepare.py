@@ -7,7 +7,6 @@ from collections import namedtuple
 import numpy as np
 import pytest
 from PIL import Image
-from scipy.ndimage import gaussian_filter
 from skimage import data as skdata
 
 from perceptual_sr.data import degrade
@@ -18,25 +17,17 @@ HR, SCALE = 32, 4
 ARRAYS = ("train_hr", "train_lr", "val_hr", "val_lr")
 
 
-def _photo(rng, height, width):
-    """A smooth random colour image: structure at several scales, like a photo."""
-    noise = rng.normal(size=(height, width, 3))
-    image = gaussian_filter(noise, sigma=(3, 3, 0)) * 40 + gaussian_filter(noise, sigma=(0.7, 0.7, 0)) * 30 + 128
-    return np.clip(image, 0, 255).astype(np.uint8)
-
-
 @pytest.fixture(scope="module")
-def source(tmp_path_factory):
+def source(make_photo, tmp_path_factory):
     """~20 usable images in nested folders and several formats, plus files that must be skipped."""
     root = tmp_path_factory.mktemp("source")
     (root / "class_a").mkdir()
     (root / "class_b" / "deeper").mkdir(parents=True)
-    rng = np.random.default_rng(0)
     formats = [("class_a", "png"), ("class_a", "bmp"), ("class_b", "tif"), ("class_b/deeper", "webp")]
     for i in range(16):
         folder, extension = formats[i % len(formats)]
         options = {"lossless": True} if extension == "webp" else {}
-        Image.fromarray(_photo(rng, 40 + 3 * i, 60 - i)).save(root / folder / f"img{i:02d}.{extension}", **options)
+        Image.fromarray(make_photo(60 - i, 40 + 3 * i, seed=i)).save(root / folder / f"img{i:02d}.{extension}", **options)
     # Real photos, scaled down so the test stays fast; one greyscale, one JPEG.
     for name in ("astronaut", "chelsea", "coffee", "camera"):
         image = Image.fromarray(getattr(skdata, name)())
@@ -45,10 +36,10 @@ def source(tmp_path_factory):
     Image.fromarray(skdata.rocket()).resize((64, 48)).save(root / "rocket.JPG", quality=95)
     (root / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
     truncated = root / "class_a" / "truncated.jpg"
-    Image.fromarray(_photo(rng, 64, 64)).save(truncated, quality=95)
+    Image.fromarray(make_photo(64, 64, seed=100)).save(truncated, quality=95)
     truncated.write_bytes(truncated.read_bytes()[:700])  # header intact, data cut: only decoding finds it
-    Image.fromarray(_photo(rng, 20, 50)).save(root / "small.png")  # shorter side below HR
-    Image.fromarray(_photo(rng, 40, 40)).save(root / "._hidden.png")  # macOS metadata name: ignored
+    Image.fromarray(make_photo(50, 20, seed=101)).save(root / "small.png")  # shorter side below HR
+    Image.fromarray(make_photo(40, 40, seed=102)).save(root / "._hidden.png")  # macOS metadata name: ignored
     (root / "notes.txt").write_text("not an image")
     return root
 
