@@ -27,7 +27,7 @@ from perceptual_sr.inference import COLOR_FIXES, DEFAULT_COLOR_FIX, DEFAULT_TILE
 from perceptual_sr.model import PerceptualSR
 
 # A 1024 x 1024 input becomes a 4096 x 4096 output: about what a 2-vCPU, 16 GB Space handles
-# in tiles in under a minute. Larger inputs get a friendly message, not an OOM.
+# in tiles in about 10 s (README, "Speed"). Larger inputs get a friendly message, not an OOM.
 DEFAULT_MAX_INPUT_PIXELS = 1024 * 1024
 # 0 = let `upscale` choose the tile size for the device (tiles bound peak memory; untiled, a
 # 1024 x 1024 input would need several (1, 64, 4096, 4096) float32 activations: 4 GiB each).

@@ -265,3 +265,22 @@ def test_tensors_without_colour_fix_are_upscaled_as_tensors_matching_the_array_p
     monkeypatch.undo()
     expected = upscale(model, image.permute(1, 2, 0).numpy(), color_fix=None, fast=False)
     assert np.abs(out.permute(1, 2, 0).float().numpy() - expected).max() < 1e-6
+
+
+def test_reuse_freed_memory_applies_in_its_own_process_and_is_a_no_op_without_glibc(monkeypatch):
+    import platform
+    import subprocess
+    import sys
+
+    from perceptual_sr import runtime
+
+    code = "from perceptual_sr.runtime import reuse_freed_memory as reuse; print(reuse(), reuse())"
+    answer = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    expected = str(platform.libc_ver()[0] == "glibc")
+    assert answer == [expected, expected]  # applied once, then remembered
+    runtime.reuse_freed_memory.cache_clear()
+    monkeypatch.setattr(runtime.ctypes, "CDLL", lambda *args, **kwargs: (_ for _ in ()).throw(OSError("no libc")))
+    try:
+        assert runtime.reuse_freed_memory() is False  # macOS, Windows, musl: nothing to tune, no error
+    finally:
+        runtime.reuse_freed_memory.cache_clear()
