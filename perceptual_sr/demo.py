@@ -122,7 +122,7 @@ def _busiest_window(image: Image.Image, side: int) -> tuple[int, int]:
     energy[1:, :] += np.abs(np.diff(luma, axis=0))
     height, width = luma.shape
     side_y, side_x = min(side, height), min(side, width)
-    table = np.pad(energy.cumsum(0).cumsum(1), ((1, 0), (1, 0)))  # summed-area table
+    table = np.pad(energy.cumsum(0, dtype=np.float64).cumsum(1), ((1, 0), (1, 0)))  # summed-area table, exact
     sums = (table[side_y:, side_x:] - table[:-side_y, side_x:] - table[side_y:, :-side_x] + table[:-side_y, :-side_x])
     y, x = np.unravel_index(int(np.argmax(sums)), sums.shape)
     return int(y), int(x)

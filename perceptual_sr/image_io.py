@@ -258,7 +258,7 @@ def quantize(values: np.ndarray, dtype: type) -> np.ndarray:
     """Float values in [0, 1], or uint8 / uint16 over their full range -> `dtype`: integers are
     rounded to nearest over their full range (uint8 0..255, uint16 0..65535); float dtypes are
     clipped to [0, 1]. uint16 -> uint8 is integer arithmetic, with no float copy of the image."""
-    if values.dtype == dtype:
+    if values.dtype == dtype and np.issubdtype(dtype, np.integer):
         return values
     if values.dtype == np.uint16 and dtype == np.uint8:
         return ((values.astype(np.uint32) + 128) // 257).astype(np.uint8)  # = rint(v / 65535 * 255)

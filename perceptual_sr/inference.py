@@ -6,7 +6,7 @@ in [0, 1]) and returns the same kind. C may be 1 (grey), 3 (RGB) or 4 (RGBA). Th
 read and written by `image_io`, upscaled in tiles by `tiling`, on the network `inference_network`
 builds, and colour-fixed by `color_fix`. Integer images stay integer all the way: an 8-bit
 photo is upscaled to 16-bit integers, colour-fixed, and rounded to 8 bits, with no full-size
-float copy.
+float copy of the colour image (a greyscale result's luma is computed in float).
 """
 
 from __future__ import annotations
@@ -118,12 +118,13 @@ def _upscale_numpy(model: nn.Module, array: np.ndarray, max_pixels: int | None, 
     planes = values.reshape(array.shape[0], array.shape[1], channels)
     rgb = np.repeat(planes, 3, axis=2) if channels == 1 else planes[..., :3]
     alpha = planes[..., 3] if channels == 4 else None
-    out_dtype = array.dtype.type if array.dtype in (np.uint8, np.uint16) else np.float32
+    # Integers work in 16 bits (as Pillow images do) and are rounded to the caller's depth at the end.
+    out_dtype = np.uint16 if array.dtype in (np.uint8, np.uint16) else np.float32
     upscaled = upscale_array(model, np.ascontiguousarray(rgb), out_dtype=out_dtype, **options)
     if channels == 1:
         upscaled = quantize(rgb_to_grey(quantize(upscaled, np.float32)), array.dtype.type)[..., None]
     else:
-        upscaled = quantize(upscaled, array.dtype.type)  # float32 -> the caller's float type
+        upscaled = quantize(upscaled, array.dtype.type)  # uint16 -> uint8 exactly; float32 -> the caller's float
     if alpha is not None:
         alpha_up = resize_bicubic(alpha[..., None], model.scale)
         upscaled = np.concatenate([upscaled, quantize(alpha_up, array.dtype.type)], axis=2)
@@ -190,6 +191,7 @@ def upscale_array(
         raise ValueError(f"color_fix must be one of {COLOR_FIXES}, got {color_fix!r}")
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
         raise ValueError(f"expected a non-empty (H, W, 3) array, got shape {rgb.shape}")
+    out_dtype = np.dtype(out_dtype).type  # np.uint8 and np.dtype("uint8") alike
     if out_dtype not in _TORCH_DTYPES:
         raise ValueError(f"out_dtype must be one of uint8, uint16, float32, got {out_dtype!r}")
     options = dict(tile_size=tile_size, tile_overlap=tile_overlap, device=device, fast=fast,

@@ -68,6 +68,8 @@ class PhaseNetwork(nn.Module):
         return self.config.scale
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        if lr.ndim != 4 or lr.shape[1] != 3:
+            raise ValueError(f"expected a (B, 3, H, W) RGB batch, got shape {tuple(lr.shape)}")
         x = F.pad(self.body(self.head(lr)), (1, 1, 1, 1), mode="replicate")
         last = len(self.stage_weights) - 1
         for index, (weight, bias) in enumerate(zip(self.stage_weights, self.stage_biases)):
@@ -111,7 +113,7 @@ def _phase_stacked_kernel(weight: torch.Tensor, pad: int) -> torch.Tensor:
 def _interleave(phases: torch.Tensor) -> torch.Tensor:
     """2x2-conv output (B, 4C, H+1, W+1) -> the (B, C, 2H, 2W) map it encodes, replicate-padded by 1
     for the next stage. Phase (r, c) of output pixel (i, j) sits at (i + r, j + c)."""
-    batch, stacked, height, width = phases.shape
+    _, stacked, height, width = phases.shape
     channels, height, width = stacked // 4, height - 1, width - 1
     out = _empty_like(phases, channels, 2 * height + 2, 2 * width + 2)
     for index, (row, column) in enumerate(_PHASES):
@@ -125,7 +127,7 @@ def _interleave(phases: torch.Tensor) -> torch.Tensor:
 def _pad_phase_stack(phases: torch.Tensor, pad: int) -> torch.Tensor:
     """2x2-conv output (B, 4C, H+1, W+1) -> the aligned phase stack of the (2H, 2W) map, padded by
     `pad` phase-stacked pixels that hold the full-resolution map's reflection padding."""
-    batch, stacked, height, width = phases.shape
+    _, stacked, height, width = phases.shape
     channels, height, width = stacked // 4, height - 1, width - 1
     out = _empty_like(phases, stacked, height + 2 * pad, width + 2 * pad)
     for index, (row, column) in enumerate(_PHASES):

@@ -142,6 +142,7 @@ def reuse_freed_memory() -> bool:
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         settings = ((_M_ARENA_MAX, 1), (_M_MMAP_THRESHOLD, _HEAP_LIMIT), (_M_TRIM_THRESHOLD, _HEAP_LIMIT))
-        return all(libc.mallopt(parameter, value) == 1 for parameter, value in settings)
+        applied = [libc.mallopt(parameter, value) == 1 for parameter, value in settings]  # every one, always
+        return all(applied)
     except (OSError, AttributeError):
         return False

@@ -94,8 +94,8 @@ def upscale_tiled(
 
 def plan_tiles(length: int, tile: int, overlap: int) -> tuple[int, list[int]]:
     """(tile size, start positions) covering `length` pixels with the fewest equal tiles of at
-    most `tile` pixels overlapping by at least `overlap`: no tile computes more than it must (a
-    256-px side takes two 136-px tiles instead of two 192-px ones)."""
+    most `tile` pixels overlapping by at least `overlap`: no tile computes more than it must (with
+    320-px tiles, a 512-px side takes two 264-px tiles instead of two 320-px ones)."""
     if length <= tile:
         return length, [0]
     count = math.ceil((length - overlap) / (tile - overlap))
@@ -111,8 +111,9 @@ def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and ("out of memory" in message or "can't allocate memory" in message)
 
 
-def quantize(values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Float values in [0, 1] -> `dtype`: unsigned integers rounded to nearest over their full range."""
+def quantize_tensor(values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Float values -> `dtype`, clipped to [0, 1]: unsigned integers rounded to nearest over their full
+    range (`image_io.quantize`'s rule, for tensors on any device)."""
     values = values.clamp(0.0, 1.0)
     if dtype.is_floating_point:
         return values.to(dtype)
@@ -180,7 +181,7 @@ class _TilePlan:
                     strip_weight[:, x0:x0 + tile_w * scale] += weight
                 bar.update(len(columns))
             done = ((ys[i + 1] if i + 1 < len(ys) else height) - y) * scale
-            out[y * scale:y * scale + done] = quantize(strip[:done] / strip_weight[:done], self.out_dtype)
+            out[y * scale:y * scale + done] = quantize_tensor(strip[:done] / strip_weight[:done], self.out_dtype)
             keep = len(strip) - done  # rows the next tile row adds to: shift them to the top
             if keep > 0:
                 strip[:keep] = strip[done:].clone()

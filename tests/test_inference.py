@@ -78,8 +78,11 @@ def test_numpy_round_trip(make_photo, model, dtype, channels):
         image = planes
     else:
         image = (planes / 255.0).astype(dtype)
-    out = upscale(model, image, color_fix=None)
-    assert out.dtype == dtype and out.shape == (48, 80) + image.shape[2:]
+    for color_fix in (None, "luma"):
+        out = upscale(model, image, color_fix=color_fix)
+        assert out.dtype == dtype and out.shape == (48, 80) + image.shape[2:]
+        if dtype in (np.float32, np.float64):  # colour fix and bicubic alpha overshoot: clipped
+            assert out.min() >= 0.0 and out.max() <= 1.0
     if dtype == np.uint16:
         assert (out % 257 != 0).any()  # 16 bits kept, not squeezed through 8
 
@@ -91,6 +94,8 @@ def test_tensor_round_trip(make_photo, model):
     batch = upscale(model, torch.stack([image, image]).double(), color_fix=None)
     assert batch.shape == (2, 3, 48, 80) and batch.dtype == torch.float64
     assert torch.allclose(batch[0].float(), out, atol=1e-6)
+    fixed = upscale(model, image, color_fix="luma")  # the colour fix's YCbCr round trip can leave the gamut
+    assert fixed.shape == (3, 48, 80) and fixed.min() >= 0.0 and fixed.max() <= 1.0
 
 
 def test_path_gives_pil_with_icc_and_orientation(make_photo, model, tmp_path):
@@ -171,10 +176,15 @@ def test_other_errors_are_not_swallowed(make_photo, model, monkeypatch, unfused)
         upscale(model, make_photo(20, 12), color_fix=None)
 
 
-def test_model_mode_and_device_restored(make_photo, model):
+def test_the_shared_model_is_never_moved_switched_or_changed(make_photo, model):
     model.train()
-    upscale(model, make_photo(20, 12), color_fix=None, device="cpu")
-    assert model.training
+    before = {name: (tensor.data_ptr(), tensor.device, tensor.clone()) for name, tensor in model.state_dict().items()}
+    for fast in (True, False):
+        upscale(model, make_photo(20, 12), color_fix=None, device="cpu", fast=fast)
+    assert model.training  # upscale runs a cached eval copy, never the model itself
+    for name, tensor in model.state_dict().items():
+        pointer, device, values = before[name]
+        assert tensor.data_ptr() == pointer and tensor.device == device and torch.equal(tensor, values), name
     model.eval()
     assert choose_device("cpu").type == "cpu" and choose_device().type in ("cuda", "mps", "cpu")
 
@@ -277,10 +287,18 @@ def test_reuse_freed_memory_applies_in_its_own_process_and_is_a_no_op_without_gl
     code = "from perceptual_sr.runtime import reuse_freed_memory as reuse; print(reuse(), reuse())"
     answer = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     expected = str(platform.libc_ver()[0] == "glibc")
-    assert answer == [expected, expected]  # applied once, then remembered
+    assert answer == [expected, expected]  # and asking again is harmless
     runtime.reuse_freed_memory.cache_clear()
     monkeypatch.setattr(runtime.ctypes, "CDLL", lambda *args, **kwargs: (_ for _ in ()).throw(OSError("no libc")))
     try:
         assert runtime.reuse_freed_memory() is False  # macOS, Windows, musl: nothing to tune, no error
     finally:
         runtime.reuse_freed_memory.cache_clear()
+
+
+def test_upscale_array_takes_numpy_dtype_objects_as_well_as_types(make_photo, model):
+    rgb = make_photo(20, 12).astype(np.float32) / 255
+    for dtype in (np.uint8, np.dtype("uint8"), "uint8"):
+        assert upscale_array(model, rgb, out_dtype=dtype, color_fix=None).dtype == np.uint8
+    with pytest.raises(ValueError, match="out_dtype"):
+        upscale_array(model, rgb, out_dtype=np.int32)
