@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from perceptual_sr.network_ends import check_rgb_batch, output_head
+
 # Rows of the 3x3 kernel that land on each of the two input pixels a phase sees: phase 0 of an
 # upsampled row 2i sees input rows i-1 (tap 0) and i (taps 1, 2); phase 1 (row 2i+1) sees input
 # rows i (taps 0, 1) and i+1 (tap 2).
@@ -68,8 +70,7 @@ class PhaseNetwork(nn.Module):
         return self.config.scale
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
-        if lr.ndim != 4 or lr.shape[1] != 3:
-            raise ValueError(f"expected a (B, 3, H, W) RGB batch, got shape {tuple(lr.shape)}")
+        check_rgb_batch(lr)
         x = F.pad(self.body(self.head(lr)), (1, 1, 1, 1), mode="replicate")
         last = len(self.stage_weights) - 1
         for index, (weight, bias) in enumerate(zip(self.stage_weights, self.stage_biases)):
@@ -77,10 +78,7 @@ class PhaseNetwork(nn.Module):
             # The next stage's input comes replicate-padded; the tail's, as a padded phase stack.
             x = _interleave(phases) if index < last else _pad_phase_stack(phases, self.tail_pad)
         x = F.pixel_shuffle(F.conv2d(x, self.tail_weight, self.tail_bias), 2)
-        if self.config.global_skip == "bicubic":
-            base = F.interpolate(lr, scale_factor=self.scale, mode="bicubic", align_corners=False)
-            return (base + x).clamp(0.0, 1.0)
-        return (torch.tanh(x) + 1.0) / 2.0
+        return output_head(self.config.global_skip, self.scale, lr, x, clamp=True)
 
 
 def _phase_kernel(weight: torch.Tensor) -> torch.Tensor:

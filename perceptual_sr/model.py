@@ -21,13 +21,13 @@ from typing import Any
 
 import safetensors.torch
 import torch
-import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin, constants, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, HFValidationError, HfHubHTTPError, LocalEntryNotFoundError
 from safetensors import SafetensorError
 from torch import nn
 
 from perceptual_sr import inference, model_card
+from perceptual_sr.network_ends import check_rgb_batch, output_head
 
 MODEL_TYPE = "perceptual-sr"
 SCALES = (2, 4, 8)
@@ -186,24 +186,12 @@ class PerceptualSR(
         return self.config.scale
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
-        if lr.ndim != 4 or lr.shape[1] != 3:
-            raise ValueError(f"expected a (B, 3, H, W) RGB batch, got shape {tuple(lr.shape)}")
+        check_rgb_batch(lr)
         x = self.head(lr)  # (B, C, H, W)
         x = self.body(x)  # (B, C, H, W)
         x = self.upsample(x)  # (B, C, scale*H, scale*W)
         x = self.tail(x)  # (B, 3, scale*H, scale*W)
-        if self.config.global_skip == "bicubic":
-            # torch's bicubic (a = -0.75), on the device and differentiable: part of the trained
-            # function, so it stays what the weights were trained with. The bicubic *baseline* of
-            # tables and colour fix is Pillow's (a = -0.5, as MATLAB's): image_io.resize_bicubic.
-            base = F.interpolate(lr, scale_factor=self.scale, mode="bicubic", align_corners=False)
-            # A linear residual, clamped only outside training: a tanh or clamp in the training
-            # graph saturates after the first large Adam steps and then passes no gradient
-            # (measured: a pilot collapsed to a flat image within 70 steps).
-            out = base + x
-            return out if self.training else out.clamp(0.0, 1.0)
-        # The paper's scaled tanh, mapped from [-1, 1] to our [0, 1] pixel range.
-        return (torch.tanh(x) + 1.0) / 2.0
+        return output_head(self.config.global_skip, self.scale, lr, x, clamp=not self.training)
 
     def upscale(self, image: Any, detail: float | None = None, **options: Any) -> Any:
         """Upscale a PIL image, path, numpy array or tensor; see `perceptual_sr.inference.upscale`.
