@@ -1,0 +1,106 @@
+"""Atomic writes: a run killed mid-write leaves the old file (or folder) or the new one, never half.
+
+Every writer in the package goes through here: images, JSON bookkeeping, ONNX files, checkpoints
+and saved models. A file is written under a hidden temporary name in the same folder and renamed
+over the real name (`os.replace` is atomic on one file system). A folder cannot be replaced in one
+rename when the old one exists, so it is swapped in two, and `recover_folder` repairs the one
+window in between (the old folder parked as `<name>.old`, the new one not yet in place).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import threading
+from pathlib import Path
+from typing import Any, Iterator
+
+# New files get the permissions a plain `open()` would give them (umask applied), not the 0600 of
+# tempfile.mkstemp: a saved model or image is meant to be read by others.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK
+
+
+def _staging_name(path: Path, suffix: str) -> Path:
+    # Per process and thread, so concurrent writers (app users, DDP ranks) never share one.
+    return path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}{suffix}")
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path to write `path`'s new content to; on success it replaces `path`.
+
+    On an exception the temporary file is removed and `path` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = _staging_name(path, ".partial")
+    try:
+        yield staging
+        if staging.exists():
+            os.chmod(staging, FILE_MODE)
+            with open(staging, "rb") as file:  # on disk before the rename makes it visible
+                os.fsync(file.fileno())
+        os.replace(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)
+
+
+def write_json(path: str | Path, data: Any, indent: int | None = 1) -> None:
+    """Write `data` as JSON to `path`, atomically."""
+    with atomic_file(path) as staging:
+        staging.write_text(json.dumps(data, indent=indent))
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write `text` to `path`, atomically."""
+    with atomic_file(path) as staging:
+        staging.write_text(text)
+
+
+@contextlib.contextmanager
+def atomic_folder(folder: str | Path) -> Iterator[Path]:
+    """Yield an empty staging folder to fill; on success it replaces `folder` whole.
+
+    The old folder is parked as `<folder>.old` for the moment between the two renames; a kill
+    there is repaired by `recover_folder`. On an exception the staging folder is removed.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    recover_folder(folder)
+    staging = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        yield staging
+        for child in staging.rglob("*"):
+            if child.is_file():
+                os.chmod(child, FILE_MODE)
+        previous = folder.with_name(folder.name + ".old")
+        if folder.exists():
+            folder.rename(previous)
+        staging.rename(folder)
+        shutil.rmtree(previous, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def recover_folder(folder: str | Path) -> None:
+    """Finish or undo an `atomic_folder` swap that a kill interrupted.
+
+    A `.old` folder with no folder in place means the kill came between the two renames: the old
+    folder is complete, so it is put back. A `.old` beside a folder is a finished swap's leftover.
+    A `.tmp` folder is never complete and is removed.
+    """
+    folder = Path(folder)
+    previous = folder.with_name(folder.name + ".old")
+    if previous.exists():
+        if folder.exists():
+            shutil.rmtree(previous, ignore_errors=True)
+        else:
+            previous.rename(folder)
+    shutil.rmtree(folder.with_name(folder.name + ".tmp"), ignore_errors=True)
+
