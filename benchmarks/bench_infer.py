@@ -55,8 +55,8 @@ def contenders(model: PerceptualSR, image: np.ndarray, device: torch.device, onn
     """name -> a call producing the upscaled image, the baseline first."""
     batch = torch.from_numpy(image).permute(2, 0, 1)[None].float().div(255).to(device)
     batch_cl = batch.contiguous(memory_format=torch.channels_last)
-    plain = model.eval_copy().to(device)
-    module_cl = model.fused_for_inference().to(device, memory_format=torch.channels_last)
+    plain = inference_network.prepare(model, device, fast=False)
+    module_cl = inference_network.fold_batchnorm(model).to(device, memory_format=torch.channels_last)
     network = inference_network.build(model).to(device, memory_format=torch.channels_last)
     precision = resolve_precision(device, "auto")
 

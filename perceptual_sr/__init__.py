@@ -1,8 +1,9 @@
 """perceptual_sr: 4x photo super-resolution with a perceptual (VGG-16 feature) loss."""
 
 from perceptual_sr.model import PerceptualSR, SRConfig
+from perceptual_sr.pipeline import SRPipeline
 
-__all__ = ["PerceptualSR", "SRConfig", "PerceptualLoss", "VGG16Features"]
+__all__ = ["PerceptualSR", "SRConfig", "SRPipeline", "PerceptualLoss", "VGG16Features"]
 __version__ = "0.1.0"
 
 

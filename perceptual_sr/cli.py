@@ -9,13 +9,14 @@ import sys
 import time
 from pathlib import Path
 
+from torch import nn
 from tqdm.auto import tqdm
 
 from perceptual_sr import __version__
 from perceptual_sr.data import DEGRADATIONS
 from perceptual_sr.image_io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, is_complete_image, resize_to, save_image
 from perceptual_sr.inference import COLOR_FIXES, DEFAULT_COLOR_FIX, DEFAULT_TILE_OVERLAP, upscale
-from perceptual_sr.model import PerceptualSR
+from perceptual_sr.pipeline import SRPipeline
 from perceptual_sr.runtime import choose_device, reuse_freed_memory
 
 FORMATS = {"png": ".png", "jpeg": ".jpg", "jpg": ".jpg", "webp": ".webp", "tiff": ".tif"}
@@ -32,7 +33,7 @@ def _run_train(argv: list[str]) -> int:
 
 
 def _run_prepare(argv: list[str]) -> int:
-    from perceptual_sr.prepare import main as prepare_main
+    from perceptual_sr.prepare_command import main as prepare_main
 
     return prepare_main(argv)
 
@@ -148,7 +149,7 @@ def output_paths(files: list[Path], output: Path, suffix: str, format: str | Non
     return targets
 
 
-def run_upscale(args: argparse.Namespace, model: PerceptualSR) -> int:
+def run_upscale(args: argparse.Namespace, model: SRPipeline | nn.Module) -> int:
     reuse_freed_memory()  # a third faster on CPU; this process exists to upscale
     files = collect_inputs(args.inputs)
     outscale = model.scale if args.outscale is None else args.outscale
@@ -167,9 +168,10 @@ def run_upscale(args: argparse.Namespace, model: PerceptualSR) -> int:
             skipped += 1
             continue
         try:
-            image = upscale(model, path, color_fix=args.color_fix, tile_size=args.tile_size,
-                            tile_overlap=args.tile_overlap, max_pixels=args.max_pixels,
-                            device=args.device, fast=args.fast)
+            options = dict(color_fix=args.color_fix, tile_size=args.tile_size, tile_overlap=args.tile_overlap,
+                           max_pixels=args.max_pixels, device=args.device, fast=args.fast)
+            image = model.upscale(path, detail=args.detail, **options) if isinstance(model, SRPipeline) \
+                else upscale(model, path, **options)
             if outscale != model.scale:
                 low_width, low_height = image.width // model.scale, image.height // model.scale
                 image = resize_to(image, (max(1, round(low_width * outscale)), max(1, round(low_height * outscale))))
@@ -185,7 +187,7 @@ def run_upscale(args: argparse.Namespace, model: PerceptualSR) -> int:
     return 1 if failed else 0
 
 
-def run_eval(args: argparse.Namespace, model: PerceptualSR) -> int:
+def run_eval(args: argparse.Namespace, model: SRPipeline | nn.Module) -> int:
     from perceptual_sr.evaluate import evaluate, markdown_table, sweep_detail  # scipy, lpips: the eval extra
 
     if args.sweep_detail:
@@ -196,15 +198,16 @@ def run_eval(args: argparse.Namespace, model: PerceptualSR) -> int:
                   f"LPIPS {row['model_lpips']:.4f}, grid {row['model_grid']:.2f}")
         print(f"wrote {args.out / 'sweep.csv'} and {args.out / 'perception_distortion.png'}")
         return 0
-    results = evaluate(model, args.data, out_dir=args.out, degradation=args.degradation,
+    network = model.network_at(detail=args.detail) if isinstance(model, SRPipeline) else model
+    results = evaluate(network, args.data, out_dir=args.out, degradation=args.degradation,
                        color_fix=args.color_fix, device=args.device, fast=args.fast, progress=True)
     print(markdown_table(results), end="")
     print(f"wrote {args.out / 'results.md'}, {args.out / 'results.csv'} and comparisons in {args.out / 'comparisons'}")
     return 0
 
 
-def load_model(name: str | None, detail: float) -> PerceptualSR:
-    """The bundled weights, a folder or Hub repo (at `detail`), or an exported .onnx file."""
+def load_model(name: str | None, detail: float) -> SRPipeline | nn.Module:
+    """The bundled weights, a folder or Hub repo (a pipeline), or an exported .onnx file (a network)."""
     if name and name.lower().endswith(".onnx"):
         from perceptual_sr.export import OnnxSR
 
@@ -212,7 +215,9 @@ def load_model(name: str | None, detail: float) -> PerceptualSR:
             raise ValueError("--detail needs the PyTorch weights; export the blend you want with "
                              "`perceptual-sr export --detail D` instead")
         return OnnxSR(name)
-    return PerceptualSR.from_pretrained(name or None, detail=detail)
+    pipeline = SRPipeline.from_pretrained(name or None)
+    pipeline.network_at(detail=detail)  # a detail the model cannot give is one error, not one per file
+    return pipeline
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -227,8 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "export":
             from perceptual_sr.export import export_onnx
 
-            model = PerceptualSR.from_pretrained(args.model or None, detail=args.detail)
-            print(f"wrote {export_onnx(model, args.output, opset=args.opset)}")
+            network = SRPipeline.from_pretrained(args.model or None).network_at(detail=args.detail)
+            print(f"wrote {export_onnx(network, args.output, opset=args.opset)}")
             return 0
         choose_device(args.device)  # a device this machine lacks is one error, not one per file
         model = load_model(args.model, args.detail)

@@ -23,8 +23,9 @@ import torch
 from PIL import Image, ImageOps
 
 from perceptual_sr.image_io import IMAGE_SUFFIXES, grey_to_8_bits, save_image
-from perceptual_sr.inference import COLOR_FIXES, DEFAULT_COLOR_FIX, DEFAULT_TILE_OVERLAP, ImageTooLargeError, upscale
+from perceptual_sr.inference import COLOR_FIXES, DEFAULT_COLOR_FIX, DEFAULT_TILE_OVERLAP, ImageTooLargeError
 from perceptual_sr.model import PerceptualSR
+from perceptual_sr.pipeline import SRPipeline
 
 # A 1024 x 1024 input becomes a 4096 x 4096 output: about what a 2-vCPU, 16 GB Space handles
 # in tiles in about 10 s (README, "Speed"). Larger inputs get a friendly message, not an OOM.
@@ -50,13 +51,13 @@ def _megapixels(pixels: int) -> str:
     return f"{pixels / 1e6:.3g} MP"
 
 
-def model_fingerprint(model: torch.nn.Module) -> str:
+def model_fingerprint(model: SRPipeline | PerceptualSR) -> str:
     """A short hash of the weights, so cached example outputs of one model are never shown for another."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
+    return _as_pipeline(model).fingerprint()
+
+
+def _as_pipeline(model: SRPipeline | PerceptualSR) -> SRPipeline:
+    return model if isinstance(model, SRPipeline) else SRPipeline.from_network(model)
 
 
 def _header_size(path: str | Path) -> tuple[int, int] | None:
@@ -163,7 +164,7 @@ class Upscaler:
 
     def __init__(
         self,
-        model: PerceptualSR,
+        model: SRPipeline | PerceptualSR,
         *,
         max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS,
         device: str | torch.device = "cpu",
@@ -171,7 +172,7 @@ class Upscaler:
     ) -> None:
         if max_input_pixels < 1:
             raise ValueError(f"max_input_pixels must be positive, got {max_input_pixels!r}")
-        self.model = model.eval()
+        self.pipeline = _as_pipeline(model)
         self.max_input_pixels = max_input_pixels
         self.device = torch.device(device)
         self.output_dir = Path(output_dir or tempfile.mkdtemp(prefix="perceptual_sr_demo_"))
@@ -194,9 +195,8 @@ class Upscaler:
         detail = 1.0 if detail is None else float(detail)
         if not 0.0 <= detail <= 1.0:
             raise gr.Error(f"Detail must be between 0 and 1, got {detail}.", title="Bad option")
-        if detail != 1.0 and not self.model.has_twin:
+        if detail != 1.0 and not self.pipeline.has_axis("detail"):
             raise gr.Error("This model has no pixel-loss twin, so only detail 1 is available.", title="Bad option")
-        model = self.model.at_detail(detail) if self.model.has_twin else self.model
         size = _header_size(image_path)
         if size is not None and size[0] * size[1] > self.max_input_pixels:
             raise gr.Error(_too_large_message(size, self.max_input_pixels), title="Image too large")
@@ -204,8 +204,9 @@ class Upscaler:
         try:
             # Small tiles get a proportionally smaller overlap (it must stay under half a tile).
             overlap = min(DEFAULT_TILE_OVERLAP, tile // 4) if tile else DEFAULT_TILE_OVERLAP
-            result = upscale(model, image_path, color_fix=fixes[color_fix], tile_size=tile or None,
-                             tile_overlap=overlap, max_pixels=self.max_input_pixels, device=self.device)
+            result = self.pipeline.upscale(image_path, detail=detail, color_fix=fixes[color_fix],
+                                           tile_size=tile or None, tile_overlap=overlap,
+                                           max_pixels=self.max_input_pixels, device=self.device)
         except ImageTooLargeError as error:  # e.g. a decompression bomb with a lying header
             raise gr.Error(_too_large_message(size, self.max_input_pixels), title="Image too large") from error
         except ValueError as error:  # messages are meant for users; show the file's name, not our temp path
@@ -215,16 +216,16 @@ class Upscaler:
         _prune(self.output_dir, _OUTPUT_MAX_AGE_S)
         folder = Path(tempfile.mkdtemp(dir=self.output_dir))
         stem = Path(image_path).stem or "image"
-        output_path = folder / f"{stem}_x{self.model.scale}.png"
+        output_path = folder / f"{stem}_x{self.pipeline.scale}.png"
         save_image(result, output_path)  # PNG keeps every pixel, the alpha channel, ICC and EXIF
         bicubic_path, preview_path = _slider_previews(image_path, result, folder, stem)
-        bicubic_crop, crop = _detail_crops(image_path, result, folder, stem, self.model.scale)
+        bicubic_crop, crop = _detail_crops(image_path, result, folder, stem, self.pipeline.scale)
         summary = (
-            f"**{result.width // self.model.scale} x {result.height // self.model.scale} → "
+            f"**{result.width // self.pipeline.scale} x {result.height // self.pipeline.scale} → "
             f"{result.width} x {result.height} px** "
-            f"(x{self.model.scale}, {result.mode}) in **{seconds:.2f} s** on {self.device.type.upper()}"
+            f"(x{self.pipeline.scale}, {result.mode}) in **{seconds:.2f} s** on {self.device.type.upper()}"
             f"{f', {tile} px tiles' if tile else ''}; colour fix: {color_fix}"
-            f"{f'; detail {detail:g}' if self.model.has_twin else ''}."
+            f"{f'; detail {detail:g}' if self.pipeline.has_axis('detail') else ''}."
         )
         return (str(bicubic_path), str(preview_path)), str(output_path), summary, (str(bicubic_crop), str(crop))
 
@@ -275,7 +276,7 @@ def example_paths(examples_dir: str | Path = EXAMPLES_DIR) -> list[Path]:
 
 
 def build_demo(
-    model: PerceptualSR,
+    model: SRPipeline | PerceptualSR,
     *,
     max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS,
     default_tile_size: int = DEFAULT_TILE_SIZE,
@@ -297,7 +298,7 @@ def build_demo(
     if concurrency_limit < 1:
         raise ValueError(f"concurrency_limit must be at least 1, got {concurrency_limit!r}")
     upscaler = Upscaler(model, max_input_pixels=max_input_pixels, device=device)
-    scale = model.scale
+    scale = upscaler.pipeline.scale
     side = int(max_input_pixels ** 0.5)
 
     @on_zero_gpu
@@ -328,7 +329,7 @@ def build_demo(
                     minimum=0.0, maximum=1.0, step=0.05, value=1.0, label="Fidelity ↔ Detail",
                     info="0: faithful and smooth, for documents, screenshots and faces. "
                          "1: sharpest, with invented texture, for photos.",
-                    visible=model.has_twin, elem_id="detail-slider",
+                    visible=upscaler.pipeline.has_axis("detail"), elem_id="detail-slider",
                 )
                 color_fix = gr.Radio(
                     choices=[(_COLOR_FIX_LABELS.get(name, str(name)), _color_fix_value(name)) for name in COLOR_FIXES],

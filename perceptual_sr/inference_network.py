@@ -2,7 +2,7 @@
 
 Three exact rewrites of a `PerceptualSR` in eval mode:
 
-1. BatchNorm folded into the convolution before it (`PerceptualSR.fused_for_inference`).
+1. BatchNorm folded into the convolution before it (`fold_batchnorm`).
 2. Each resize-conv stage (nearest x2, reflection pad 1, 3x3 conv) runs on its *low*-resolution
    input. Nearest upsampling repeats every input pixel 2x2 times, so each of the four output
    phases (row parity, column parity) sees only a 2x2 window of the input, with the 3x3 weights
@@ -24,10 +24,14 @@ Only resize-conv networks with BatchNorm are rewritten (the default); others get
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from perceptual_sr.model import PerceptualSR
 from perceptual_sr.network_ends import check_rgb_batch, output_head
 
 # Rows of the 3x3 kernel that land on each of the two input pixels a phase sees: phase 0 of an
@@ -38,13 +42,61 @@ _PHASE_TAPS = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]],
 _PHASES = ((0, 0), (0, 1), (1, 0), (1, 1))  # (row, column) parity; phase-stacked channels are phase-major
 
 
+def prepare(model: nn.Module, device: torch.device, fast: bool = True) -> nn.Module:
+    """The module to run `model` with on `device`, in eval mode; `model` is never moved or changed.
+
+    fast: the rewritten network of `build` (channels_last except on MPS); otherwise a plain
+    eval-mode copy, the reference. A module that is not a `PerceptualSR` (an ONNX Runtime model)
+    is used as it is.
+    """
+    if not isinstance(model, PerceptualSR):
+        return model
+    network = build(model) if fast else _eval_copy(model)
+    if fast and device.type != "mps":
+        network = network.to(memory_format=torch.channels_last)
+    return network.to(device).requires_grad_(False)
+
+
 def build(model: nn.Module) -> nn.Module:
     """The fastest exact inference form of `model`, in eval mode on the model's device."""
-    fused = model.fused_for_inference()
+    fused = fold_batchnorm(model)
     config = model.config
     if config.upsampler != "resize-conv" or config.norm != "batch":
         return fused
     return PhaseNetwork(fused)
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """A copy in eval mode with every BatchNorm folded into the convolution before it: the same
+    function up to float rounding (about 1e-6), 9% faster on CPU (measured on a 192x192 tile,
+    2-core Xeon), since each folded BatchNorm is one pass less over a full feature map."""
+    fused = _eval_copy(model)
+    if model.config.norm != "batch":
+        return fused  # instance norm depends on the input: nothing to fold
+    sequences = [fused.head, *(block.body for block in fused.body), *fused.upsample]
+    for sequence in sequences:
+        for index in range(len(sequence) - 1):
+            layer, norm = sequence[index], sequence[index + 1]
+            if not isinstance(norm, nn.BatchNorm2d):
+                continue
+            holder, position = (sequence, index) if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)) \
+                else (layer, len(layer) - 1)  # pixelshuffle / resize-conv: the conv is the stage's last layer
+            conv = holder[position]
+            if isinstance(conv, nn.ConvTranspose2d):
+                holder[position] = fuse_conv_bn_eval(conv, norm, transpose=True)
+            elif isinstance(conv, nn.Conv2d):
+                holder[position] = fuse_conv_bn_eval(conv, norm)
+            else:
+                continue  # e.g. a PixelShuffle last: leave this norm as it is
+            sequence[index + 1] = nn.Identity()
+    return fused
+
+
+def _eval_copy(model: nn.Module) -> nn.Module:
+    """A plain copy of the network in eval mode, on the model's device, in the standard layout."""
+    plain = type(model)(model.config)
+    plain.load_state_dict(model.state_dict())
+    return plain.to(next(model.parameters()).device).eval()
 
 
 class PhaseNetwork(nn.Module):
@@ -93,19 +145,31 @@ def _phase_stacked_kernel(weight: torch.Tensor, pad: int) -> torch.Tensor:
 
     Output channel c * 4 + phase (the order `pixel_shuffle` reads), input channel phase * Ci + c.
     Full-resolution output row 2i + r, tap offset k, reads input row 2i + r + k: phase (r + k) % 2,
-    phase-stacked row i + (r + k) // 2.
+    phase-stacked row i + (r + k) // 2. Each entry is one tap of `weight` or zero, so this is a
+    gather: exact, and cheap to differentiate when training runs through it (phase_training.py).
     """
     out_channels, in_channels, size, _ = weight.shape
-    radius = size // 2
-    stacked = weight.new_zeros(out_channels, 4, 4, in_channels, 2 * pad + 1, 2 * pad + 1)
+    taps = torch.cat([weight.reshape(out_channels, in_channels, size * size),
+                      weight.new_zeros(out_channels, in_channels, 1)], dim=2)
+    stacked = taps[:, :, _stacked_tap_index(size, pad).to(weight.device)]  # (Co, Ci, 4, 4, 2p+1, 2p+1)
+    return stacked.permute(0, 2, 3, 1, 4, 5).reshape(out_channels * 4, 4 * in_channels, 2 * pad + 1, 2 * pad + 1)
+
+
+@functools.lru_cache(maxsize=None)
+def _stacked_tap_index(size: int, pad: int) -> torch.Tensor:
+    """(out phase, in phase, row, column) of a phase-stacked kernel -> flat index of the K x K tap
+    it holds, or K * K (a zero) where it holds none."""
+    radius, width = size // 2, 2 * pad + 1
+    index = torch.full((4, 4, width, width), size * size, dtype=torch.long)
     for out_phase, (r_row, r_col) in enumerate(_PHASES):
         for ky in range(size):
             shift_y = r_row + ky - radius
             for kx in range(size):
                 shift_x = r_col + kx - radius
                 in_phase = (shift_y % 2) * 2 + shift_x % 2
-                stacked[:, out_phase, in_phase, :, shift_y // 2 + pad, shift_x // 2 + pad] += weight[:, :, ky, kx]
-    return stacked.reshape(out_channels * 4, 4 * in_channels, 2 * pad + 1, 2 * pad + 1)
+                assert index[out_phase, in_phase, shift_y // 2 + pad, shift_x // 2 + pad] == size * size
+                index[out_phase, in_phase, shift_y // 2 + pad, shift_x // 2 + pad] = ky * size + kx
+    return index
 
 
 def _interleave(phases: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,6 @@ import dataclasses
 import json
 import math
 import os
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,11 +21,12 @@ from typing import Any
 import safetensors.torch
 import torch
 from huggingface_hub import PyTorchModelHubMixin, constants, hf_hub_download
-from huggingface_hub.errors import EntryNotFoundError, HFValidationError, HfHubHTTPError, LocalEntryNotFoundError
+from huggingface_hub.errors import HFValidationError, HfHubHTTPError, LocalEntryNotFoundError
 from safetensors import SafetensorError
 from torch import nn
 
-from perceptual_sr import inference, model_card
+from perceptual_sr import model_card
+from perceptual_sr.atomic_write import atomic_file, write_text
 from perceptual_sr.network_ends import check_rgb_batch, output_head
 
 MODEL_TYPE = "perceptual-sr"
@@ -36,9 +36,6 @@ UPSAMPLERS = ("deconv", "pixelshuffle", "resize-conv")
 GLOBAL_SKIPS = ("none", "bicubic")
 
 DEFAULT_WEIGHTS_DIR = Path(__file__).parent / "pretrained" / "perceptual-sr-x4"
-# A model folder or Hub repo may hold, in this subfolder, the model's twin trained on pixel loss
-# from the same starting weights: blending the two gives the `detail` control (see `blend_states`).
-TWIN_SUBFOLDER = "pixel-twin"
 
 
 @dataclass(frozen=True)
@@ -193,131 +190,34 @@ class PerceptualSR(
         x = self.tail(x)  # (B, 3, scale*H, scale*W)
         return output_head(self.config.global_skip, self.scale, lr, x, clamp=not self.training)
 
-    def upscale(self, image: Any, detail: float | None = None, **options: Any) -> Any:
-        """Upscale a PIL image, path, numpy array or tensor; see `perceptual_sr.inference.upscale`.
+    def upscale(self, image: Any, **options: Any) -> Any:
+        """Shortcut for `SRPipeline.from_network(self).upscale(image, **options)`: these weights
+        alone, no blend axes (for `detail`, load an `SRPipeline`)."""
+        from perceptual_sr.pipeline import SRPipeline  # the pipeline builds on the network, not the reverse
 
-        detail: 0.0 (the pixel-loss twin: faithful, smoother) ... 1.0 (the feature-loss model:
-        sharper, invented texture); None: this model's current weights. Needs a model loaded with
-        its twin (the bundled default has one).
-        """
-        model = self if detail is None or detail == self.detail else self.at_detail(detail)
-        return inference.upscale(model, image, **options)
-
-    # --- Inference graph ----------------------------------------------------------------------
-
-    def eval_copy(self) -> "PerceptualSR":
-        """A plain copy of the network (no twin, no caches) in eval mode, on this model's device."""
-        plain = PerceptualSR(self.config)
-        plain.load_state_dict(self.state_dict())
-        return plain.to(next(self.parameters()).device).eval()
-
-    def fused_for_inference(self) -> "PerceptualSR":
-        """A copy in eval mode with every BatchNorm folded into the convolution before it: the same
-        function up to float rounding (about 1e-6), 9% faster on CPU (measured on a 192x192 tile,
-        2-core Xeon), since each folded BatchNorm is one pass less over a full feature map."""
-        from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-        fused = self.eval_copy()
-        if self.config.norm != "batch":
-            return fused  # instance norm depends on the input: nothing to fold
-        sequences = [fused.head, *(block.body for block in fused.body), *fused.upsample]
-        for sequence in sequences:
-            for index in range(len(sequence) - 1):
-                layer, norm = sequence[index], sequence[index + 1]
-                if not isinstance(norm, nn.BatchNorm2d):
-                    continue
-                holder, position = (sequence, index) if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)) \
-                    else (layer, len(layer) - 1)  # pixelshuffle / resize-conv: the conv is the stage's last layer
-                conv = holder[position]
-                if isinstance(conv, nn.ConvTranspose2d):
-                    holder[position] = fuse_conv_bn_eval(conv, norm, transpose=True)
-                elif isinstance(conv, nn.Conv2d):
-                    holder[position] = fuse_conv_bn_eval(conv, norm)
-                else:
-                    continue  # e.g. a PixelShuffle last: leave this norm as it is
-                sequence[index + 1] = nn.Identity()
-        return fused
-
-    # --- Fidelity <-> detail -----------------------------------------------------------------
-
-    @property
-    def has_twin(self) -> bool:
-        """Whether the pixel-loss twin is attached, so `detail` can be chosen."""
-        return getattr(self, "_endpoints", None) is not None
-
-    @property
-    def detail(self) -> float:
-        return getattr(self, "_detail", 1.0)
-
-    def attach_twin(self, twin: "PerceptualSR") -> None:
-        """Keep this model's weights (detail 1.0) and `twin`'s (detail 0.0) to blend between them."""
-        if twin.config != self.config:
-            raise ValueError(f"the pixel-loss twin is a {twin.config}, but the model is a {self.config}; "
-                             "both must share one architecture")
-        self._endpoints = (_cpu_state(twin), _cpu_state(self))
-        self._detail = 1.0
-        self._blended: dict[float, PerceptualSR] = {}
-
-    def _require_twin(self) -> None:
-        if not self.has_twin:
-            raise ValueError("this model has no pixel-loss twin to blend with; load one that has a "
-                             f"{TWIN_SUBFOLDER}/ folder (the bundled default does) or attach_twin() one")
-
-    def set_detail(self, detail: float) -> "PerceptualSR":
-        """Load the blend of the two weight sets at `detail` into this model, in place; returns self."""
-        self._require_twin()
-        self.load_state_dict(blend_states(*self._endpoints, _check_detail(detail)))
-        self._detail = float(detail)
-        return self
-
-    def at_detail(self, detail: float) -> "PerceptualSR":
-        """A separate model in eval mode at `detail` (cached), leaving this one untouched: safe for
-        concurrent callers that each ask for their own detail."""
-        detail = _check_detail(detail)
-        self._require_twin()
-        with _BLEND_LOCK:
-            model = self._blended.get(detail)
-            if model is None:
-                model = PerceptualSR(self.config)
-                model.load_state_dict(blend_states(*self._endpoints, detail))
-                model._detail = detail
-                model.eval()
-                if len(self._blended) >= 8:
-                    self._blended.pop(next(iter(self._blended)), None)
-                self._blended[detail] = model
-        return model
+        return SRPipeline.from_network(self).upscale(image, **options)
 
     # --- Hub format -------------------------------------------------------------------------
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path | None = None, **kwargs: Any) -> "PerceptualSR":
-        """Load weights: a Hub repo id, a local folder, or (no argument) the bundled default.
+        """Load one weight set: a Hub repo id, a local folder, or (no argument) the bundled default.
 
         Keyword arguments (revision, cache_dir, token, force_download, local_files_only,
         map_location, ...) pass through to `huggingface_hub`. Loading is strict: a missing,
-        extra or renamed tensor raises an error instead of leaving random weights.
+        extra or renamed tensor raises an error instead of leaving random weights. For the
+        `detail` blend of a folder's weight sets, load an `SRPipeline`.
         """
-        detail = _check_detail(kwargs.pop("detail", 1.0))
+        if "detail" in kwargs:
+            raise ValueError("a PerceptualSR is one weight set; for `detail`, load "
+                             "`perceptual_sr.SRPipeline.from_pretrained(...)` and pass detail to its upscale()")
         if pretrained_model_name_or_path is None:
-            if not (DEFAULT_WEIGHTS_DIR / "model.safetensors").is_file():
-                raise FileNotFoundError(
-                    "no default weights are bundled with this version of perceptual_sr "
-                    f"(expected {DEFAULT_WEIGHTS_DIR / 'model.safetensors'}); train a model with "
-                    "train.py and pass its output folder, or pass a Hub repo id"
-                )
-            pretrained_model_name_or_path = DEFAULT_WEIGHTS_DIR
+            pretrained_model_name_or_path = default_weights_folder()
         path = Path(pretrained_model_name_or_path)
-        looks_local = path.is_absolute() or str(pretrained_model_name_or_path).startswith(".") or path.exists()
-        if looks_local:
-            if not path.is_dir():
-                raise FileNotFoundError(f"model folder {str(path)!r} does not exist")
-            for name in ("config.json", "model.safetensors"):
-                if not (path / name).is_file():
-                    raise FileNotFoundError(f"model folder {str(path)!r} has no {name}; was it written by save_pretrained?")
-            _read_config(path / "config.json")  # a clear error before the mixin trips on a bad one
+        if path.is_absolute() or str(pretrained_model_name_or_path).startswith(".") or path.exists():
+            check_model_folder(path)
         try:
-            model = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
-            twin = cls._load_twin(str(pretrained_model_name_or_path), kwargs)
+            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
         except (HFValidationError, LocalEntryNotFoundError, HfHubHTTPError) as error:
             raise FileNotFoundError(
                 f"could not get model {str(pretrained_model_name_or_path)!r} from the Hugging Face Hub "
@@ -326,32 +226,6 @@ class PerceptualSR(
             ) from error
         except (RuntimeError, TypeError, AttributeError, SafetensorError, json.JSONDecodeError) as error:
             raise ValueError(f"could not load weights from {str(pretrained_model_name_or_path)!r}: {error}") from error
-        if twin is not None:
-            model.attach_twin(twin)
-        if detail != 1.0:
-            model.set_detail(detail)
-        return model
-
-    @classmethod
-    def _load_twin(cls, model_id: str, hub_kwargs: dict[str, Any]) -> "PerceptualSR | None":
-        """The pixel-loss twin in `model_id`'s TWIN_SUBFOLDER, strictly from safetensors; None if absent."""
-        if os.path.isdir(model_id):
-            folder = Path(model_id) / TWIN_SUBFOLDER
-            if not (folder / constants.SAFETENSORS_SINGLE_FILE).is_file():
-                return None
-            config_file, weights_file = folder / constants.CONFIG_NAME, folder / constants.SAFETENSORS_SINGLE_FILE
-        else:
-            download = {key: hub_kwargs[key] for key in ("revision", "cache_dir", "force_download", "token",
-                                                         "local_files_only") if key in hub_kwargs}
-            try:
-                config_file = hf_hub_download(model_id, constants.CONFIG_NAME, subfolder=TWIN_SUBFOLDER, **download)
-                weights_file = hf_hub_download(model_id, constants.SAFETENSORS_SINGLE_FILE, subfolder=TWIN_SUBFOLDER,
-                                               **download)
-            except EntryNotFoundError:
-                return None
-        twin = cls(_read_config(Path(config_file)))
-        safetensors.torch.load_model(twin, str(weights_file), strict=True)
-        return twin.eval()
 
     @classmethod
     def _from_pretrained(
@@ -381,30 +255,65 @@ class PerceptualSR(
                 local_files_only=local_files_only,
             )
         safetensors.torch.load_model(model, model_file, strict=True, device=map_location)
+        broken = [name for name, value in model.state_dict().items()
+                  if value.is_floating_point() and not torch.isfinite(value).all()]
+        if broken:  # such weights run, and write a garbage image
+            raise ValueError(f"{model_file} holds NaN or infinite values (in {', '.join(broken[:3])}"
+                             f"{', ...' if len(broken) > 3 else ''}); the weights are damaged: retrain or re-download")
         return model.eval()
+
+    def save_pretrained(self, save_directory: str | Path, *, config: Any = None, repo_id: str | None = None,
+                        push_to_hub: bool = False, model_card_kwargs: dict[str, Any] | None = None,
+                        **push_to_hub_kwargs: Any) -> str | None:
+        """Write config.json, model.safetensors and (unless one is there) the card README.md to
+        `save_directory`, each atomically: a kill leaves the old file or the new one. The mixin's
+        version deletes config.json first, so a kill there would leave weights with no config."""
+        save_directory = Path(save_directory)
+        self._save_pretrained(save_directory)
+        card_path = save_directory / "README.md"
+        if not card_path.exists():
+            write_text(card_path, self.generate_model_card(**(model_card_kwargs or {})).content)
+        if push_to_hub:
+            return self.push_to_hub(repo_id or save_directory.name, model_card_kwargs=model_card_kwargs,
+                                    **push_to_hub_kwargs)
+        return None
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        # Replaces the mixin's writer: config and weights each written atomically, from the plain
+        # module in the standard memory layout.
+        state = {name: value.detach().contiguous() for name, value in self.state_dict().items()}
+        with atomic_file(Path(save_directory) / constants.SAFETENSORS_SINGLE_FILE) as staging:
+            safetensors.torch.save_file(state, str(staging), metadata={"format": "pt"})
+        write_text(Path(save_directory) / constants.CONFIG_NAME,
+                   json.dumps(dataclasses.asdict(self.config), sort_keys=True, indent=2))
 
     def generate_model_card(self, *args: Any, **kwargs: Any):
         """Model card written next to the weights by `save_pretrained` and `push_to_hub`."""
         return model_card.build(self.config, sum(p.numel() for p in self.parameters()), **kwargs)
 
 
-_BLEND_LOCK = threading.Lock()
+def default_weights_folder() -> Path:
+    """The folder of the default model bundled with the package (FileNotFoundError if absent)."""
+    if not (DEFAULT_WEIGHTS_DIR / constants.SAFETENSORS_SINGLE_FILE).is_file():
+        raise FileNotFoundError(
+            "no default weights are bundled with this version of perceptual_sr (expected "
+            f"{DEFAULT_WEIGHTS_DIR / constants.SAFETENSORS_SINGLE_FILE}); train a model with train.py and pass "
+            "its output folder, or pass a Hub repo id")
+    return DEFAULT_WEIGHTS_DIR
 
 
-def blend_states(fidelity: dict[str, torch.Tensor], detail_state: dict[str, torch.Tensor],
-                 detail: float) -> dict[str, torch.Tensor]:
-    """Network interpolation (Wang et al., ESRGAN section 3.4 and "Deep Network Interpolation",
-    CVPR 2019): every parameter and BatchNorm statistic is (1 - detail) * fidelity + detail * detail.
-    The ends are exact copies, so detail 1.0 reproduces the feature-loss model bit for bit.
-    """
-    if fidelity.keys() != detail_state.keys():
-        raise ValueError("the two weight sets have different tensors; they must share one architecture")
-    if detail == 1.0:
-        return {name: value.clone() for name, value in detail_state.items()}
-    if detail == 0.0:
-        return {name: value.clone() for name, value in fidelity.items()}
-    return {name: torch.lerp(fidelity[name], value, detail) if value.is_floating_point() else value.clone()
-            for name, value in detail_state.items()}
+def check_model_folder(path: Path) -> Path:
+    """`path` if it is a folder holding a readable config.json and model.safetensors; otherwise
+    FileNotFoundError / ValueError saying what is missing."""
+    if path.is_file() and path.name in (constants.SAFETENSORS_SINGLE_FILE, constants.CONFIG_NAME):
+        raise FileNotFoundError(f"{str(path)!r} is a file; pass the folder that holds it ({str(path.parent)!r})")
+    if not path.is_dir():
+        raise FileNotFoundError(f"model folder {str(path)!r} does not exist")
+    for name in (constants.CONFIG_NAME, constants.SAFETENSORS_SINGLE_FILE):
+        if not (path / name).is_file():
+            raise FileNotFoundError(f"model folder {str(path)!r} has no {name}; was it written by save_pretrained?")
+    _read_config(path / constants.CONFIG_NAME)  # a clear error before the mixin trips on a bad one
+    return path
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -416,13 +325,3 @@ def _read_config(path: Path) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise ValueError(f"{path} holds {config!r}, not a configuration object; was it written by save_pretrained?")
     return config
-
-
-def _check_detail(detail: float) -> float:
-    if not isinstance(detail, (int, float)) or isinstance(detail, bool) or not 0.0 <= detail <= 1.0:
-        raise ValueError(f"detail must be a number from 0.0 (fidelity) to 1.0 (detail), got {detail!r}")
-    return float(detail)
-
-
-def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {name: value.detach().to("cpu", copy=True).contiguous() for name, value in model.state_dict().items()}

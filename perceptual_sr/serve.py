@@ -49,7 +49,7 @@ def main() -> None:
         max_pixels = _int_env("PERCEPTUAL_SR_MAX_PIXELS", 1024 * 1024)
         concurrency = _int_env("PERCEPTUAL_SR_CONCURRENCY", 1)
 
-        from perceptual_sr import PerceptualSR
+        from perceptual_sr import SRPipeline
         from perceptual_sr.runtime import choose_device, reuse_freed_memory
 
         reuse_freed_memory()  # a third faster on CPU; this process exists to upscale
@@ -58,7 +58,7 @@ def main() -> None:
             device = choose_device(os.environ.get("PERCEPTUAL_SR_DEVICE", "").strip() or None)
         except ValueError as error:
             raise ValueError(f"PERCEPTUAL_SR_DEVICE must be a device this machine has: {error}") from None
-        model = PerceptualSR.from_pretrained(os.environ.get("PERCEPTUAL_SR_MODEL") or None)
+        model = SRPipeline.from_pretrained(os.environ.get("PERCEPTUAL_SR_MODEL") or None)
     except (FileNotFoundError, ValueError) as error:
         sys.exit(f"app.py: {error}")
     from perceptual_sr.demo import build_demo, model_fingerprint  # imports gradio: after the checks

@@ -26,7 +26,7 @@ from PIL import Image
 import torch
 
 from perceptual_sr import PerceptualSR, SRConfig
-from perceptual_sr.model import TWIN_SUBFOLDER
+from perceptual_sr.pipeline import TWIN_SUBFOLDER, SRPipeline
 
 REPO = Path(__file__).resolve().parent.parent
 APP = REPO / "app.py"
@@ -258,8 +258,7 @@ def test_prediction_function_takes_tiny_images_every_tile_size_and_detail(photo_
 
     torch.manual_seed(0)
     config = SRConfig(channels=4, residual_blocks=1)
-    model = PerceptualSR(config)
-    model.attach_twin(PerceptualSR(config))
+    model = SRPipeline({"": PerceptualSR(config), TWIN_SUBFOLDER: PerceptualSR(config)})
     predict = Upscaler(model, output_dir=tmp_path / "out")
     for width, height in ((1, 1), (2, 5), (8, 8), (1, 30)):
         source = photo_file(tmp_path / f"icon{width}x{height}.png", (width, height))

@@ -60,7 +60,7 @@ def test_errors_are_one_line_and_nonzero(model_dir, tmp_path, capsys):
 
 
 def test_detail_flag_and_perception_distortion_sweep(tmp_path, capsys):
-    from perceptual_sr.model import TWIN_SUBFOLDER
+    from perceptual_sr.pipeline import TWIN_SUBFOLDER
 
     torch.manual_seed(0)
     folder = tmp_path / "pair"

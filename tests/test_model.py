@@ -118,13 +118,18 @@ def test_mismatched_config_is_a_clear_error(tmp_path):
         PerceptualSR.from_pretrained(tmp_path)
 
 
-def test_default_weights_load_offline_or_say_they_are_missing():
-    if (DEFAULT_WEIGHTS_DIR / "model.safetensors").is_file():
-        model = PerceptualSR.from_pretrained()
-        assert model.scale == 4 and not model.training
-    else:
-        with pytest.raises(FileNotFoundError, match="no default weights"):
-            PerceptualSR.from_pretrained()
+def test_the_bundled_default_loads_offline():
+    model = PerceptualSR.from_pretrained()
+    assert model.scale == 4 and not model.training
+    assert (DEFAULT_WEIGHTS_DIR / "model.safetensors").stat().st_size > 100_000  # real weights, not a stub
+
+
+def test_missing_default_weights_are_a_clear_error(tmp_path, monkeypatch):
+    import perceptual_sr.model
+
+    monkeypatch.setattr(perceptual_sr.model, "DEFAULT_WEIGHTS_DIR", tmp_path / "absent")
+    with pytest.raises(FileNotFoundError, match="no default weights"):
+        PerceptualSR.from_pretrained()
 
 
 def test_push_to_hub_uploads_the_hub_folder(tmp_path, monkeypatch):
@@ -160,66 +165,57 @@ def test_bicubic_skip_starts_as_bicubic_and_clamps_in_eval():
     assert out.min() >= 0 and out.max() <= 1
 
 
-def _pair(tmp_path, config=SRConfig(channels=8, residual_blocks=1, upsampler="resize-conv")):
-    """A model folder with a pixel-loss twin (two different random inits stand in for the two losses)."""
-    from perceptual_sr.model import TWIN_SUBFOLDER
-
-    torch.manual_seed(0)
-    PerceptualSR(config).save_pretrained(tmp_path / "pair")
-    PerceptualSR(config).save_pretrained(tmp_path / "pair" / TWIN_SUBFOLDER)
-    return tmp_path / "pair"
+def test_a_network_is_one_weight_set_and_points_to_the_pipeline_for_detail(tmp_path):
+    PerceptualSR(SRConfig(**TINY)).save_pretrained(tmp_path / "m")
+    with pytest.raises(ValueError, match="SRPipeline"):
+        PerceptualSR.from_pretrained(tmp_path / "m", detail=0.5)
 
 
-def test_detail_ends_are_exactly_the_two_models_and_the_middle_is_the_blend(tmp_path):
-    from perceptual_sr.model import TWIN_SUBFOLDER
+def test_the_upscale_shortcut_runs_these_weights(tmp_path):
+    from perceptual_sr.pipeline import SRPipeline
 
-    folder = _pair(tmp_path)
-    feature = PerceptualSR.from_pretrained(folder)
-    pixel = PerceptualSR.from_pretrained(folder / TWIN_SUBFOLDER)
-    assert feature.has_twin and not pixel.has_twin and feature.detail == 1.0
-    x = torch.rand(1, 3, 12, 12)
-    with torch.no_grad():
-        assert torch.equal(feature.at_detail(1.0)(x), feature(x))
-        assert torch.equal(feature.at_detail(0.0)(x), pixel(x))
-        half = PerceptualSR.from_pretrained(folder, detail=0.5)
-        assert torch.equal(half(x), feature.at_detail(0.5)(x))
-    for name, value in half.state_dict().items():  # parameters and BatchNorm statistics alike
-        if value.is_floating_point():
-            torch.testing.assert_close(value, (feature.state_dict()[name] + pixel.state_dict()[name]) / 2)
-    assert half.detail == 0.5 and torch.equal(half.set_detail(1.0).tail.weight, feature.tail.weight)
-
-
-def test_upscale_takes_a_detail_and_leaves_the_model_unchanged(tmp_path):
-    model = PerceptualSR.from_pretrained(_pair(tmp_path))
+    model = PerceptualSR(SRConfig(upsampler="resize-conv", **TINY)).eval()
     image = np.random.default_rng(0).random((10, 12, 3)).astype(np.float32)
-    sharp = model.upscale(image, color_fix=None)
-    faithful = model.upscale(image, detail=0.0, color_fix=None)
-    assert faithful.shape == sharp.shape == (40, 48, 3) and not np.array_equal(faithful, sharp)
-    np.testing.assert_array_equal(model.upscale(image, detail=1.0, color_fix=None), sharp)
-    assert model.detail == 1.0
+    np.testing.assert_array_equal(model.upscale(image, color_fix=None),
+                                  SRPipeline.from_network(model).upscale(image, color_fix=None))
 
 
-@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan"), "high", True])
-def test_bad_detail_is_a_clear_error(tmp_path, bad):
-    folder = _pair(tmp_path)
-    with pytest.raises(ValueError, match="detail"):
-        PerceptualSR.from_pretrained(folder, detail=bad)
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_weights_holding_nan_or_inf_are_refused(tmp_path, value):
+    model = PerceptualSR(SRConfig(**TINY))
+    with torch.no_grad():
+        model.tail.weight[0, 0, 0, 0] = value
+    model.save_pretrained(tmp_path / "m")
+    with pytest.raises(ValueError, match="NaN or infinite.*tail.weight"):
+        PerceptualSR.from_pretrained(tmp_path / "m")
 
 
-def test_detail_without_a_twin_is_a_clear_error(tmp_path):
-    PerceptualSR(SRConfig(channels=8, residual_blocks=1)).save_pretrained(tmp_path / "solo")
-    with pytest.raises(ValueError, match="no pixel-loss twin"):
-        PerceptualSR.from_pretrained(tmp_path / "solo", detail=0.5)
-    assert not PerceptualSR.from_pretrained(tmp_path / "solo").has_twin
+def test_a_weights_file_instead_of_its_folder_says_what_to_pass(tmp_path):
+    PerceptualSR(SRConfig(**TINY)).save_pretrained(tmp_path / "m")
+    with pytest.raises(FileNotFoundError, match="pass the folder"):
+        PerceptualSR.from_pretrained(tmp_path / "m" / "model.safetensors")
 
 
-def test_a_twin_of_another_architecture_is_refused(tmp_path):
-    from perceptual_sr.model import TWIN_SUBFOLDER
+def test_saved_files_are_readable_by_others_and_the_save_is_atomic(tmp_path, monkeypatch):
+    import os
+    import safetensors.torch
 
-    PerceptualSR(SRConfig(channels=8, residual_blocks=1)).save_pretrained(tmp_path / "pair")
-    PerceptualSR(SRConfig(channels=4, residual_blocks=1)).save_pretrained(tmp_path / "pair" / TWIN_SUBFOLDER)
-    with pytest.raises(ValueError, match="share one architecture"):
-        PerceptualSR.from_pretrained(tmp_path / "pair")
+    model = PerceptualSR(SRConfig(**TINY))
+    model.save_pretrained(tmp_path / "m")
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("config.json", "model.safetensors", "README.md"):
+        assert (tmp_path / "m" / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+    before = (tmp_path / "m" / "model.safetensors").read_bytes()
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(safetensors.torch, "save_file", killed)
+    with pytest.raises(KeyboardInterrupt):
+        PerceptualSR(SRConfig(**TINY)).save_pretrained(tmp_path / "m")
+    assert (tmp_path / "m" / "model.safetensors").read_bytes() == before
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["README.md", "config.json", "model.safetensors"]
 
 
 def test_full_res_channels_makes_a_leaner_last_stage():
@@ -265,17 +261,3 @@ def test_bundled_card_has_a_model_index():
     card = ModelCard.load(DEFAULT_WEIGHTS_DIR / "README.md")
     datasets = {result.dataset_name for result in card.data.eval_results}
     assert datasets == {"Set5", "Set14", "BSD68"}
-
-
-def test_concurrent_upscales_at_many_details_agree_with_one_at_a_time(tmp_path):
-    from concurrent.futures import ThreadPoolExecutor
-
-    model = PerceptualSR.from_pretrained(_pair(tmp_path))
-    image = np.random.default_rng(0).random((12, 10, 3)).astype(np.float32)
-    details = [round(0.05 * k, 2) for k in range(21)] * 2  # more details than the blend cache holds
-    expected = {detail: model.upscale(image, detail=detail, color_fix=None) for detail in set(details)}
-    with ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(lambda d: model.upscale(image, detail=d, color_fix=None), details))
-    for detail, result in zip(details, results):
-        np.testing.assert_array_equal(result, expected[detail])
-    assert model.detail == 1.0 and not model.training

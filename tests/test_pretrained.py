@@ -5,7 +5,7 @@ import pytest
 import torch
 from skimage import data as skdata
 
-from perceptual_sr import PerceptualSR
+from perceptual_sr import PerceptualSR, SRPipeline
 from perceptual_sr.data import crop_to_multiple, degrade, uint8_to_tensor
 from perceptual_sr.image_io import resize_bicubic as bicubic_upscale
 from perceptual_sr.inference import upscale_array
@@ -21,6 +21,7 @@ def _tensor(image: np.ndarray) -> torch.Tensor:
     return uint8_to_tensor(image)[None]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("photo", ["astronaut", "chelsea", "coffee"])
 def test_bundled_model_beats_bicubic_perceptually(model, photo):
     hr = crop_to_multiple(getattr(skdata, photo)()[:256, :256], 4)
@@ -40,11 +41,14 @@ def test_bundled_model_is_the_documented_architecture(model):
 def test_bundled_model_has_its_pixel_loss_twin_and_little_grid_texture(model):
     from perceptual_sr.metrics import grid_score
 
-    assert model.has_twin and model.detail == 1.0
+    pipeline = SRPipeline.from_pretrained()
+    assert pipeline.has_axis("detail")
     hr = crop_to_multiple(skdata.astronaut()[:256, :256], 4)
     lr = degrade(hr, 4, "bicubic").astype(np.float32) / 255.0
     sharp = upscale_array(model, lr, color_fix=None, fast=False)
-    faithful = upscale_array(model.at_detail(0.0), lr, color_fix=None, fast=False)
+    default = pipeline.network_at(detail=1.0).state_dict()
+    assert all(torch.equal(value, default[name]) for name, value in model.state_dict().items())
+    faithful = upscale_array(pipeline.network_at(detail=0.0), lr, color_fix=None, fast=False)
     # The twin is the fidelity end: closer to the ground truth in PSNR than the feature-loss model.
     assert psnr_y(faithful, hr) > psnr_y(sharp, hr)
     # The grid penalty keeps the default's periodic texture near the photo's (the previous model scored 1.5-2).

@@ -15,7 +15,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from perceptual_sr.model import DEFAULT_WEIGHTS_DIR, TWIN_SUBFOLDER, PerceptualSR
+from perceptual_sr.model import DEFAULT_WEIGHTS_DIR, PerceptualSR
+from perceptual_sr.pipeline import TWIN_SUBFOLDER, SRPipeline
 
 NOTES = """## Provenance
 
@@ -69,19 +70,15 @@ def main() -> None:
     parser.add_argument("--evaluation", type=Path, nargs="*", default=[], help="Markdown files for the card")
     args = parser.parse_args()
     try:
-        model = PerceptualSR.from_pretrained(args.run_dir)
-        twin = PerceptualSR.from_pretrained(args.twin)
-        model.attach_twin(twin)  # checks the two share one architecture
+        pipeline = SRPipeline({"": PerceptualSR.from_pretrained(args.run_dir),
+                               TWIN_SUBFOLDER: PerceptualSR.from_pretrained(args.twin)})  # one architecture
         evaluation = "\n\n".join(path.read_text() for path in args.evaluation) or None
         scores = [score for path in args.evaluation for score in _mean_scores(path.with_suffix(".csv"))]
     except (FileNotFoundError, ValueError) as error:
         sys.exit(f"error: {error}")
     training = {"default": _run_settings(args.run_dir), "pixel_twin": _run_settings(args.twin)}
     shutil.rmtree(DEFAULT_WEIGHTS_DIR, ignore_errors=True)
-    model.save_pretrained(DEFAULT_WEIGHTS_DIR, model_card_kwargs={
-        "training": training, "evaluation": evaluation, "notes": NOTES, "scores": scores})
-    twin.save_pretrained(DEFAULT_WEIGHTS_DIR / TWIN_SUBFOLDER)
-    (DEFAULT_WEIGHTS_DIR / TWIN_SUBFOLDER / "README.md").unlink(missing_ok=True)  # one card, the parent's
+    pipeline.save_pretrained(DEFAULT_WEIGHTS_DIR, training=training, evaluation=evaluation, notes=NOTES, scores=scores)
     for path in sorted(DEFAULT_WEIGHTS_DIR.rglob("*")):
         if path.is_file():
             print(f"wrote {path} ({path.stat().st_size / 1e3:.0f} kB)")
