@@ -1,11 +1,12 @@
 """Turn a folder of photos into a memory-mapped LR/HR training set: `python prepare_data.py SRC OUT`.
 
-See `perceptual_sr/prepare.py` for the layout and choices, `--help` for the options.
+See `perceptual_sr/prepare.py` for the layout and choices, `--help` for the options
+(`perceptual_sr/prepare_command.py`).
 """
 
 import sys
 
-from perceptual_sr.prepare import main
+from perceptual_sr.prepare_command import main
 
 if __name__ == "__main__":
     sys.exit(main())

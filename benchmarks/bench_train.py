@@ -1,7 +1,8 @@
 """Training throughput: the default fast path vs plain fp32 eager, side by side in one run.
 
-The fast path is what train.py does by default: channels_last, plus bf16 autocast on CPUs with
-bf16 hardware (AVX-512 bf16 / AMX) and AMP on CUDA. The baseline is fp32, contiguous, eager.
+The fast path is what train.py does by default: channels_last, plus AMP on CUDA (bf16 where the
+GPU has it, else fp16); CPUs train in fp32 unless `--precision bf16` is asked for
+(runtime.training_precision). The baseline is fp32, contiguous, eager.
 Both train the default network (SRConfig()) with the default loss on random data for the same
 number of steps; prints samples/s and HR megapixels/s of each and their ratio.
 
@@ -16,7 +17,8 @@ import time
 import torch
 
 from perceptual_sr import PerceptualLoss, PerceptualSR, SRConfig
-from perceptual_sr.runtime import choose_device, cpu_bf16_is_faster, cpu_has_fast_bf16, resolve_precision
+from perceptual_sr.runtime import (choose_device, cpu_bf16_is_faster, cpu_has_fast_bf16, resolve_precision,
+                                   training_precision)
 
 
 def samples_per_second(fast: bool, hr_size: int, batch_size: int, steps: int, device: torch.device,
@@ -28,7 +30,7 @@ def samples_per_second(fast: bool, hr_size: int, batch_size: int, steps: int, de
     model, loss_fn = model.to(memory_format=memory_format), loss_fn.to(memory_format=memory_format)
     network = torch.compile(model) if compile_model else model
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    dtype = resolve_precision(device, "auto") if fast else None  # the policy train.py uses
+    dtype = resolve_precision(device, training_precision(device, "auto")) if fast else None  # train.py's policy
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     lr = torch.rand(batch_size, 3, hr_size // 4, hr_size // 4, device=device).contiguous(memory_format=memory_format)
     hr = torch.rand(batch_size, 3, hr_size, hr_size, device=device).contiguous(memory_format=memory_format)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from perceptual_sr.color import RGB_TO_YCBCR, YCBCR_TO_RGB
 from perceptual_sr.image_io import quantize, resize_bicubic, resize_bicubic_planes
 
 COLOR_FIXES = ("histogram", "luma", None)
@@ -23,7 +24,8 @@ def apply_color_fix(upscaled: np.ndarray, low_res: np.ndarray, scale: int, metho
     "histogram": per channel, match the histogram of the bicubic upscaling (Johnson et al. 2016,
         section 4.2 post-process; the algorithm of skimage.exposure.match_histograms, applied as a
         lookup table so a 256 MP image needs no float64 copy).
-    "luma": keep the network's luma (BT.601 Y) and take chroma from bicubic.
+    "luma": keep the network's luma (full-range BT.601 Y, `perceptual_sr.color`) and take the
+        chroma (Cb, Cr) from bicubic.
     None: unchanged. Returns a new array of the same dtype.
     """
     if method is None:
@@ -53,23 +55,18 @@ def match_histogram(source: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return np.rint(lookup).astype(source.dtype)[source]
 
 
-_RGB_TO_YCBCR = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]],
-                         dtype=np.float32)
-_YCBCR_TO_RGB = np.linalg.inv(_RGB_TO_YCBCR).astype(np.float32)
-
-
 def _luma_fix(upscaled: np.ndarray, reference: list[np.ndarray], rows: int = 256) -> np.ndarray:
     """The network's luma with the chroma of the bicubic `reference` planes (R, G, B; clipped to
     [0, 1], as a displayed bicubic image is). Row chunks keep the float32 temporaries small on huge
     outputs, and the planes are read one by one, never interleaved at full size."""
     peak = float(np.iinfo(upscaled.dtype).max) if np.issubdtype(upscaled.dtype, np.integer) else 1.0
-    to_luma, to_cb, to_cr = (_RGB_TO_YCBCR[k] / scale for k, scale in enumerate((peak, 1.0, 1.0)))
+    to_luma, to_cb, to_cr = (RGB_TO_YCBCR[k] / scale for k, scale in enumerate((peak, 1.0, 1.0)))
     out = np.empty_like(upscaled)
     for top in range(0, upscaled.shape[0], rows):
         luma = upscaled[top:top + rows] @ to_luma  # float32, from any dtype
         red, green, blue = (np.clip(plane[top:top + rows], 0.0, 1.0) for plane in reference)
         cb = to_cb[0] * red + to_cb[1] * green + to_cb[2] * blue
         cr = to_cr[0] * red + to_cr[1] * green + to_cr[2] * blue
-        rgb = np.stack([luma + _YCBCR_TO_RGB[c, 1] * cb + _YCBCR_TO_RGB[c, 2] * cr for c in range(3)], axis=2)
+        rgb = np.stack([luma + YCBCR_TO_RGB[c, 1] * cb + YCBCR_TO_RGB[c, 2] * cr for c in range(3)], axis=2)
         out[top:top + rows] = quantize(rgb, upscaled.dtype.type)
     return out

@@ -1,8 +1,10 @@
 """Command-line flags generated from a configuration dataclass (TrainConfig, SRConfig, PrepareConfig).
 
 One flag per field (`--field-name`), typed from the field's annotation; `X | None` fields accept
-the word "none"; bools become `--flag/--no-flag`. A field's metadata may carry "help",
-"choices", "aliases" (more flags, e.g. a field's old name), and "flag": False for a field that is not a setting. Validation stays in the dataclass's `__post_init__`.
+the word "none"; bools become `--flag/--no-flag`. Fields are declared with `setting(...)`, which
+writes the metadata the flags are made from: "help", "choices", "aliases" (more flags, e.g. a
+field's old name), "flag": False for a field that is not a setting, and "resumable" (a
+TrainConfig setting a resumed run may change). Validation stays in the dataclass's `__post_init__`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,25 @@ import dataclasses
 import types
 import typing
 from typing import Any, Callable
+
+
+def setting(default: Any = dataclasses.MISSING, help: str = "", *, choices: tuple | None = None,
+            aliases: tuple[str, ...] = (), resumable: bool = False, flag: bool = True,
+            default_factory: Callable[[], Any] | Any = dataclasses.MISSING) -> Any:
+    """A dataclass field with its flag's metadata, e.g. `steps: int | None = setting(None, "updates to run")`.
+
+    No `default` (and no `default_factory`) makes a required field, as with `dataclasses.field`.
+    """
+    metadata: dict[str, Any] = {"help": help}
+    if choices:
+        metadata["choices"] = choices
+    if aliases:
+        metadata["aliases"] = tuple(aliases)
+    if resumable:
+        metadata["resumable"] = True
+    if not flag:
+        metadata["flag"] = False
+    return dataclasses.field(default=default, default_factory=default_factory, metadata=metadata)
 
 
 def _base_type(annotation: Any) -> tuple[type, bool]:

@@ -3,7 +3,7 @@ low-resolution input, and the dataset of prepared LR/HR pairs.
 
 Convention: the network sees float32 RGB tensors, (B, 3, H, W) in [0, 1] (a single image is
 (3, H, W) here and gains its batch axis at the call). Files are read and written by
-`perceptual_sr.image_io`, which hands over (H, W, 3) arrays; `uint8_to_tensor` and
+`perceptual_sr.image_io`, which hands over (H, W, 3) arrays; its `uint8_to_tensor` and
 `tensor_to_uint8` cross between the two.
 """
 
@@ -17,28 +17,14 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+# tensor_to_uint8 is imported from here by train_logs.py until it imports it from image_io.
+from perceptual_sr.image_io import tensor_to_uint8, uint8_to_tensor  # noqa: F401
+
 DEGRADATIONS = ("blur", "bicubic")
 BLUR_SIGMA = 1.0  # Johnson et al. 2016, section 4.2: Gaussian blur sigma 1.0 before downsampling
 BLUR_TRUNCATE = 3.0  # kernel radius = 3 sigma -> 7x7 kernel for sigma 1
 SPLITS = ("val", "train")
 DATASET_FORMAT_VERSION = 1  # written by prepare.py into manifest.json; bump when the arrays change meaning
-
-
-def uint8_to_tensor(image: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (3, H, W) float32 in [0, 1]."""
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"expected an (H, W, 3) uint8 array, got {image.dtype} {image.shape}")
-    # A contiguous, writable array: torch must not alias a read-only buffer (a memory map, a PIL
-    # image's bytes); np.require copies only when the input is not already so.
-    image = np.require(image, requirements=["C_CONTIGUOUS", "WRITEABLE"])
-    return torch.from_numpy(image).permute(2, 0, 1).float().div(255.0)
-
-
-def tensor_to_uint8(image: torch.Tensor) -> np.ndarray:
-    """(3, H, W) float in [0, 1] -> (H, W, 3) uint8, rounded to nearest."""
-    if image.ndim != 3 or image.shape[0] != 3:
-        raise ValueError(f"expected a (3, H, W) tensor, got shape {tuple(image.shape)}")
-    return image.detach().float().clamp(0, 1).mul(255.0).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
 def crop_to_multiple(image: np.ndarray, multiple: int) -> np.ndarray:
@@ -76,8 +62,9 @@ def degrade(hr: np.ndarray, scale: int, kind: str = "blur") -> np.ndarray:
 class SRPairDataset(Dataset):
     """The (LR, HR) pairs that `prepare_data.py` wrote to `root`, as float32 (3, h, w) tensors in [0, 1].
 
-    Augmentation (crops, flips) is the training loop's, seeded per step for exact resume. The arrays are memory-mapped lazily in each process, so the dataset pickles cheaply into
-    DataLoader workers and works with DistributedSampler. `manifest` is the parsed manifest.json.
+    Augmentation (crops, flips) is the training loop's, seeded per step for exact resume. The arrays
+    are memory-mapped lazily in each process, so the dataset pickles cheaply into DataLoader workers
+    and works with DistributedSampler. `manifest` is the parsed manifest.json.
     """
 
     def __init__(self, root: str | Path, split: str = "train"):

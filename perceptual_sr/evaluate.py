@@ -15,7 +15,7 @@ import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 import torch
@@ -23,10 +23,14 @@ from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
-from perceptual_sr.data import DEGRADATIONS, crop_to_multiple, degrade, uint8_to_tensor
-from perceptual_sr.image_io import IMAGE_SUFFIXES, load_rgb8, resize_bicubic
+from perceptual_sr.atomic_write import atomic_file
+from perceptual_sr.data import DEGRADATIONS, crop_to_multiple, degrade
+from perceptual_sr.image_io import IMAGE_SUFFIXES, dequantize, load_rgb8, resize_bicubic, save_image, uint8_to_tensor
 from perceptual_sr.inference import upscale_array
 from perceptual_sr.metrics import LPIPSMetric, grid_score, psnr_y, ssim_y
+
+if TYPE_CHECKING:
+    from perceptual_sr.pipeline import SRPipeline
 
 METRICS = ("psnr", "ssim", "lpips", "grid")
 METHODS = ("bicubic", "model")
@@ -136,7 +140,7 @@ def evaluate_pairs(model: nn.Module, pairs: Iterable[tuple[str, np.ndarray, np.n
     result = FolderResult(name)
     for image_name, lr, hr in pairs:
         bicubic = resize_bicubic(lr, scale)
-        sr = upscale_array(model, lr.astype(np.float32) / 255.0, out_dtype=np.uint8, color_fix=color_fix,
+        sr = upscale_array(model, dequantize(lr), out_dtype=np.uint8, color_fix=color_fix,
                            device=device, fast=fast)
         hr_tensor = _to_tensor(hr)
         lpips_values = lpips_metric(torch.cat([_to_tensor(bicubic), _to_tensor(sr)]).to(_device_of(lpips_metric)),
@@ -148,7 +152,8 @@ def evaluate_pairs(model: nn.Module, pairs: Iterable[tuple[str, np.ndarray, np.n
         }
         result.images.append(ImageScores(image_name, scores))
         if comparison_dir is not None:
-            Image.fromarray(np.concatenate([bicubic, sr, hr], axis=1)).save(Path(comparison_dir) / f"{image_name}.png")
+            side_by_side = Image.fromarray(np.concatenate([bicubic, sr, hr], axis=1))
+            save_image(side_by_side, Path(comparison_dir) / f"{image_name}.png")
     return result
 
 
@@ -199,9 +204,10 @@ def write_tables(results: list[FolderResult], out_dir: str | Path) -> tuple[Path
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     markdown_path, csv_path = out_dir / "results.md", out_dir / "results.csv"
-    markdown_path.write_text(markdown_table(results), encoding="utf-8")
+    with atomic_file(markdown_path) as staging:
+        staging.write_text(markdown_table(results), encoding="utf-8")
     columns = [f"{method}_{metric}" for method in METHODS for metric in METRICS]
-    with csv_path.open("w", newline="", encoding="utf-8") as handle:
+    with atomic_file(csv_path) as staging, staging.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["dataset", "image", *columns])
         for result in results:
@@ -217,22 +223,22 @@ def write_tables(results: list[FolderResult], out_dir: str | Path) -> tuple[Path
 DETAIL_SWEEP = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
-def sweep_detail(model: nn.Module, folders: list[str | Path], out_dir: str | Path,
+def sweep_detail(model: "SRPipeline", folders: list[str | Path], out_dir: str | Path,
                  details: tuple[float, ...] = DETAIL_SWEEP, **options) -> list[dict]:
-    """Evaluate `model.at_detail(d)` for each d on every folder; writes sweep.csv and
+    """Evaluate the pipeline's network at each detail d on every folder; writes sweep.csv and
     perception_distortion.png (PSNR-Y against LPIPS, one curve per set, bicubic as a point)."""
-    if not getattr(model, "has_twin", False):
+    if not (hasattr(model, "has_axis") and model.has_axis("detail")):
         raise ValueError("a detail sweep needs a model with its pixel-loss twin (the bundled default has one)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     options.setdefault("lpips_metric", LPIPSMetric())
     rows = []
     for detail in details:
-        for result in evaluate(model.at_detail(detail), folders, **options):
+        for result in evaluate(model.network_at(detail=detail), folders, **options):
             means = result.means
             rows.append({"detail": detail, "set": result.name,
                          **{f"{method}_{metric}": means[method][metric] for method in METHODS for metric in METRICS}})
-    with (out_dir / "sweep.csv").open("w", newline="", encoding="utf-8") as handle:
+    with atomic_file(out_dir / "sweep.csv") as staging, staging.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
@@ -262,5 +268,6 @@ def plot_perception_distortion(rows: list[dict], path: str | Path) -> None:
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7, ncol=2)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    with atomic_file(path) as staging:
+        figure.savefig(staging, dpi=110, format="png")
     plt.close(figure)

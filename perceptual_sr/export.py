@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import warnings
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from perceptual_sr.atomic_write import atomic_file
 from perceptual_sr.model import PerceptualSR, SRConfig
 
 DEFAULT_OPSET = 17
@@ -35,31 +35,28 @@ def export_onnx(model: PerceptualSR, path: str | Path, opset: int = DEFAULT_OPSE
     path = Path(path)
     if path.suffix.lower() != ".onnx":
         raise ValueError(f"the output file should end in .onnx, got {str(path)!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.{os.getpid()}.partial")
     was_training = model.training
     model.eval()
     try:
-        example = torch.rand(1, 3, 32, 32, device=next(model.parameters()).device)
-        # The TorchScript-based exporter: dynamic height and width through reflection padding,
-        # nearest and bicubic resizing export cleanly (max abs difference ~1e-6 against PyTorch).
-        with warnings.catch_warnings():
-            # Tracing notes on the input-shape check and on constant folding: harmless here.
-            warnings.simplefilter("ignore")
-            options = dict(input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=opset,
-                           dynamic_axes={INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
-                                         OUTPUT_NAME: {0: "batch", 2: "out_height", 3: "out_width"}})
-            try:
-                torch.onnx.export(model, (example,), str(staging), dynamo=False, **options)
-            except TypeError:  # torch before 2.5 has no `dynamo` switch: its exporter is this one
-                torch.onnx.export(model, (example,), str(staging), **options)
-        graph = onnx.load(str(staging))
-        onnx.checker.check_model(graph)
-        onnx.helper.set_model_props(graph, {CONFIG_KEY: json.dumps(dataclasses.asdict(model.config))})
-        onnx.save(graph, str(staging))
-        os.replace(staging, path)
+        with atomic_file(path) as staging:
+            example = torch.rand(1, 3, 32, 32, device=next(model.parameters()).device)
+            # The TorchScript-based exporter: dynamic height and width through reflection padding,
+            # nearest and bicubic resizing export cleanly (max abs difference ~1e-6 against PyTorch).
+            with warnings.catch_warnings():
+                # Tracing notes on the input-shape check and on constant folding: harmless here.
+                warnings.simplefilter("ignore")
+                options = dict(input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=opset,
+                               dynamic_axes={INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
+                                             OUTPUT_NAME: {0: "batch", 2: "out_height", 3: "out_width"}})
+                try:
+                    torch.onnx.export(model, (example,), str(staging), dynamo=False, **options)
+                except TypeError:  # torch before 2.5 has no `dynamo` switch: its exporter is this one
+                    torch.onnx.export(model, (example,), str(staging), **options)
+            graph = onnx.load(str(staging))
+            onnx.checker.check_model(graph)
+            onnx.helper.set_model_props(graph, {CONFIG_KEY: json.dumps(dataclasses.asdict(model.config))})
+            onnx.save(graph, str(staging))
     finally:
-        staging.unlink(missing_ok=True)
         model.train(was_training)
     return path
 

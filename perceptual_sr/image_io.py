@@ -1,13 +1,18 @@
 """Reading and writing images faithfully: modes, bit depth, alpha, ICC profile and EXIF.
 
 This module owns every pixel conversion of the package; the rest imports it. `decode_pil` turns
-any Pillow image into a `DecodedImage`: float32 RGB in [0, 1] (HWC here because it is an edge; the
-network side is NCHW, see `perceptual_sr.data`), an alpha plane split off or flattened onto white,
-and what is needed to write the result back in the same kind (mode, bit depth, ICC profile, EXIF).
-`encode_pil` does the reverse; `load_rgb8` is the uint8 RGB reader of training and evaluation.
-`quantize` is the one float -> integer rule (round to nearest), `rgb_to_grey` the one BT.601
-luma, and `resize_bicubic` the one bicubic kernel of every table and colour fix (Pillow's, a = -0.5,
-as MATLAB's imresize). Nothing here knows about the network.
+any Pillow image into a `DecodedImage`: float32 RGB in [0, 1] (HWC here because it is an edge), an
+alpha plane split off or flattened onto white, and what is needed to write the result back in the
+same kind (mode, bit depth, ICC profile, EXIF). `encode_pil` does the reverse; `load_rgb8` is the
+uint8 RGB reader of training and evaluation; `save_image` writes atomically.
+
+The one integer <-> float rule, side by side for numpy and torch: `quantize` / `quantize_tensor`
+(float in [0, 1] -> uint8 / uint16 rounded to nearest over the full range) and `dequantize` /
+`dequantize_tensor` (the reverse: divide by 255 or 65535). `uint8_to_tensor` and `tensor_to_uint8`
+cross between an (H, W, 3) uint8 array and the network's (3, H, W) float32 tensor in [0, 1].
+`resize_bicubic` is the one bicubic kernel of every table and colour fix (Pillow's, a = -0.5, as
+MATLAB's imresize). Greyscale is `perceptual_sr.color.rgb_to_grey`. Nothing here knows about the
+network.
 
 What is kept and what cannot be:
 - EXIF orientation is applied on reading; the EXIF block is written back with orientation reset to 1.
@@ -26,15 +31,17 @@ What is kept and what cannot be:
 
 from __future__ import annotations
 
-import os
 import struct
-import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageOps
+
+from perceptual_sr.atomic_write import atomic_file
+from perceptual_sr.color import rgb_to_grey
 
 # Input pixels (width x height) accepted by default. 16 MP covers phone photos; the x4 output of
 # such an image is 256 MP (768 MB as 8-bit RGB), which is why there is a limit at all.
@@ -163,21 +170,21 @@ def _decode(image: Image.Image, max_pixels: int | None) -> DecodedImage:
         image = image.convert("LA" if mode == "L" else "RGBA")
         mode = image.mode
     if mode in _GREY_8:
-        grey = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+        grey = dequantize(np.asarray(image.convert("L")))
         return DecodedImage(_replicate(grey), None, "L", icc_profile, exif)
     if mode in _GREY_16:
         values = np.asarray(image, dtype=np.float64)
         grey = (np.clip(values, 0, 65535) / 65535.0).astype(np.float32)
         return DecodedImage(_replicate(grey), None, "I;16", icc_profile, exif)
     if mode in ("LA", "La"):
-        la = np.asarray(image.convert("LA"), dtype=np.float32) / 255.0
+        la = dequantize(np.asarray(image.convert("LA")))
         return DecodedImage(_replicate(la[..., 0]), np.ascontiguousarray(la[..., 1]), "LA", icc_profile, exif)
     if mode in _TO_RGBA:
-        rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / 255.0
+        rgba = dequantize(np.asarray(image.convert("RGBA")))
         return DecodedImage(np.ascontiguousarray(rgba[..., :3]), np.ascontiguousarray(rgba[..., 3]),
                             "RGBA", icc_profile, exif)
     if mode in _TO_RGB:
-        rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+        rgb = dequantize(np.asarray(image.convert("RGB")))
         return DecodedImage(rgb, None, "RGB", icc_profile, exif)
     raise ValueError(f"unsupported image mode {image.mode!r}; convert it to RGB, RGBA, L or I;16 first")
 
@@ -205,7 +212,9 @@ def encode_pil(rgb: np.ndarray, alpha: np.ndarray | None, like: DecodedImage) ->
 
 
 def save_image(image: Image.Image, path: str | Path, format: str | None = None) -> None:
-    """Save with the ICC profile and EXIF kept, converting modes the target format cannot hold."""
+    """Save atomically, with the ICC profile and EXIF kept, converting modes the target format cannot
+    hold (16-bit grey to 8 bits, alpha flattened on white for JPEG/BMP/GIF). The format comes from
+    `format` or the suffix; the parent folder is created."""
     path = Path(path)
     format = (format or Image.registered_extensions().get(path.suffix.lower(), "")).upper()
     if not format:
@@ -226,15 +235,8 @@ def save_image(image: Image.Image, path: str | Path, format: str | None = None) 
         options["exif"] = image.info["exif"]
     if format == "JPEG":
         options["quality"] = 95
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Written under a temporary name in the same folder, then renamed: a run killed mid-write
-    # leaves no truncated file under the real name (os.replace is atomic on one file system).
-    staging = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.partial")
-    try:
+    with atomic_file(path) as staging:  # a run killed mid-write leaves no truncated file
         image.save(staging, format=format, **options)
-        os.replace(staging, path)
-    finally:
-        staging.unlink(missing_ok=True)
 
 
 def is_complete_image(path: str | Path) -> bool:
@@ -249,11 +251,6 @@ def is_complete_image(path: str | Path) -> bool:
         return False
 
 
-def rgb_to_grey(rgb: np.ndarray) -> np.ndarray:
-    """ITU-R BT.601 luma, as Pillow's RGB -> L conversion: (H, W, 3) -> (H, W)."""
-    return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
-
-
 def quantize(values: np.ndarray, dtype: type) -> np.ndarray:
     """Float values in [0, 1], or uint8 / uint16 over their full range -> `dtype`: integers are
     rounded to nearest over their full range (uint8 0..255, uint16 0..65535); float dtypes are
@@ -265,11 +262,60 @@ def quantize(values: np.ndarray, dtype: type) -> np.ndarray:
     if values.dtype == np.uint8 and dtype == np.uint16:
         return values.astype(np.uint16) * 257
     if np.issubdtype(values.dtype, np.integer):
-        values = values.astype(np.float32) / np.iinfo(values.dtype).max
+        values = dequantize(values)
     if np.issubdtype(dtype, np.integer):
         peak = np.iinfo(dtype).max
         return np.rint(np.clip(values, 0.0, 1.0) * peak).astype(dtype)
     return np.clip(values, 0.0, 1.0).astype(dtype)
+
+
+def dequantize(values: np.ndarray) -> np.ndarray:
+    """Unsigned integers over their full range (uint8 0..255, uint16 0..65535) -> float32 in [0, 1];
+    float values -> float32, clipped to [0, 1]. The inverse of `quantize`, up to its rounding."""
+    if np.issubdtype(values.dtype, np.integer):
+        return values.astype(np.float32) / np.iinfo(values.dtype).max
+    if np.issubdtype(values.dtype, np.floating):
+        return np.clip(values, 0.0, 1.0).astype(np.float32)
+    raise ValueError(f"unsupported pixel dtype {values.dtype}; use uint8, uint16 or float in [0, 1]")
+
+
+_TENSOR_PEAKS = {torch.uint8: 255.0, torch.uint16: 65535.0}
+
+
+def quantize_tensor(values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """`quantize` for tensors, on any device: float values -> `dtype`, clipped to [0, 1]; uint8 /
+    uint16 rounded to nearest over their full range. The argument is left unchanged."""
+    values = values.clamp(0.0, 1.0)  # a new tensor: the in-place steps below never touch the argument
+    if dtype.is_floating_point:
+        return values.to(dtype)
+    return values.mul_(_TENSOR_PEAKS[dtype]).round_().to(dtype)
+
+
+def dequantize_tensor(values: torch.Tensor) -> torch.Tensor:
+    """`dequantize` for tensors: uint8 / uint16 over their full range -> float32 in [0, 1]; float
+    values -> float32, clipped to [0, 1]. On the input's device."""
+    if values.dtype in _TENSOR_PEAKS:
+        return values.to(torch.float32).div_(_TENSOR_PEAKS[values.dtype])
+    if values.is_floating_point():
+        return values.to(torch.float32).clamp(0.0, 1.0)
+    raise ValueError(f"unsupported pixel dtype {values.dtype}; use uint8, uint16 or float in [0, 1]")
+
+
+def uint8_to_tensor(image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 array -> (3, H, W) float32 tensor in [0, 1] (a copy; the array is not aliased)."""
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) uint8 array, got {image.dtype} {image.shape}")
+    # torch must not alias a read-only buffer (a memory map, a PIL image's bytes): np.require
+    # copies only when the array is not already contiguous and writable.
+    image = np.require(image, requirements=["C_CONTIGUOUS", "WRITEABLE"])
+    return dequantize_tensor(torch.from_numpy(image).permute(2, 0, 1))
+
+
+def tensor_to_uint8(image: torch.Tensor) -> np.ndarray:
+    """(3, H, W) float tensor in [0, 1], on any device -> (H, W, 3) uint8 array, rounded to nearest."""
+    if image.ndim != 3 or image.shape[0] != 3:
+        raise ValueError(f"expected a (3, H, W) tensor, got shape {tuple(image.shape)}")
+    return quantize_tensor(image.detach().float(), torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
 def resize_to(image: Image.Image, size: tuple[int, int]) -> Image.Image:
@@ -286,8 +332,9 @@ def resize_to(image: Image.Image, size: tuple[int, int]) -> Image.Image:
 
 
 def grey_to_8_bits(image: Image.Image) -> Image.Image:
-    """16-bit (or 32-bit integer) greyscale as 8-bit "L", rounded (65535 -> 255), never clipped:
-    Pillow's own conversion turns such images white (and GIF's black)."""
+    """16-bit (or 32-bit integer) greyscale as 8-bit "L": divided by 257 and truncated (65535 -> 255;
+    at most one level below rounding), not clipped at 255 as Pillow's own conversion does, which
+    turns such images white (and GIF's black)."""
     return image.point(lambda value: value / 257).convert("L")
 
 

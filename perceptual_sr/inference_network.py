@@ -191,15 +191,41 @@ def _pad_phase_stack(phases: torch.Tensor, pad: int) -> torch.Tensor:
     `pad` phase-stacked pixels that hold the full-resolution map's reflection padding."""
     _, stacked, height, width = phases.shape
     channels, height, width = stacked // 4, height - 1, width - 1
-    out = _empty_like(phases, stacked, height + 2 * pad, width + 2 * pad)
-    for index, (row, column) in enumerate(_PHASES):
+    return _stack_phases([phases[:, index * channels:(index + 1) * channels, row:row + height, column:column + width]
+                          for index, (row, column) in enumerate(_PHASES)], pad, like=phases)
+
+
+def _stack_phases(parts: list[torch.Tensor], pad: int, like: torch.Tensor) -> torch.Tensor:
+    """The four (B, C, H, W) phases of a (2H, 2W) map, in `_PHASES` order -> its phase stack
+    (B, 4C, H + 2 pad, W + 2 pad) in `like`'s memory format, padded by `pad` phase-stacked pixels
+    that hold the map's reflection padding (`phase_training` differentiates this with
+    `_stack_phases_adjoint`)."""
+    channels, height, width = parts[0].shape[1:]
+    out = _empty_like(like, 4 * channels, height + 2 * pad, width + 2 * pad)
+    for index, ((row, column), part) in enumerate(zip(_PHASES, parts)):
         group = slice(index * channels, (index + 1) * channels)
-        out[:, group, pad:pad + height, pad:pad + width] = phases[:, group, row:row + height, column:column + width]
+        out[:, group, pad:pad + height, pad:pad + width] = part
         rows_to, rows_from = _reflected(height, pad, row)
         out[:, group, rows_to, pad:pad + width] = out[:, group, rows_from, pad:pad + width]
         columns_to, columns_from = _reflected(width, pad, column)
         out[:, group, :, columns_to] = out[:, group, :, columns_from]
     return out
+
+
+def _stack_phases_adjoint(grad: torch.Tensor, pad: int) -> list[torch.Tensor]:
+    """The adjoint of `_stack_phases`: a phase stack's gradient -> the four phases' gradients, each
+    padded pixel's gradient added to the interior pixel it copies (in the reverse order of the copies)."""
+    channels, height, width = grad.shape[1] // 4, grad.shape[2] - 2 * pad, grad.shape[3] - 2 * pad
+    parts = []
+    for index, (row, column) in enumerate(_PHASES):
+        group = grad[:, index * channels:(index + 1) * channels].clone()
+        columns_to, columns_from = (torch.tensor(i, device=grad.device) for i in _reflected(width, pad, column))
+        group.index_add_(3, columns_from, group.index_select(3, columns_to))
+        rows_to, rows_from = (torch.tensor(i, device=grad.device) for i in _reflected(height, pad, row))
+        interior = group[:, :, :, pad:pad + width]
+        interior.index_add_(2, rows_from, interior.index_select(2, rows_to))
+        parts.append(interior[:, :, pad:pad + height])
+    return parts
 
 
 def _reflected(length: int, pad: int, parity: int) -> tuple[list[int], list[int]]:

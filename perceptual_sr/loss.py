@@ -15,9 +15,7 @@ from safetensors.torch import load_file
 from torch import nn
 from torchvision.models import vgg16
 
-from perceptual_sr.convert_weights import loss_network_weights
-
-VGG16_WEIGHTS = "vgg16_imagenet.safetensors"
+from perceptual_sr.weights import VGG16_WEIGHTS, loss_network_weights
 
 # torchvision `vgg16().features` index of each ReLU, named as in the paper (block_conv).
 VGG16_RELU_INDEX = {

@@ -1,8 +1,9 @@
 """Image-quality metrics as super-resolution papers report them: PSNR-Y, SSIM-Y and LPIPS.
 
 PSNR and SSIM follow BasicSR (`calculate_psnr` / `calculate_ssim` with `test_y_channel=True`):
-BT.601 luma Y in [16, 235] computed in float from uint8 RGB, `border` pixels cropped on every
-side, SSIM with an 11x11 Gaussian window (sigma 1.5) over the valid region (Wang et al. 2004).
+studio-range BT.601 Y in [16, 235] computed in float from uint8 RGB (`color.rgb_to_studio_y`),
+`border` pixels cropped on every side, SSIM with an 11x11 Gaussian window (sigma 1.5) over the
+valid region (Wang et al. 2004).
 LPIPS (Zhang et al. 2018) uses the `lpips` package's AlexNet variant, built without downloading:
 its linear heads ship in the wheel and the AlexNet trunk comes from our bundled ImageNet weights.
 """
@@ -18,18 +19,11 @@ from safetensors.torch import load_file
 from scipy.ndimage import correlate1d
 from torch import nn
 
-from perceptual_sr.convert_weights import loss_network_weights
+from perceptual_sr.color import rgb_to_studio_y
+from perceptual_sr.weights import ALEXNET_WEIGHTS, loss_network_weights
 
-ALEXNET_WEIGHTS = "alexnet_imagenet.safetensors"  # in the repository's perceptual_sr/pretrained/
 # torchvision `alexnet().features` index -> the lpips package's `net.sliceN` holding it.
 _ALEXNET_SLICE = {0: 1, 3: 2, 6: 3, 8: 4, 10: 5}
-
-
-def rgb_to_y(image: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 RGB -> (H, W) float64 BT.601 luma in [16, 235] (BasicSR's `rgb2ycbcr`, y only)."""
-    _check_uint8_rgb(image, "image")
-    rgb = image.astype(np.float64) / 255.0
-    return 16.0 + rgb @ np.array([65.481, 128.553, 24.966])
 
 
 def psnr_y(sr: np.ndarray, hr: np.ndarray, border: int = 4) -> float:
@@ -74,7 +68,7 @@ def _cropped_y(sr: np.ndarray, hr: np.ndarray, border: int) -> tuple[np.ndarray,
     if border < 0 or 2 * border >= min(sr.shape[:2]):
         raise ValueError(f"border {border} is invalid for a {sr.shape[1]}x{sr.shape[0]} image")
     crop = (slice(border, -border), slice(border, -border)) if border else (slice(None), slice(None))
-    return rgb_to_y(sr)[crop], rgb_to_y(hr)[crop]
+    return rgb_to_studio_y(sr)[crop], rgb_to_studio_y(hr)[crop]
 
 
 def _check_uint8_rgb(image: np.ndarray, name: str) -> None:
@@ -141,7 +135,7 @@ _GRID_NEAR, _GRID_FAR = 3, 8
 
 def grid_peak_energy(image: np.ndarray) -> float:
     """Mean log10 peak-over-background ratio of an (H, W, 3) uint8 image at the periods-2/4 frequencies."""
-    luma = rgb_to_y(image)
+    luma = rgb_to_studio_y(image)
     height, width = luma.shape
     if height < 4 * _GRID_FAR or width < 4 * _GRID_FAR:
         raise ValueError(f"the grid score needs at least {4 * _GRID_FAR}x{4 * _GRID_FAR} pixels, got {width}x{height}")

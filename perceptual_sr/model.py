@@ -14,7 +14,7 @@ import dataclasses
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +25,9 @@ from huggingface_hub.errors import HFValidationError, HfHubHTTPError, LocalEntry
 from safetensors import SafetensorError
 from torch import nn
 
-from perceptual_sr import model_card
+from perceptual_sr import model_card, weights
 from perceptual_sr.atomic_write import atomic_file, write_text
+from perceptual_sr.config_flags import setting
 from perceptual_sr.network_ends import check_rgb_batch, output_head
 
 MODEL_TYPE = "perceptual-sr"
@@ -35,7 +36,6 @@ NORMS = ("batch", "instance")
 UPSAMPLERS = ("deconv", "pixelshuffle", "resize-conv")
 GLOBAL_SKIPS = ("none", "bicubic")
 
-DEFAULT_WEIGHTS_DIR = Path(__file__).parent / "pretrained" / "perceptual-sr-x4"
 
 
 @dataclass(frozen=True)
@@ -57,17 +57,15 @@ class SRConfig:
         output is clamped to [0, 1] in eval mode only).
     """
 
-    model_type: str = field(default=MODEL_TYPE, metadata={
-        "help": "written to config.json, so a saved folder says what it holds", "flag": False})
-    scale: int = field(default=4, metadata={"help": "upscaling factor", "choices": SCALES})
-    channels: int = field(default=64, metadata={"help": "feature channels of the body"})
-    residual_blocks: int = field(default=4, metadata={"help": "residual blocks at input resolution"})
-    norm: str = field(default="batch", metadata={"help": "normalisation", "choices": NORMS})
-    upsampler: str = field(default="deconv", metadata={"help": "x2 stage", "choices": UPSAMPLERS})
-    global_skip: str = field(default="none", metadata={
-        "help": "none: paint the image through a tanh; bicubic: add a residual to bicubic", "choices": GLOBAL_SKIPS})
-    full_res_channels: int | None = field(default=None, metadata={
-        "help": "channels of the last x2 stage and the tail (none: --channels)"})
+    model_type: str = setting(MODEL_TYPE, "written to config.json, so a saved folder says what it holds", flag=False)
+    scale: int = setting(4, "upscaling factor", choices=SCALES)
+    channels: int = setting(64, "feature channels of the body")
+    residual_blocks: int = setting(4, "residual blocks at input resolution")
+    norm: str = setting("batch", "normalisation", choices=NORMS)
+    upsampler: str = setting("deconv", "x2 stage", choices=UPSAMPLERS)
+    global_skip: str = setting("none", "none: paint the image through a tanh; bicubic: add a residual to bicubic",
+                               choices=GLOBAL_SKIPS)
+    full_res_channels: int | None = setting(None, "channels of the last x2 stage and the tail (none: --channels)")
 
     def __post_init__(self) -> None:
         if self.model_type != MODEL_TYPE:
@@ -212,7 +210,7 @@ class PerceptualSR(
             raise ValueError("a PerceptualSR is one weight set; for `detail`, load "
                              "`perceptual_sr.SRPipeline.from_pretrained(...)` and pass detail to its upscale()")
         if pretrained_model_name_or_path is None:
-            pretrained_model_name_or_path = default_weights_folder()
+            pretrained_model_name_or_path = weights.default_model_folder()
         path = Path(pretrained_model_name_or_path)
         if path.is_absolute() or str(pretrained_model_name_or_path).startswith(".") or path.exists():
             check_model_folder(path)
@@ -290,16 +288,6 @@ class PerceptualSR(
     def generate_model_card(self, *args: Any, **kwargs: Any):
         """Model card written next to the weights by `save_pretrained` and `push_to_hub`."""
         return model_card.build(self.config, sum(p.numel() for p in self.parameters()), **kwargs)
-
-
-def default_weights_folder() -> Path:
-    """The folder of the default model bundled with the package (FileNotFoundError if absent)."""
-    if not (DEFAULT_WEIGHTS_DIR / constants.SAFETENSORS_SINGLE_FILE).is_file():
-        raise FileNotFoundError(
-            "no default weights are bundled with this version of perceptual_sr (expected "
-            f"{DEFAULT_WEIGHTS_DIR / constants.SAFETENSORS_SINGLE_FILE}); train a model with train.py and pass "
-            "its output folder, or pass a Hub repo id")
-    return DEFAULT_WEIGHTS_DIR
 
 
 def check_model_folder(path: Path) -> Path:

@@ -28,8 +28,8 @@ from huggingface_hub import snapshot_download
 from huggingface_hub.errors import HFValidationError, HfHubHTTPError, LocalEntryNotFoundError
 from torch import nn
 
-from perceptual_sr import inference, inference_network
-from perceptual_sr.model import PerceptualSR, check_model_folder, default_weights_folder
+from perceptual_sr import inference, inference_network, weights
+from perceptual_sr.model import PerceptualSR, check_model_folder
 from perceptual_sr.runtime import choose_device
 
 # Axes of the blend space and the value each takes when a caller does not say.
@@ -207,7 +207,7 @@ def load_weight_sets(folder: Path) -> dict[str, PerceptualSR]:
 def _local_folder(repo_or_folder: str | Path | None, hub_kwargs: dict[str, Any]) -> Path:
     """A local folder holding the model: the bundled default, the folder given, or a Hub snapshot."""
     if repo_or_folder is None:
-        return check_model_folder(default_weights_folder())
+        return check_model_folder(weights.default_model_folder())
     path = Path(repo_or_folder)
     if path.is_absolute() or str(repo_or_folder).startswith(".") or path.exists():
         return check_model_folder(path)

@@ -10,7 +10,8 @@ Choices, written down once:
 - Images are found recursively (JPEG/PNG/WebP/BMP/TIFF; hidden files such as macOS `._x.jpg` are
   ignored), sorted, and shuffled with `seed`; the first usable ones form the validation split, the
   next `num_images` usable ones the training split, so the two are disjoint.
-- Validation holds `val_images` images but never more than 10% of the images found.
+- Validation holds `val_images` images but no more than 10% of the images found (at least one when
+  two or more are found, none when only one is).
 - Images whose shorter side is below `hr_size` are skipped (listed in the manifest), and the next
   candidate takes their place: an upscaled "high-resolution" target would teach the network to
   reproduce bicubic blur.
@@ -28,15 +29,13 @@ Choices, written down once:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
-import shutil
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Callable, Iterator
@@ -45,13 +44,14 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from perceptual_sr.config_flags import add_flags, from_flags
+from perceptual_sr.atomic_write import write_json
+from perceptual_sr.config_flags import setting
 from perceptual_sr.data import DATASET_FORMAT_VERSION, DEGRADATIONS, SPLITS, degrade
 from perceptual_sr.image_io import IMAGE_SUFFIXES, UNREADABLE_ERRORS, load_rgb8
+from perceptual_sr.prepare_arrays import PartialArrays, check_disk_space, finalise_array
 
 MAX_VAL_FRACTION = 0.1
 SPLIT_CODES = {"val": 0, "train": 1}  # part of the crop seed; never change
-DISK_MARGIN_BYTES = 64 * 2**20  # room for the manifest and progress files
 PROGRESS_FILE, PLAN_FILE, MANIFEST_FILE = "progress.json", "plan.json", "manifest.json"
 
 
@@ -63,17 +63,16 @@ def _default_workers() -> int:
 class PrepareConfig:
     """Settings of one data preparation run; all but `workers` determine the output bytes."""
 
-    source: Path = field(metadata={"help": "folder of images, searched recursively"})
-    out: Path = field(metadata={"help": "output folder (created; re-run the same command to resume)"})
-    num_images: int = field(default=80000, metadata={"help": "training images (all usable ones if fewer)"})
-    val_images: int = field(default=50, metadata={"help": "validation images, at most 10%% of those found"})
-    crops_per_image: int = field(default=1, metadata={"help": "random training crops per image"})
-    hr_size: int = field(default=288, metadata={"help": "side of the square high-resolution crops"})
-    scale: int = field(default=4, metadata={"help": "downscaling factor; LR side = hr_size / scale"})
-    degradation: str = field(default="blur",
-                             metadata={"help": "blur (the paper's) or bicubic", "choices": DEGRADATIONS})
-    seed: int = field(default=0, metadata={"help": "picks the images and crop positions"})
-    workers: int = field(default_factory=_default_workers, metadata={"help": "worker processes"})
+    source: Path = setting(help="folder of images, searched recursively")
+    out: Path = setting(help="output folder (created; re-run the same command to resume)")
+    num_images: int = setting(80000, "training images (all usable ones if fewer)")
+    val_images: int = setting(50, "validation images, at most 10%% of those found")
+    crops_per_image: int = setting(1, "random training crops per image")
+    hr_size: int = setting(288, "side of the square high-resolution crops")
+    scale: int = setting(4, "downscaling factor; LR side = hr_size / scale")
+    degradation: str = setting("blur", "blur (the paper's) or bicubic", choices=DEGRADATIONS)
+    seed: int = setting(0, "picks the images and crop positions")
+    workers: int = setting(help="worker processes", default_factory=_default_workers)
 
     def __post_init__(self) -> None:
         self.source, self.out = Path(self.source), Path(self.out)
@@ -213,17 +212,7 @@ def _crop_job(job: CropJob) -> tuple[CropJob, np.ndarray | None, np.ndarray | No
     return job, hr, lr, None
 
 
-# ----------------------------------------------------------------------------- files on disk
-
-
-def write_json_atomic(path: Path, data: dict, indent: int = 1) -> None:
-    """Atomic write: a kill leaves either the old or the new file, never half of one."""
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "w") as file:
-        json.dump(data, file, indent=indent)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
+# ----------------------------------------------------------------------------- bookkeeping files
 
 
 def _read_json(path: Path, required: dict[str, type]) -> dict | None:
@@ -244,25 +233,6 @@ def _read_json(path: Path, required: dict[str, type]) -> dict | None:
     return data
 
 
-def _create_npy(path: Path, shape: tuple[int, ...]) -> None:
-    """An .npy header followed by a sparse, zero-filled body: disk is used as rows are written."""
-    with open(path, "wb") as file:
-        np.lib.format.write_array_header_1_0(
-            file, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False, "shape": shape})
-        file.truncate(file.tell() + int(np.prod(shape)))
-
-
-def _npy_offset(path: Path, shape: tuple[int, ...]) -> int | None:
-    """Byte offset of the data in an existing uint8 .npy file of `shape`, or None if it is not one."""
-    try:
-        array = np.load(path, mmap_mode="r")
-    except (OSError, ValueError):
-        return None
-    if array.dtype != np.uint8 or array.shape != shape:
-        return None
-    return int(array.offset) if isinstance(array, np.memmap) else None
-
-
 def _shapes(config: PrepareConfig, plan: dict) -> dict[str, tuple[int, ...]]:
     """Shape of every partial array, keyed by file stem ("train_hr", ...)."""
     shapes = {}
@@ -275,83 +245,6 @@ def _shapes(config: PrepareConfig, plan: dict) -> dict[str, tuple[int, ...]]:
 
 def _crops_per_image(config: PrepareConfig, split: str) -> int:
     return config.crops_per_image if split == "train" else 1
-
-
-def _format_bytes(count: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(count) < 1000 or unit == "GB":
-            return f"{count:.1f} {unit}" if unit != "B" else f"{int(count)} B"
-        count /= 1000
-    raise AssertionError("unreachable")
-
-
-def check_disk_space(folder: Path, needed: int, purpose: str = "the arrays") -> None:
-    """Print what the run needs; raise OSError if the disk holding `folder` has less free space."""
-    free = shutil.disk_usage(folder).free
-    print(f"disk: {purpose} need {_format_bytes(needed)} more in {folder}; {_format_bytes(free)} free", file=sys.stderr)
-    if needed + DISK_MARGIN_BYTES > free:
-        raise OSError(f"not enough disk space in {folder}: the dataset needs {_format_bytes(needed)} more "
-                      f"but only {_format_bytes(free)} is free; free some space or choose another OUT")
-
-
-class _PartialArrays:
-    """The four `*.npy.partial` files, written row by row with pwrite (no mapping, so RSS stays small)."""
-
-    def __init__(self, out: Path, shapes: dict[str, tuple[int, ...]], create: bool):
-        self.paths = {stem: out / f"{stem}.npy.partial" for stem in shapes}
-        self.shapes = shapes
-        self.offsets: dict[str, int] = {}
-        for stem, path in self.paths.items():
-            if create:
-                _create_npy(path, shapes[stem])
-            offset = _npy_offset(path, shapes[stem])
-            assert offset is not None, f"{path} has an unexpected header"
-            self.offsets[stem] = offset
-        self.fds = {stem: os.open(path, os.O_RDWR) for stem, path in self.paths.items()}
-
-    @staticmethod
-    def usable(out: Path, shapes: dict[str, tuple[int, ...]]) -> bool:
-        return all(_npy_offset(out / f"{stem}.npy.partial", shape) is not None for stem, shape in shapes.items())
-
-    def write(self, stem: str, first_row: int, rows: np.ndarray) -> None:
-        row_bytes = int(np.prod(self.shapes[stem][1:]))
-        data = np.ascontiguousarray(rows, dtype=np.uint8).tobytes()
-        assert len(data) == row_bytes * len(rows)
-        written = os.pwrite(self.fds[stem], data, self.offsets[stem] + first_row * row_bytes)
-        if written != len(data):
-            raise OSError(f"short write to {self.paths[stem]} (disk full?)")
-
-    def sync(self) -> None:
-        for fd in self.fds.values():
-            os.fsync(fd)
-
-    def close(self) -> None:
-        for fd in self.fds.values():
-            os.close(fd)
-        self.fds = {}
-
-
-def _finalise_array(partial: Path, final: Path, shape: tuple[int, ...], keep_rows: list[int]) -> None:
-    """Move a finished partial array to its final name, dropping the rows of skipped images.
-
-    Idempotent, so a kill during finalisation is repaired by re-running.
-    """
-    if not partial.exists():
-        if _npy_offset(final, (len(keep_rows),) + shape[1:]) is None:
-            raise ValueError(f"{partial} is missing and {final} is incomplete; delete {final.parent} and start over")
-        return
-    if len(keep_rows) == shape[0]:
-        os.replace(partial, final)
-        return
-    temporary = final.with_name(final.name + ".tmp")
-    source = np.load(partial, mmap_mode="r")
-    _create_npy(temporary, (len(keep_rows),) + shape[1:])
-    target = np.load(temporary, mmap_mode="r+")
-    for start in range(0, len(keep_rows), 256):  # bounded memory: 256 rows at a time
-        target[start: start + 256] = source[keep_rows[start: start + 256]]
-    target.flush()
-    del target, source
-    os.replace(temporary, final)
 
 
 def package_versions() -> dict[str, str]:
@@ -427,14 +320,14 @@ def prepare(config: PrepareConfig, *, checkpoint_seconds: float = 10.0,
                                  "re-run with those settings to finish it, or choose another OUT")
         else:
             plan = choose_images(config, pool)
-            write_json_atomic(out / PLAN_FILE, plan)
+            write_json(out / PLAN_FILE, plan)
         shapes = _shapes(config, plan)
 
         progress = _read_json(out / PROGRESS_FILE, {"done": dict, "failed": dict})
         total = sum(len(plan["splits"][split]) for split in SPLITS)
         finished = progress is not None and sum(len(progress["done"][split]) for split in SPLITS) == total
         if not finished:
-            resume = progress is not None and _PartialArrays.usable(out, shapes)
+            resume = progress is not None and PartialArrays.usable(out, shapes)
             if not resume:
                 progress = {"done": {split: [] for split in SPLITS}, "failed": {split: {} for split in SPLITS}}
             existing = sum(os.stat(out / f"{stem}.npy.partial").st_blocks * 512 for stem in shapes) if resume else 0
@@ -452,14 +345,14 @@ def _write_crops(config: PrepareConfig, plan: dict, shapes: dict, progress: dict
     """Fill the partial arrays with every image not yet recorded in `progress` (updated in place)."""
     out = config.out
     done = {split: set(progress["done"][split]) for split in SPLITS}
-    arrays = _PartialArrays(out, shapes, create=not resume)
+    arrays = PartialArrays(out, shapes, create=not resume)
     total = sum(len(plan["splits"][split]) for split in SPLITS)
     last_checkpoint = time.monotonic()
 
     def checkpoint() -> None:
         arrays.sync()  # the rows must be on disk before progress.json claims them
         progress["done"] = {split: sorted(done[split]) for split in SPLITS}
-        write_json_atomic(out / PROGRESS_FILE, progress)
+        write_json(out / PROGRESS_FILE, progress)
 
     try:
         with tqdm(total=total, initial=sum(map(len, done.values())), desc="cropping", unit="img") as bar:
@@ -499,7 +392,7 @@ def _finalise(config: PrepareConfig, plan: dict, shapes: dict, progress: dict) -
                              f"{split} arrays without the rows of skipped files")
         for kind in ("hr", "lr"):
             stem = f"{split}_{kind}"
-            _finalise_array(out / f"{stem}.npy.partial", out / f"{stem}.npy", shapes[stem], rows)
+            finalise_array(out / f"{stem}.npy.partial", out / f"{stem}.npy", shapes[stem], rows)
         sources[split] = [plan["splits"][split][index] for index in kept]
         counts[split], images[split] = len(rows), len(kept)
     manifest = {
@@ -521,42 +414,7 @@ def _finalise(config: PrepareConfig, plan: dict, shapes: dict, progress: dict) -
         "settings": config.settings(),
         "versions": package_versions(),
     }
-    write_json_atomic(out / MANIFEST_FILE, manifest)
+    write_json(out / MANIFEST_FILE, manifest)
     for name in [f"{stem}.npy.partial" for stem in shapes] + [PROGRESS_FILE, PLAN_FILE]:
         (out / name).unlink(missing_ok=True)
     return manifest
-
-
-# ----------------------------------------------------------------------------- command line
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """Flags generated from `PrepareConfig`'s fields (source and out are positional)."""
-    parser = argparse.ArgumentParser(
-        prog="prepare_data.py", description="Turn a folder of photos into memory-mapped LR/HR training arrays.")
-    add_flags(parser, PrepareConfig, positional=("source", "out"))
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    started = time.monotonic()
-    try:
-        config = from_flags(PrepareConfig, vars(args))
-        already_complete = (config.out / MANIFEST_FILE).is_file()
-        processed = []  # images cropped by this invocation (not by an earlier, interrupted one)
-        manifest = prepare(config, on_image=processed.append)
-    except (ValueError, OSError) as error:
-        print(f"prepare_data.py: error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("prepare_data.py: interrupted; run the same command again to continue", file=sys.stderr)
-        return 130
-    seconds = time.monotonic() - started
-    size = sum((config.out / f"{split}_{kind}.npy").stat().st_size for split in SPLITS for kind in ("hr", "lr"))
-    images = sum(manifest["images"].values())
-    rate = f"{len(processed) / seconds:.1f}/s"
-    speed = "" if already_complete else f"; {seconds:.1f} s, {len(processed)} images cropped ({rate})"
-    print(f"{config.out}: train {manifest['counts']['train']} rows, val {manifest['counts']['val']} rows "
-          f"from {images} images, {len(manifest['skipped'])} skipped; {_format_bytes(size)}{speed}")
-    return 0

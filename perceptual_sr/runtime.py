@@ -115,6 +115,24 @@ def resolve_precision(device: torch.device, precision: str = "auto") -> torch.dt
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[precision]
 
 
+def training_precision(device: torch.device, precision: str = "auto") -> str:
+    """The precision ("bf16", "fp16" or "fp32") a training run uses for `precision` on `device`.
+
+    auto is decided by the hardware alone, never by a timing, so one recipe on one machine always
+    trains in the same precision (and a checkpoint can record it): bf16 on CUDA where supported
+    (else fp16, with loss scaling), fp32 on CPUs and Apple MPS. Whether bf16 pays on a CPU takes a
+    timing to tell (`cpu_bf16_is_faster`, which inference uses), and a timing can differ from one
+    run to the next; pass precision="bf16" to train in bf16 on a CPU with AMX.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
     """Autocast to `dtype` on `device`, or nothing when `dtype` is None."""
     if dtype is None:

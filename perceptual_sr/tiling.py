@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from perceptual_sr.image_io import quantize_tensor
 from perceptual_sr.runtime import autocast
 
 DEFAULT_TILE_OVERLAP = 16  # input pixels; > the receptive-field radius of the default 4-block net
@@ -109,16 +110,6 @@ def is_out_of_memory(error: BaseException) -> bool:
         return True
     message = str(error).lower()
     return isinstance(error, RuntimeError) and ("out of memory" in message or "can't allocate memory" in message)
-
-
-def quantize_tensor(values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Float values -> `dtype`, clipped to [0, 1]: unsigned integers rounded to nearest over their full
-    range (`image_io.quantize`'s rule, for tensors on any device)."""
-    values = values.clamp(0.0, 1.0)
-    if dtype.is_floating_point:
-        return values.to(dtype)
-    peak = {torch.uint8: 255.0, torch.uint16: 65535.0}[dtype]
-    return values.mul_(peak).round_().to(dtype)
 
 
 def _auto_tile_batch(device: torch.device, tile: int, scale: int, channels: int, half_precision: bool) -> int:

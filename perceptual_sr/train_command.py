@@ -14,7 +14,8 @@ import sys
 
 from perceptual_sr.config_flags import add_flags, from_flags
 from perceptual_sr.model import SRConfig
-from perceptual_sr.training import TrainConfig, TrainingDiverged, train
+from perceptual_sr.train_config import TrainConfig
+from perceptual_sr.training import TrainingDiverged, train
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[SRConfig, TrainConfig]:

@@ -63,7 +63,9 @@ def test_tables_written(model, lpips_metric, hr_folder, tmp_path):
     assert [row["image"] for row in rows] == ["astronaut", "camera", "mean"]
     assert float(rows[-1]["bicubic_psnr"]) == pytest.approx(results[0].mean("bicubic", "psnr"), abs=1e-5)
     assert (tmp_path / "out" / "comparisons" / "Set2" / "camera.png").is_file()
-    write_tables(results, tmp_path / "again")
+    markdown_path, csv_path = write_tables(results, tmp_path / "out")  # written again: replaced, not appended
+    assert markdown_path.read_text() == markdown and len(list(csv.DictReader(csv_path.open()))) == 3
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["comparisons", "results.csv", "results.md"]
 
 
 def test_bad_folders_and_options(model, lpips_metric, tmp_path):
@@ -76,21 +78,15 @@ def test_bad_folders_and_options(model, lpips_metric, tmp_path):
         evaluate_folder(model, tmp_path / "empty", degradation="jpeg", lpips_metric=lpips_metric)
 
 
-def test_images_too_small_for_the_protocol_are_skipped_with_a_message(tmp_path, capsys):
-    from perceptual_sr import PerceptualSR, SRConfig
-    from perceptual_sr.evaluate import evaluate_folder
-    from perceptual_sr.metrics import LPIPSMetric
-
-    model = PerceptualSR(SRConfig(channels=4, residual_blocks=1))
+def test_images_too_small_for_the_protocol_are_skipped_with_a_message(model, lpips_metric, tmp_path, capsys):
     folder = tmp_path / "mixed"
     folder.mkdir()
     rng = np.random.default_rng(0)
     for name, size in (("tiny", 3), ("small", 16), ("ok", 40)):
         Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(folder / f"{name}.png")
-    lpips = LPIPSMetric()
-    result = evaluate_folder(model, folder, lpips_metric=lpips)
+    result = evaluate_folder(model, folder, lpips_metric=lpips_metric)
     assert [image.name for image in result.images] == ["ok"] and result.skipped == ["small.png", "tiny.png"]
     assert "skipped tiny.png" in capsys.readouterr().err
     (folder / "ok.png").unlink()
     with pytest.raises(ValueError, match="large enough"):
-        evaluate_folder(model, folder, lpips_metric=lpips)
+        evaluate_folder(model, folder, lpips_metric=lpips_metric)

@@ -63,6 +63,7 @@ def _expected_size(image) -> tuple[int, int] | None:
     return None
 
 
+@pytest.mark.slow  # 200 upscales and saves
 def test_upscale_and_save_never_fail_with_anything_but_a_clear_error(model, tmp_path):
     rng = np.random.default_rng(2026)
     outcomes = {"image": 0, "refused": 0}

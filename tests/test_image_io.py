@@ -1,4 +1,5 @@
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -203,3 +204,58 @@ def test_encode_pil_takes_16_bit_integers_as_it_takes_floats(mode):
     from_float = np.asarray(encode_pil(rgb, None, like))
     from_uint16 = np.asarray(encode_pil(np.rint(rgb * 65535).astype(np.uint16), None, like))
     assert np.abs(from_float.astype(int) - from_uint16.astype(int)).max() <= 1  # the 16-bit step only
+
+
+def test_quantize_and_dequantize_agree_for_numpy_and_tensors():
+    import torch
+
+    from perceptual_sr.image_io import dequantize, dequantize_tensor, quantize, quantize_tensor
+
+    values = np.concatenate([np.linspace(-0.5, 1.5, 4001), [0.5 / 255, 1.5 / 255, 0.5 / 65535]]).astype(np.float32)
+    for numpy_dtype, torch_dtype in ((np.uint8, torch.uint8), (np.uint16, torch.uint16), (np.float32, torch.float32)):
+        from_numpy = quantize(values, numpy_dtype)
+        from_torch = quantize_tensor(torch.from_numpy(values), torch_dtype)
+        assert from_torch.dtype == torch_dtype
+        assert np.array_equal(from_torch.to(torch.float64).numpy(), from_numpy.astype(np.float64)), numpy_dtype
+        back = dequantize(from_numpy)
+        assert back.dtype == np.float32 and back.min() == 0.0 and back.max() == 1.0
+        assert np.array_equal(dequantize_tensor(from_torch).numpy(), back)
+    for every in (np.arange(256, dtype=np.uint8), np.arange(65536, dtype=np.uint16)):
+        assert np.array_equal(quantize(dequantize(every), every.dtype.type), every)  # integers survive exactly
+    with pytest.raises(ValueError, match="unsupported pixel dtype"):
+        dequantize(np.zeros(3, dtype=np.complex64))
+
+
+def test_uint8_arrays_and_tensors_cross_exactly_and_leave_their_input_alone():
+    import torch
+
+    from perceptual_sr.image_io import tensor_to_uint8, uint8_to_tensor
+
+    image = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    image.setflags(write=False)  # as a memory map or a PIL image's bytes
+    tensor = uint8_to_tensor(image)
+    assert tensor.shape == (3, 5, 7) and tensor.dtype == torch.float32
+    assert np.array_equal(tensor_to_uint8(tensor), image)
+    overshoot = tensor * 1.5 - 0.2  # out of range: clipped, and the argument is not changed
+    kept = overshoot.clone()
+    assert tensor_to_uint8(overshoot).min() == 0 and tensor_to_uint8(overshoot).max() == 255
+    assert torch.equal(overshoot, kept)
+    with pytest.raises(ValueError, match="uint8"):
+        uint8_to_tensor(image.astype(np.float32))
+    with pytest.raises(ValueError, match="3, H, W"):
+        tensor_to_uint8(tensor[None])
+
+
+def test_a_failed_save_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    path = tmp_path / "photo.png"
+    save_image(Image.new("RGB", (4, 4), "red"), path)
+    before = path.read_bytes()
+
+    def broken_save(self, target, *args, **kwargs):
+        Path(target).write_bytes(b"half a PNG")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Image.Image, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_image(Image.new("RGB", (4, 4), "blue"), path)
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["photo.png"]

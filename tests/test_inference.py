@@ -19,9 +19,19 @@ def model():
     return PerceptualSR(SRConfig(channels=4, residual_blocks=1)).eval()
 
 
-def test_contract_names():
-    assert COLOR_FIXES == ("histogram", "luma", None) and DEFAULT_COLOR_FIX in COLOR_FIXES
-    assert issubclass(ImageTooLargeError, ValueError)
+def test_every_colour_fix_is_accepted_and_others_are_refused(model):
+    image = np.random.default_rng(0).random((6, 5, 3)).astype(np.float32)
+    for color_fix in COLOR_FIXES:
+        assert upscale(model, image, color_fix=color_fix).shape == (24, 20, 3)
+    assert DEFAULT_COLOR_FIX in COLOR_FIXES
+    with pytest.raises(ValueError, match="color_fix must be one of"):
+        upscale(model, image, color_fix="sepia")
+
+
+def test_too_large_images_raise_an_error_that_is_a_value_error(model):
+    with pytest.raises(ValueError) as raised:
+        upscale(model, np.zeros((20, 30, 3), np.uint8), max_pixels=100)
+    assert isinstance(raised.value, ImageTooLargeError) and "600" in str(raised.value)
 
 
 @pytest.fixture
@@ -235,20 +245,31 @@ def test_tile_plan_covers_exactly_with_equal_tiles_and_enough_overlap(length):
     assert len(starts) == max(1, -(-(length - 16) // (192 - 16)))  # the fewest tiles that can do it
 
 
-def test_bf16_is_used_on_cpu_only_where_measured_faster(monkeypatch):
+@pytest.mark.parametrize("bf16_seconds, chosen", [(0.5, torch.bfloat16), (0.95, None), (2.0, None)])
+def test_bf16_is_used_on_cpu_only_where_measured_faster(monkeypatch, bf16_seconds, chosen):
+    """The decision follows the timing: a fake clock makes each fp32 call take 1 s and each bf16
+    call `bf16_seconds`; bf16 must win by 10%."""
     from perceptual_sr import runtime
 
-    runtime.cpu_bf16_is_faster.cache_clear()
-    monkeypatch.setattr(runtime, "cpu_has_fast_bf16", lambda: False)
-    assert runtime.cpu_bf16_is_faster() is False  # no bf16 hardware: never measured, never bf16
-    assert runtime.resolve_precision(torch.device("cpu")) is None
-    runtime.cpu_bf16_is_faster.cache_clear()
+    clock = [0.0]
+
+    class Timed(torch.nn.Module):
+        def forward(self, x):
+            clock[0] += bf16_seconds if torch.is_autocast_enabled("cpu") else 1.0
+            return x
+
+    monkeypatch.setattr(runtime, "_stand_in", Timed)
+    monkeypatch.setattr(runtime.time, "perf_counter", lambda: clock[0])
     monkeypatch.setattr(runtime, "cpu_has_fast_bf16", lambda: True)
-    measured = runtime.cpu_bf16_is_faster()  # a real measurement on this CPU
-    assert isinstance(measured, bool)
-    assert runtime.resolve_precision(torch.device("cpu")) == (torch.bfloat16 if measured else None)
-    assert runtime.resolve_precision(torch.device("cpu"), "fp32") is None
     runtime.cpu_bf16_is_faster.cache_clear()
+    try:
+        assert runtime.resolve_precision(torch.device("cpu")) == chosen
+        assert runtime.resolve_precision(torch.device("cpu"), "fp32") is None
+        monkeypatch.setattr(runtime, "cpu_has_fast_bf16", lambda: False)  # no bf16 hardware: never bf16
+        runtime.cpu_bf16_is_faster.cache_clear()
+        assert runtime.resolve_precision(torch.device("cpu")) is None
+    finally:
+        runtime.cpu_bf16_is_faster.cache_clear()
 
 
 def test_folded_batchnorm_graph_matches_the_plain_fp32_module():

@@ -4,7 +4,7 @@ import torch
 from scipy.ndimage import gaussian_filter
 from skimage import data as skdata
 
-from perceptual_sr.data import uint8_to_tensor
+from perceptual_sr.image_io import uint8_to_tensor
 from perceptual_sr.loss import PerceptualLoss, VGG16Features, parse_feature_weights, total_variation
 
 
@@ -33,6 +33,7 @@ def test_feature_loss_grows_with_blur(photo, feature_loss):
     assert all(a < b for a, b in zip(losses, losses[1:])), losses
 
 
+@pytest.mark.slow  # builds two VGG-16s
 def test_imagenet_features_differ_from_random_init(photo):
     trained = VGG16Features(("relu2_2",))(photo)["relu2_2"]
     random = VGG16Features(("relu2_2",), weights=None)(photo)["relu2_2"]
@@ -56,6 +57,7 @@ def test_gradient_flows_to_the_output_only(photo, feature_loss):
     assert target.grad is None
 
 
+@pytest.mark.slow  # builds its own VGG-16
 def test_combined_loss_reports_its_terms(photo):
     loss = PerceptualLoss("relu1_2:0.5,relu2_2", tv_weight=1e-5, pixel_weight=0.1)
     total, terms = loss(_blur(photo, 1.0), photo)

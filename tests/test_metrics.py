@@ -5,7 +5,9 @@ from scipy.ndimage import gaussian_filter
 from skimage import data
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from perceptual_sr.metrics import LPIPSMetric, psnr_y, rgb_to_y, ssim_y
+from perceptual_sr.color import rgb_to_studio_y
+from perceptual_sr.metrics import LPIPSMetric, psnr_y, ssim_y
+from perceptual_sr.weights import ALEXNET_WEIGHTS, loss_network_weights
 
 
 @pytest.fixture(scope="module")
@@ -21,14 +23,9 @@ def pair():
     return sr, hr
 
 
-def test_y_is_bt601_studio_range():
-    assert rgb_to_y(np.zeros((1, 1, 3), np.uint8))[0, 0] == pytest.approx(16.0)
-    assert rgb_to_y(np.full((1, 1, 3), 255, np.uint8))[0, 0] == pytest.approx(235.0)
-
-
 def test_psnr_and_ssim_agree_with_skimage(pair):
     sr, hr = pair
-    sr_y, hr_y = rgb_to_y(sr)[4:-4, 4:-4], rgb_to_y(hr)[4:-4, 4:-4]
+    sr_y, hr_y = rgb_to_studio_y(sr)[4:-4, 4:-4], rgb_to_studio_y(hr)[4:-4, 4:-4]
     assert psnr_y(sr, hr) == pytest.approx(peak_signal_noise_ratio(hr_y, sr_y, data_range=255), abs=1e-9)
     expected = structural_similarity(sr_y, hr_y, data_range=255, gaussian_weights=True, sigma=1.5,
                                      use_sample_covariance=False)
@@ -67,9 +64,6 @@ def test_lpips_zero_on_identical_and_grows_with_blur(lpips_metric):
 def test_lpips_uses_imagenet_alexnet_not_random(lpips_metric):
     from safetensors.torch import load_file
 
-    from perceptual_sr.convert_weights import loss_network_weights
-    from perceptual_sr.metrics import ALEXNET_WEIGHTS
-
     expected = load_file(str(loss_network_weights(ALEXNET_WEIGHTS)))["features.3.weight"]
     assert torch.equal(getattr(lpips_metric.lpips.net.slice2, "3").weight, expected)
     import lpips
@@ -81,9 +75,6 @@ def test_lpips_uses_imagenet_alexnet_not_random(lpips_metric):
 
 def test_lpips_load_is_strict(tmp_path):
     from safetensors.torch import load_file, save_file
-
-    from perceptual_sr.convert_weights import loss_network_weights
-    from perceptual_sr.metrics import ALEXNET_WEIGHTS
 
     tensors = load_file(str(loss_network_weights(ALEXNET_WEIGHTS)))
     del tensors["features.10.weight"]

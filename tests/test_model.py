@@ -6,7 +6,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from perceptual_sr import PerceptualSR, SRConfig
-from perceptual_sr.model import DEFAULT_WEIGHTS_DIR, UPSAMPLERS
+from perceptual_sr.model import UPSAMPLERS
+from perceptual_sr.weights import DEFAULT_WEIGHTS_DIR
 
 TINY = dict(channels=8, residual_blocks=1)
 
@@ -125,9 +126,9 @@ def test_the_bundled_default_loads_offline():
 
 
 def test_missing_default_weights_are_a_clear_error(tmp_path, monkeypatch):
-    import perceptual_sr.model
+    import perceptual_sr.weights
 
-    monkeypatch.setattr(perceptual_sr.model, "DEFAULT_WEIGHTS_DIR", tmp_path / "absent")
+    monkeypatch.setattr(perceptual_sr.weights, "DEFAULT_WEIGHTS_DIR", tmp_path / "absent")
     with pytest.raises(FileNotFoundError, match="no default weights"):
         PerceptualSR.from_pretrained()
 

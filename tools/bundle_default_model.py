@@ -15,8 +15,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from perceptual_sr.model import DEFAULT_WEIGHTS_DIR, PerceptualSR
+from perceptual_sr.model import PerceptualSR
 from perceptual_sr.pipeline import TWIN_SUBFOLDER, SRPipeline
+from perceptual_sr.weights import DEFAULT_WEIGHTS_DIR
 
 NOTES = """## Provenance
 
@@ -78,7 +79,8 @@ def main() -> None:
         sys.exit(f"error: {error}")
     training = {"default": _run_settings(args.run_dir), "pixel_twin": _run_settings(args.twin)}
     shutil.rmtree(DEFAULT_WEIGHTS_DIR, ignore_errors=True)
-    pipeline.save_pretrained(DEFAULT_WEIGHTS_DIR, training=training, evaluation=evaluation, notes=NOTES, scores=scores)
+    pipeline.save_pretrained(DEFAULT_WEIGHTS_DIR, training=training, evaluation=evaluation, notes=NOTES, scores=scores,
+                             degradation="bicubic")  # the shipped data: prepare_data.py --degradation bicubic
     for path in sorted(DEFAULT_WEIGHTS_DIR.rglob("*")):
         if path.is_file():
             print(f"wrote {path} ({path.stat().st_size / 1e3:.0f} kB)")

@@ -1,0 +1,115 @@
+"""How much cleanup an input needs, read off the input itself: `cleanup="auto"`.
+
+Two measurements, each mapped to a strength in [0, 1], and the larger one wins:
+
+- JPEG quality, from the file's own quantization tables (Pillow's `image.quantization`). libjpeg
+  scales the standard tables of the JPEG specification (Annex K) by one factor per quality
+  setting, so the quality an encoder used is the setting whose scaled tables match best.
+  Files from other encoders (phones, Photoshop) use their own tables; the best match still
+  ranks them by how coarse their quantization is, which is what matters here.
+- Noise level, by Immerkaer's fast estimator (J. Immerkaer, "Fast Noise Variance Estimation",
+  CVIU 64(2), 1996): a 3x3 mask that cancels image structure up to second order leaves mostly
+  noise, whose mean absolute value gives sigma. Texture leaks through the mask too, so the
+  strength starts only above the level clean photos reach (`NOISE_CLEAN`).
+
+A PNG that was never a JPEG and carries no noise gets 0: the clean benchmark protocol runs the
+default weights, unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+# The JPEG specification's example luminance quantization table (Annex K.1), in zigzag-free
+# row-major order, as libjpeg and Pillow use it.
+_STANDARD_LUMA_TABLE = np.array([
+    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
+    14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
+    18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99], dtype=np.float64)
+
+# Strength mapping. JPEG: quality 90 and above is visually clean (strength 0), quality 50 and
+# below gets the full variant; in between, linear. Noise (sigma in 8-bit levels): Immerkaer's
+# estimate on clean, bicubic-downscaled photos stays under NOISE_CLEAN (Set5/Set14 LR: see
+# tests/test_auto_cleanup.py); sigma NOISE_FULL and above gets the full variant.
+JPEG_CLEAN_QUALITY = 90
+JPEG_FULL_QUALITY = 50
+NOISE_CLEAN = 2.0
+NOISE_FULL = 8.0
+
+
+@dataclass(frozen=True)
+class InputQuality:
+    """What `assess` read off an image: JPEG quality (None: not a JPEG), noise sigma in 8-bit
+    levels, and the cleanup strength they map to."""
+
+    jpeg_quality: int | None
+    noise_sigma: float
+    cleanup: float
+
+    def describe(self) -> str:
+        jpeg = f"JPEG quality ~{self.jpeg_quality}" if self.jpeg_quality is not None else "not a JPEG"
+        return f"cleanup {self.cleanup:.2f} (auto: {jpeg}, noise ~{self.noise_sigma:.1f}/255)"
+
+
+def assess(image: Image.Image) -> InputQuality:
+    """Measure `image` (as opened from its file, so a JPEG still carries its tables)."""
+    quality = jpeg_quality(image)
+    sigma = noise_sigma(np.asarray(image.convert("L"), dtype=np.float64))
+    return InputQuality(quality, sigma, cleanup_strength(quality, sigma))
+
+
+def cleanup_strength(quality: int | None, sigma: float) -> float:
+    """The rule: the larger of the JPEG and the noise strength, each linear between its clean
+    and its full level."""
+    jpeg = 0.0 if quality is None else _ramp(JPEG_CLEAN_QUALITY - quality, 0.0,
+                                             JPEG_CLEAN_QUALITY - JPEG_FULL_QUALITY)
+    noise = _ramp(sigma, NOISE_CLEAN, NOISE_FULL)
+    return round(max(jpeg, noise), 2)
+
+
+def jpeg_quality(image: Image.Image) -> int | None:
+    """The libjpeg quality setting (1-100) whose luminance table best matches the file's; None
+    for an image that did not come from a JPEG file."""
+    tables = getattr(image, "quantization", None)
+    if not tables or 0 not in tables or len(tables[0]) != 64:
+        return None
+    table = np.asarray(tables[0], dtype=np.float64)
+    qualities = np.arange(1, 101)
+    errors = [np.abs(_libjpeg_table(q) - table).sum() for q in qualities]
+    return int(qualities[int(np.argmin(errors))])
+
+
+def _libjpeg_table(quality: int) -> np.ndarray:
+    # libjpeg's jpeg_quality_scaling and jpeg_add_quant_table (baseline: clamped to 1..255).
+    scale = 5000 / quality if quality < 50 else 200 - 2 * quality
+    return np.clip(np.floor((_STANDARD_LUMA_TABLE * scale + 50) / 100), 1, 255)
+
+
+def noise_sigma(grey: np.ndarray, block: int = 8, percentile: float = 10.0) -> float:
+    """Immerkaer's estimate of additive noise sigma of a (H, W) image in 8-bit levels, taken in
+    the flattest blocks: the `percentile`-th of the per-block estimates, since texture and edges
+    leak through the mask (measured on bicubic-downscaled Set5/Set14/BSD68: the whole-image
+    estimate read 1.6-11.5 on clean images, this one 0.1-5.9). 0 under 3x3 pixels."""
+    height, width = grey.shape
+    if height < 3 or width < 3:
+        return 0.0
+    # The mask [[1, -2, 1], [-2, 4, -2], [1, -2, 1]] as shifted sums (no scipy at inference time).
+    g = grey
+    response = np.abs(g[:-2, :-2] - 2 * g[:-2, 1:-1] + g[:-2, 2:]
+                      - 2 * g[1:-1, :-2] + 4 * g[1:-1, 1:-1] - 2 * g[1:-1, 2:]
+                      + g[2:, :-2] - 2 * g[2:, 1:-1] + g[2:, 2:])
+    rows, columns = response.shape[0] // block * block, response.shape[1] // block * block
+    if rows and columns:
+        blocks = response[:rows, :columns].reshape(rows // block, block, columns // block, block).mean(axis=(1, 3))
+        level = float(np.percentile(blocks, percentile))
+    else:
+        level = float(response.mean())
+    return float(np.sqrt(np.pi / 2) * level / 6)
+
+
+def _ramp(value: float, low: float, high: float) -> float:
+    return float(np.clip((value - low) / (high - low), 0.0, 1.0))
