@@ -212,19 +212,24 @@ def _stack_phases(parts: list[torch.Tensor], pad: int, like: torch.Tensor) -> to
     return out
 
 
-def _stack_phases_adjoint(grad: torch.Tensor, pad: int) -> list[torch.Tensor]:
-    """The adjoint of `_stack_phases`: a phase stack's gradient -> the four phases' gradients, each
-    padded pixel's gradient added to the interior pixel it copies (in the reverse order of the copies)."""
+def _stack_phases_adjoint(grad: torch.Tensor, pad: int, out: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+    """The adjoint of `_stack_phases`: a phase stack's gradient -> the four phases' gradients (written
+    into `out`'s tensors when given): each interior pixel's own, plus those of the padded pixels
+    that copy it (columns first, then rows: the reverse order of the copies)."""
     channels, height, width = grad.shape[1] // 4, grad.shape[2] - 2 * pad, grad.shape[3] - 2 * pad
     parts = []
     for index, (row, column) in enumerate(_PHASES):
-        group = grad[:, index * channels:(index + 1) * channels].clone()
+        group = grad[:, index * channels:(index + 1) * channels]  # (B, C, H + 2 pad, W + 2 pad)
+        interior = group[:, :, pad:pad + height, pad:pad + width]
+        part = interior.clone() if out is None else out[index].copy_(interior)
         columns_to, columns_from = (torch.tensor(i, device=grad.device) for i in _reflected(width, pad, column))
-        group.index_add_(3, columns_from, group.index_select(3, columns_to))
         rows_to, rows_from = (torch.tensor(i, device=grad.device) for i in _reflected(height, pad, row))
-        interior = group[:, :, :, pad:pad + width]
-        interior.index_add_(2, rows_from, interior.index_select(2, rows_to))
-        parts.append(interior[:, :, pad:pad + height])
+        from_columns = group.index_select(3, columns_to)  # (B, C, H + 2 pad, 2 pad): every row
+        part.index_add_(3, columns_from - pad, from_columns[:, :, pad:pad + height])
+        from_rows = group.index_select(2, rows_to)[:, :, :, pad:pad + width]  # (B, C, 2 pad, W)
+        from_rows.index_add_(3, columns_from - pad, from_columns.index_select(2, rows_to))
+        part.index_add_(2, rows_from - pad, from_rows)
+        parts.append(part)
     return parts
 
 

@@ -104,10 +104,12 @@ class _Interleave(torch.autograd.Function):
         batch, channels, height, width = grad.shape
         height, width = height // 2, width // 2
         out = torch.empty(batch, 4 * channels, height + 1, width + 1, dtype=grad.dtype, device=grad.device,
-                          memory_format=_layout(grad)).zero_()
+                          memory_format=_layout(grad))
         for index, (row, column) in enumerate(_PHASES):
-            out[:, index * channels:(index + 1) * channels, row:row + height, column:column + width] = \
-                grad[:, :, row::2, column::2]
+            group = out[:, index * channels:(index + 1) * channels]
+            group[:, :, row:row + height, column:column + width] = grad[:, :, row::2, column::2]
+            group[:, :, height * (1 - row)].zero_()  # the row and column this phase does not use
+            group[:, :, :, width * (1 - column)].zero_()
         return out
 
 
@@ -123,12 +125,10 @@ class _PhaseStack(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        parts = _stack_phases_adjoint(grad, ctx.pad)
-        batch, channels, height, width = parts[0].shape
-        out = torch.empty(batch, channels, 2 * height, 2 * width, dtype=grad.dtype, device=grad.device,
+        channels, height, width = grad.shape[1] // 4, grad.shape[2] - 2 * ctx.pad, grad.shape[3] - 2 * ctx.pad
+        out = torch.empty(grad.shape[0], channels, 2 * height, 2 * width, dtype=grad.dtype, device=grad.device,
                           memory_format=_layout(grad))
-        for (row, column), part in zip(_PHASES, parts):
-            out[:, :, row::2, column::2] = part
+        _stack_phases_adjoint(grad, ctx.pad, out=[out[:, :, row::2, column::2] for row, column in _PHASES])
         return out, None
 
 

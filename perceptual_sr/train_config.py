@@ -12,10 +12,12 @@ import math
 from dataclasses import dataclass
 
 from perceptual_sr.config_flags import setting
+from perceptual_sr.degradations import PRESETS
 from perceptual_sr.loss import parse_feature_weights
 from perceptual_sr.runtime import PRECISIONS
 
 LR_SCHEDULES = ("constant", "cosine")
+DEGRADATION_CHOICES = ("prepared", *PRESETS)
 
 # Fields renamed since checkpoints were first written: old name -> new name.
 RENAMED_FIELDS = {"lr": "learning_rate"}
@@ -43,6 +45,9 @@ class TrainConfig:
     pixel_weight: float = setting(0.0, "pixel MSE weight")
     grid_weight: float = setting(0.0, "penalty on the error's 2/4-px periodic component (loss.periodic_error)")
     crop_size: int | None = setting(None, "random HR crop per sample, a multiple of scale; none: whole pairs")
+    degradation: str = setting("prepared", "prepared: the LR the dataset holds; a preset of degradations.py "
+                                           "(photo, realesrgan): each HR crop degraded on the fly, seeded by the step",
+                               choices=DEGRADATION_CHOICES)
     init_from: str | None = setting(None, "start from these weights (a save_pretrained folder) instead of random")
     # Resumable as a setting, because a resume compares the precision it resolves to (recorded in
     # the checkpoint), not the word: "auto" and "bf16" are the same recipe where auto means bf16.
@@ -73,6 +78,8 @@ class TrainConfig:
             raise ValueError(f"epochs must be a finite number > 0, got {self.epochs!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if self.degradation not in DEGRADATION_CHOICES:
+            raise ValueError(f"degradation must be one of {DEGRADATION_CHOICES}, got {self.degradation!r}")
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps!r}")
         if not 0.0 <= self.ema_decay < 1.0:

@@ -29,9 +29,11 @@ from tqdm import tqdm
 from perceptual_sr import checkpoint as checkpoints
 from perceptual_sr.atomic_write import write_json
 from perceptual_sr.data import SRPairDataset
+from perceptual_sr.degradations import PRESETS, degrade_realistic_batch
 from perceptual_sr.loss import PerceptualLoss
 from perceptual_sr.model import PerceptualSR, SRConfig
 from perceptual_sr.model_card import push, training_card_kwargs
+from perceptual_sr.phase_training import PhaseTrainingNetwork, supports_phase_training
 from perceptual_sr.runtime import autocast, choose_device, resolve_precision, training_precision
 from perceptual_sr.train_config import TrainConfig, learning_rate_at
 from perceptual_sr.train_logs import TRAIN_LOG_FIELDS, VAL_FIELDS, CsvLog, plot_losses, truncate_log, validate
@@ -166,7 +168,10 @@ def _learner(model_config: SRConfig, config: TrainConfig, runtime: Runtime) -> L
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
         loss_fn = loss_fn.to(memory_format=torch.channels_last)
-    return Learner(model=model, network=model, loss_fn=loss_fn,
+    # The exact phase-form rewrite of the resize-conv stages (phase_training): the same function,
+    # gradients and BatchNorm statistics, 1.2-1.5x faster through the network.
+    network = PhaseTrainingNetwork(model) if supports_phase_training(model) else model
+    return Learner(model=model, network=network, loss_fn=loss_fn,
                    optimizer=torch.optim.Adam(model.parameters(), lr=config.learning_rate),
                    scaler=torch.amp.GradScaler(runtime.device.type, enabled=runtime.precision == "fp16"),
                    average=checkpoints.weight_average(model, config.ema_decay) if config.ema_decay > 0 else None)
@@ -200,7 +205,7 @@ def setup_run(model_config: SRConfig, config: TrainConfig) -> Run:
     step = _restore(config, runtime, out_dir / checkpoints.CHECKPOINT_DIR, learner)
     if runtime.world_size > 1:
         learner.network = DistributedDataParallel(
-            learner.model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
+            learner.network, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
     if config.compile:
         learner.network = torch.compile(learner.network)
     return Run(config=config, runtime=runtime, data=data, learner=learner, out_dir=out_dir, step=step,
@@ -219,6 +224,9 @@ def batches(run: Run) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
             # Seeded by the step: a resumed run draws the same crops and flips.
             generator = torch.Generator().manual_seed(config.seed * 1_000_003 + run.step * 7919 + runtime.rank)
             low_res, high_res = random_crops(low_res, high_res, data.scale, config.crop_size, generator)
+            if config.degradation != "prepared":  # real-photo training: this crop's LR, made now
+                seeds = torch.randint(2 ** 62, (high_res.shape[0],), generator=generator).tolist()
+                low_res = degrade_realistic_batch(high_res, data.scale, seeds, PRESETS[config.degradation])
             low_res = low_res.to(runtime.device, non_blocking=True)
             high_res = high_res.to(runtime.device, non_blocking=True)
             low_res, high_res = random_dihedral(low_res, high_res, generator)

@@ -244,3 +244,37 @@ def test_a_resumed_run_starts_where_the_checkpoint_left_off(dataset, tmp_path):
     resumed = setup_run(TINY, _config(dataset, tmp_path, resume=True, **PIXEL_LOSS))
     assert resumed.step == 5
     torch.testing.assert_close(resumed.learner.model.tail.weight, run.learner.model.tail.weight, rtol=0, atol=0)
+
+
+def _batch_at(run, step):
+    from perceptual_sr.training import batches
+
+    run.step = step
+    return next(batches(run))
+
+
+def test_realistic_degradation_makes_each_lr_from_its_hr_crop_seeded_by_the_step(dataset, tmp_path):
+    from perceptual_sr.data import degrade
+    from perceptual_sr.image_io import tensor_to_uint8, uint8_to_tensor
+
+    config = _config(dataset, tmp_path, degradation="photo", crop_size=16, **PIXEL_LOSS)
+    low_res, high_res = _batch_at(setup_run(TINY, config), 7)
+    again_low, again_high = _batch_at(setup_run(TINY, config), 7)  # a fresh process resuming at step 7
+    assert torch.equal(low_res, again_low) and torch.equal(high_res, again_high)
+    assert low_res.shape == (4, 3, 4, 4) and high_res.shape == (4, 3, 16, 16)
+    assert torch.equal(low_res * 255, (low_res * 255).round())  # 8-bit, as a decoded file
+    other_low, _ = _batch_at(setup_run(TINY, config), 8)
+    assert not torch.equal(low_res, other_low)
+    # Mostly not the clean bicubic LR of the crop (a share of about 1 in 5 is kept clean).
+    clean = torch.stack([uint8_to_tensor(degrade(tensor_to_uint8(hr), 4, "bicubic")) for hr in high_res])
+    assert sum(not torch.equal(a, b) for a, b in zip(low_res, clean)) >= 2
+
+
+@pytest.mark.slow
+def test_resume_continues_exactly_with_realistic_degradation(dataset, tmp_path):
+    settings = dict(degradation="photo", crop_size=32)
+    straight = train(TINY, _config(dataset, tmp_path / "straight", steps=4, **settings))
+    train(TINY, _config(dataset, tmp_path / "resumed", steps=2, checkpoint_every=2, **settings))
+    resumed = train(TINY, _config(dataset, tmp_path / "resumed", steps=4, resume=True, **settings))
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
