@@ -21,7 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from PIL import Image
+
+from perceptual_sr.color import rgb_to_grey
 
 # The JPEG specification's example luminance quantization table (Annex K.1), in zigzag-free
 # row-major order, as libjpeg and Pillow use it.
@@ -32,13 +35,13 @@ _STANDARD_LUMA_TABLE = np.array([
     49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99], dtype=np.float64)
 
 # Strength mapping. JPEG: quality 90 and above is visually clean (strength 0), quality 50 and
-# below gets the full variant; in between, linear. Noise (sigma in 8-bit levels): Immerkaer's
-# estimate on clean, bicubic-downscaled photos stays under NOISE_CLEAN (Set5/Set14 LR: see
-# tests/test_auto_cleanup.py); sigma NOISE_FULL and above gets the full variant.
+# below gets the full variant; in between, linear. Noise (sigma in 8-bit levels): the estimate
+# on the bicubic x1/4 LR of the first 12 images of Set5, Set14 and BSD68 read 0.1-7.4, so the
+# ramp starts above that; sigma NOISE_FULL and above gets the full variant.
 JPEG_CLEAN_QUALITY = 90
 JPEG_FULL_QUALITY = 50
-NOISE_CLEAN = 2.0
-NOISE_FULL = 8.0
+NOISE_CLEAN = 8.0
+NOISE_FULL = 16.0
 
 
 @dataclass(frozen=True)
@@ -55,11 +58,29 @@ class InputQuality:
         return f"cleanup {self.cleanup:.2f} (auto: {jpeg}, noise ~{self.noise_sigma:.1f}/255)"
 
 
-def assess(image: Image.Image) -> InputQuality:
-    """Measure `image` (as opened from its file, so a JPEG still carries its tables)."""
-    quality = jpeg_quality(image)
-    sigma = noise_sigma(np.asarray(image.convert("L"), dtype=np.float64))
+def assess(image: Image.Image | np.ndarray | torch.Tensor) -> InputQuality:
+    """Measure `image`: a PIL image as opened from its file (so a JPEG still carries its tables),
+    or an array / tensor as `upscale` takes them (noise only: pixels carry no JPEG tables)."""
+    quality = jpeg_quality(image) if isinstance(image, Image.Image) else None
+    sigma = noise_sigma(_grey_levels(image))
     return InputQuality(quality, sigma, cleanup_strength(quality, sigma))
+
+
+def _grey_levels(image: Image.Image | np.ndarray | torch.Tensor) -> np.ndarray:
+    """(H, W) float64 grey in 8-bit levels (0-255), whatever the input's kind and depth."""
+    if isinstance(image, Image.Image):
+        if image.mode in ("I;16", "I;16B", "I", "F"):
+            return np.asarray(image, dtype=np.float64) * (255 / 65535 if image.mode.startswith("I") else 255)
+        return np.asarray(image.convert("L"), dtype=np.float64)
+    if isinstance(image, torch.Tensor):
+        batch = image if image.ndim == 3 else image[0]  # the first of a batch speaks for it
+        image = batch.detach().float().cpu().permute(1, 2, 0).numpy()
+    values = np.asarray(image)
+    levels = values.astype(np.float64) * (255 / 65535 if values.dtype == np.uint16 else
+                                          1.0 if values.dtype == np.uint8 else 255.0)
+    if levels.ndim == 3:
+        levels = rgb_to_grey(levels[..., :3]) if levels.shape[2] >= 3 else levels[..., 0]
+    return levels
 
 
 def cleanup_strength(quality: int | None, sigma: float) -> float:
@@ -89,11 +110,11 @@ def _libjpeg_table(quality: int) -> np.ndarray:
     return np.clip(np.floor((_STANDARD_LUMA_TABLE * scale + 50) / 100), 1, 255)
 
 
-def noise_sigma(grey: np.ndarray, block: int = 8, percentile: float = 10.0) -> float:
+def noise_sigma(grey: np.ndarray) -> float:
     """Immerkaer's estimate of additive noise sigma of a (H, W) image in 8-bit levels, taken in
-    the flattest blocks: the `percentile`-th of the per-block estimates, since texture and edges
+    the flattest blocks: the 10th percentile of the 8x8 block estimates, since texture and edges
     leak through the mask (measured on bicubic-downscaled Set5/Set14/BSD68: the whole-image
-    estimate read 1.6-11.5 on clean images, this one 0.1-5.9). 0 under 3x3 pixels."""
+    estimate read 1.6-11.5 on clean images, this one 0.1-7.4). 0 under 3x3 pixels."""
     height, width = grey.shape
     if height < 3 or width < 3:
         return 0.0
@@ -102,13 +123,20 @@ def noise_sigma(grey: np.ndarray, block: int = 8, percentile: float = 10.0) -> f
     response = np.abs(g[:-2, :-2] - 2 * g[:-2, 1:-1] + g[:-2, 2:]
                       - 2 * g[1:-1, :-2] + 4 * g[1:-1, 1:-1] - 2 * g[1:-1, 2:]
                       + g[2:, :-2] - 2 * g[2:, 1:-1] + g[2:, 2:])
+    block = 8
     rows, columns = response.shape[0] // block * block, response.shape[1] // block * block
     if rows and columns:
         blocks = response[:rows, :columns].reshape(rows // block, block, columns // block, block).mean(axis=(1, 3))
-        level = float(np.percentile(blocks, percentile))
+        level = float(np.percentile(blocks, 10))
     else:
-        level = float(response.mean())
-    return float(np.sqrt(np.pi / 2) * level / 6)
+        level = float(response.mean()) * _PERCENTILE_BIAS  # too small for blocks: the plain mean
+    return float(np.sqrt(np.pi / 2) * level / 6 / _PERCENTILE_BIAS)
+
+
+# The 10th percentile of 8x8 block means of pure Gaussian noise's response sits at 0.80 of its
+# mean (measured on 64-512 px noise images, spread 0.04 at 64 px): divided out, the estimate
+# reads a noise image's sigma.
+_PERCENTILE_BIAS = 0.80
 
 
 def _ramp(value: float, low: float, high: float) -> float:

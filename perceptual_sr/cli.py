@@ -14,7 +14,8 @@ from tqdm.auto import tqdm
 
 from perceptual_sr import __version__
 from perceptual_sr.data import DEGRADATIONS
-from perceptual_sr.image_io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, is_complete_image, resize_to, save_image
+from perceptual_sr.image_io import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, is_complete_image, open_image, resize_to,
+                                   save_image)
 from perceptual_sr.inference import COLOR_FIXES, DEFAULT_COLOR_FIX, DEFAULT_TILE_OVERLAP, upscale
 from perceptual_sr.pipeline import SRPipeline
 from perceptual_sr.runtime import choose_device, reuse_freed_memory
@@ -106,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--model", help="local folder or Hub repo id (default: the bundled weights)")
     ex.add_argument("--opset", type=int, default=17, help="ONNX opset version (default 17)")
     ex.add_argument("--detail", type=float, default=1.0, help="export the blend at this detail (default 1.0)")
+    ex.add_argument("--cleanup", type=float, default=0.0, help="export the blend at this cleanup (default 0.0)")
 
     ev.add_argument("--sweep-detail", action="store_true",
                     help="evaluate detail 0, 0.25, 0.5, 0.75 and 1 and plot PSNR-Y against LPIPS")
@@ -118,6 +120,21 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-fast", dest="fast", action="store_false", help="plain fp32 (no bf16/channels_last)")
     parser.add_argument("--detail", type=float, default=1.0,
                         help="0.0 = fidelity (pixel-loss twin) ... 1.0 = detail (feature-loss model, default)")
+    parser.add_argument("--cleanup", type=_cleanup_value, default="auto",
+                        help="0.0 = as for clean inputs ... 1.0 = remove JPEG blocks, noise and blur; auto "
+                             "(default) measures each image (its JPEG quality and noise)")
+
+
+def _cleanup_value(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto or a number from 0 to 1, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected auto or a number from 0 to 1, got {text!r}")
+    return value
 
 
 def collect_inputs(inputs: list[Path]) -> list[Path]:
@@ -170,8 +187,10 @@ def run_upscale(args: argparse.Namespace, model: SRPipeline | nn.Module) -> int:
         try:
             options = dict(color_fix=args.color_fix, tile_size=args.tile_size, tile_overlap=args.tile_overlap,
                            max_pixels=args.max_pixels, device=args.device, fast=args.fast)
-            image = model.upscale(path, detail=args.detail, **options) if isinstance(model, SRPipeline) \
-                else upscale(model, path, **options)
+            if isinstance(model, SRPipeline):
+                image = _upscale_with_pipeline(model, path, args, options)
+            else:
+                image = upscale(model, path, **options)
             if outscale != model.scale:
                 low_width, low_height = image.width // model.scale, image.height // model.scale
                 image = resize_to(image, (max(1, round(low_width * outscale)), max(1, round(low_height * outscale))))
@@ -187,6 +206,25 @@ def run_upscale(args: argparse.Namespace, model: SRPipeline | nn.Module) -> int:
     return 1 if failed else 0
 
 
+def _upscale_with_pipeline(pipeline: SRPipeline, path: Path, args: argparse.Namespace, options: dict):
+    image = open_image(path, max_pixels=args.max_pixels)
+    cleanup = args.cleanup
+    if cleanup == "auto" and pipeline.has_axis("cleanup"):
+        measured = pipeline.assess(image)
+        tqdm.write(f"{path.name}: {measured.describe()}")
+        cleanup = measured.cleanup
+    return pipeline.upscale(image, detail=args.detail, cleanup=cleanup, **options)
+
+
+def _network_for_each_image(pipeline: SRPipeline, args: argparse.Namespace):
+    """The pipeline's network for an LR image at --detail and --cleanup (auto: measured per image)."""
+    def network_for(image):
+        cleanup = pipeline.assess(image).cleanup if args.cleanup == "auto" else args.cleanup
+        return pipeline.network_at(detail=args.detail, cleanup=cleanup)
+
+    return network_for
+
+
 def run_eval(args: argparse.Namespace, model: SRPipeline | nn.Module) -> int:
     from perceptual_sr.evaluate import evaluate, markdown_table, sweep_detail  # scipy, lpips: the eval extra
 
@@ -198,25 +236,26 @@ def run_eval(args: argparse.Namespace, model: SRPipeline | nn.Module) -> int:
                   f"LPIPS {row['model_lpips']:.4f}, grid {row['model_grid']:.2f}")
         print(f"wrote {args.out / 'sweep.csv'} and {args.out / 'perception_distortion.png'}")
         return 0
-    network = model.network_at(detail=args.detail) if isinstance(model, SRPipeline) else model
-    results = evaluate(network, args.data, out_dir=args.out, degradation=args.degradation,
+    network = _network_for_each_image(model, args) if isinstance(model, SRPipeline) else model
+    results = evaluate(network, args.data, scale=model.scale, out_dir=args.out, degradation=args.degradation,
                        color_fix=args.color_fix, device=args.device, fast=args.fast, progress=True)
     print(markdown_table(results), end="")
     print(f"wrote {args.out / 'results.md'}, {args.out / 'results.csv'} and comparisons in {args.out / 'comparisons'}")
     return 0
 
 
-def load_model(name: str | None, detail: float) -> SRPipeline | nn.Module:
+def load_model(name: str | None, detail: float, cleanup: float | str = "auto") -> SRPipeline | nn.Module:
     """The bundled weights, a folder or Hub repo (a pipeline), or an exported .onnx file (a network)."""
     if name and name.lower().endswith(".onnx"):
         from perceptual_sr.export import OnnxSR
 
-        if detail != 1.0:
-            raise ValueError("--detail needs the PyTorch weights; export the blend you want with "
-                             "`perceptual-sr export --detail D` instead")
+        if detail != 1.0 or cleanup not in ("auto", 0.0):
+            raise ValueError("--detail and --cleanup need the PyTorch weights; export the blend you want with "
+                             "`perceptual-sr export --detail D --cleanup C` instead")
         return OnnxSR(name)
     pipeline = SRPipeline.from_pretrained(name or None)
-    pipeline.network_at(detail=detail)  # a detail the model cannot give is one error, not one per file
+    # A detail or cleanup the model cannot give is one error, not one per file.
+    pipeline.network_at(detail=detail, cleanup=None if cleanup == "auto" else cleanup)
     return pipeline
 
 
@@ -232,11 +271,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "export":
             from perceptual_sr.export import export_onnx
 
-            network = SRPipeline.from_pretrained(args.model or None).network_at(detail=args.detail)
+            network = SRPipeline.from_pretrained(args.model or None).network_at(detail=args.detail,
+                                                                                cleanup=args.cleanup)
             print(f"wrote {export_onnx(network, args.output, opset=args.opset)}")
             return 0
         choose_device(args.device)  # a device this machine lacks is one error, not one per file
-        model = load_model(args.model, args.detail)
+        model = load_model(args.model, args.detail, args.cleanup)
         if args.command == "upscale":
             return run_upscale(args, model)
         return run_eval(args, model)

@@ -9,6 +9,7 @@ Convention: the network sees float32 RGB tensors, (B, 3, H, W) in [0, 1] (a sing
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -20,7 +21,9 @@ from torch.utils.data import Dataset
 # tensor_to_uint8 is imported from here by train_logs.py until it imports it from image_io.
 from perceptual_sr.image_io import tensor_to_uint8, uint8_to_tensor  # noqa: F401
 
-DEGRADATIONS = ("blur", "bicubic")
+DEGRADATIONS = ("blur", "bicubic", "jpeg75", "noise", "realistic")
+NOISE_SIGMA = 5.0  # "noise": Gaussian, in 8-bit levels, then JPEG at quality NOISE_JPEG_QUALITY
+NOISE_JPEG_QUALITY = 90
 BLUR_SIGMA = 1.0  # Johnson et al. 2016, section 4.2: Gaussian blur sigma 1.0 before downsampling
 BLUR_TRUNCATE = 3.0  # kernel radius = 3 sigma -> 7x7 kernel for sigma 1
 SPLITS = ("val", "train")
@@ -34,13 +37,23 @@ def crop_to_multiple(image: np.ndarray, multiple: int) -> np.ndarray:
 
 
 def degrade(hr: np.ndarray, scale: int, kind: str = "blur") -> np.ndarray:
-    """The low-resolution version of an (H, W, 3) uint8 image; H and W must be multiples of `scale`.
+    """The low-resolution version of an (H, W, 3) uint8 image, as (H/scale, W/scale, 3) uint8; H and W
+    must be multiples of `scale`. The kinds are `degrade_to_image`'s."""
+    return np.asarray(degrade_to_image(hr, scale, kind))
+
+
+def degrade_to_image(hr: np.ndarray, scale: int, kind: str = "blur") -> Image.Image:
+    """The low-resolution version of an (H, W, 3) uint8 image as a Pillow image.
 
     "blur": Gaussian blur (sigma 1.0, 7x7 kernel, reflected borders) on the uint8 values,
     rounded back to uint8, then bicubic downscaling; the paper's training degradation.
     "bicubic": bicubic downscaling only; the common benchmark protocol.
-    Bicubic downscaling is PIL's antialiased BICUBIC resize (a = -0.5, like MATLAB's imresize).
-    Deterministic: the same input always gives the same bytes.
+    "jpeg75": bicubic, then a JPEG file at quality 75 (a web or messenger photo).
+    "noise": bicubic, Gaussian noise of sigma 5/255 (seeded), then JPEG at quality 90 (a phone photo).
+    "realistic": `degradations`' "photo" chain with seed 0.
+    JPEG kinds return the decoded file, which keeps its quantization tables (what `cleanup="auto"`
+    reads). Bicubic downscaling is PIL's antialiased BICUBIC resize (a = -0.5, like MATLAB's
+    imresize). Deterministic: the same input always gives the same bytes.
     """
     if kind not in DEGRADATIONS:
         raise ValueError(f"degradation must be one of {DEGRADATIONS}, got {kind!r}")
@@ -49,6 +62,10 @@ def degrade(hr: np.ndarray, scale: int, kind: str = "blur") -> np.ndarray:
     height, width = hr.shape[:2]
     if height % scale or width % scale:
         raise ValueError(f"image size {width}x{height} is not a multiple of scale {scale}; use crop_to_multiple")
+    if kind == "realistic":
+        from perceptual_sr.degradations import PRESETS, degrade_realistic  # it imports this module
+
+        return Image.fromarray(tensor_to_uint8(degrade_realistic(uint8_to_tensor(hr), scale, 0, PRESETS["photo"])))
     if kind == "blur":
         from scipy.ndimage import gaussian_filter  # training and evaluation only: not a core dependency
 
@@ -56,7 +73,22 @@ def degrade(hr: np.ndarray, scale: int, kind: str = "blur") -> np.ndarray:
                                   mode="reflect", truncate=BLUR_TRUNCATE)
         hr = np.clip(np.rint(blurred), 0, 255).astype(np.uint8)
     lr = Image.fromarray(hr).resize((width // scale, height // scale), Image.Resampling.BICUBIC)
-    return np.asarray(lr)
+    if kind == "jpeg75":
+        return _as_jpeg_file(lr, 75)
+    if kind == "noise":
+        noise = np.random.default_rng(0).normal(0.0, NOISE_SIGMA, (lr.height, lr.width, 3))
+        noisy = np.clip(np.rint(np.asarray(lr, np.float64) + noise), 0, 255).astype(np.uint8)
+        return _as_jpeg_file(Image.fromarray(noisy), NOISE_JPEG_QUALITY)
+    return lr
+
+
+def _as_jpeg_file(image: Image.Image, quality: int) -> Image.Image:
+    """`image` written as a JPEG file by libjpeg (Pillow) and read back."""
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=quality)
+    decoded = Image.open(io.BytesIO(buffer.getvalue()))
+    decoded.load()
+    return decoded
 
 
 class SRPairDataset(Dataset):

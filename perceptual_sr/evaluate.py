@@ -15,7 +15,7 @@ import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from perceptual_sr.atomic_write import atomic_file
-from perceptual_sr.data import DEGRADATIONS, crop_to_multiple, degrade
+from perceptual_sr.data import DEGRADATIONS, crop_to_multiple, degrade_to_image
 from perceptual_sr.image_io import IMAGE_SUFFIXES, dequantize, load_rgb8, resize_bicubic, save_image, uint8_to_tensor
 from perceptual_sr.inference import upscale_array
 from perceptual_sr.metrics import LPIPSMetric, grid_score, psnr_y, ssim_y
@@ -79,7 +79,7 @@ def _to_tensor(image: np.ndarray) -> torch.Tensor:
 
 
 def evaluate_folder(
-    model: nn.Module,
+    model: nn.Module | Callable[[Image.Image], nn.Module],
     folder: str | Path,
     *,
     scale: int | None = None,
@@ -94,15 +94,20 @@ def evaluate_folder(
 ) -> FolderResult:
     """Score bicubic and `model` on every HR image in `folder`.
 
-    scale: defaults to `model.scale`. degradation: "bicubic" (benchmark protocol) or "blur" (paper).
+    model: a network, or a function of the LR image that returns one (see `evaluate_pairs`).
+    scale: defaults to `model.scale`. degradation: a kind of `data.degrade_to_image`: "bicubic"
+    (benchmark protocol), "blur" (paper), "jpeg75", "noise" or "realistic" (real photos).
     lpips_metric: pass one built once when calling repeatedly (e.g. validation during training).
     color_fix: applied to the model output (None: the raw network, as papers report).
     comparison_dir: if set, writes `<name>.png` = [bicubic | model | HR] side by side per image.
     fast: False (default) evaluates in fp32 so scores do not depend on the CPU's bf16 support.
     """
-    scale = scale or model.scale
-    if scale != model.scale:
-        raise ValueError(f"scale {scale} does not match the model's scale {model.scale}")
+    if isinstance(model, nn.Module):
+        scale = scale or model.scale
+        if scale != model.scale:
+            raise ValueError(f"scale {scale} does not match the model's scale {model.scale}")
+    elif scale is None:
+        raise ValueError("pass scale along with a function that chooses the network per image")
     if degradation not in DEGRADATIONS:
         raise ValueError(f"degradation must be one of {DEGRADATIONS}, got {degradation!r}")
     files = list_images(folder)[:max_images]
@@ -121,7 +126,7 @@ def evaluate_folder(
                 tqdm.write(f"eval: skipped {path.name}: {hr.shape[1]}x{hr.shape[0]} after cropping to a multiple "
                            f"of {scale}; the protocol needs at least {MIN_EVAL_SIDE}x{MIN_EVAL_SIDE}", file=sys.stderr)
                 continue
-            yield path.stem, degrade(hr, scale, degradation), hr
+            yield path.stem, degrade_to_image(hr, scale, degradation), hr
 
     result = evaluate_pairs(model, pairs(), name, scale=scale, lpips_metric=lpips_metric, color_fix=color_fix,
                             comparison_dir=comparison_dir, device=device, fast=fast)
@@ -132,16 +137,19 @@ def evaluate_folder(
     return result
 
 
-def evaluate_pairs(model: nn.Module, pairs: Iterable[tuple[str, np.ndarray, np.ndarray]], name: str, *,
+def evaluate_pairs(model: nn.Module | Callable[[Image.Image], nn.Module], pairs: Iterable[tuple[str, np.ndarray, np.ndarray]], name: str, *,
                    scale: int, lpips_metric: LPIPSMetric, color_fix: str | None = None,
                    comparison_dir: str | Path | None = None, device: str | torch.device | None = None,
                    fast: bool = False) -> FolderResult:
-    """Score bicubic and `model` on (name, LR, HR) uint8 (H, W, 3) pairs, LR = degrade(HR)."""
+    """Score bicubic and `model` on (name, LR, HR) pairs, LR = degrade(HR): uint8 (H, W, 3) arrays,
+    or the LR as a Pillow image. `model` may also be a function of the LR image that returns the
+    network to run (e.g. the pipeline's blend at the cleanup "auto" picks for that image)."""
     result = FolderResult(name)
-    for image_name, lr, hr in pairs:
+    for image_name, lr_image, hr in pairs:
+        network = model if isinstance(model, nn.Module) else model(lr_image)
+        lr = np.asarray(lr_image.convert("RGB")) if isinstance(lr_image, Image.Image) else lr_image
         bicubic = resize_bicubic(lr, scale)
-        sr = upscale_array(model, dequantize(lr), out_dtype=np.uint8, color_fix=color_fix,
-                           device=device, fast=fast)
+        sr = upscale_array(network, dequantize(lr), out_dtype=np.uint8, color_fix=color_fix, device=device, fast=fast)
         hr_tensor = _to_tensor(hr)
         lpips_values = lpips_metric(torch.cat([_to_tensor(bicubic), _to_tensor(sr)]).to(_device_of(lpips_metric)),
                                     hr_tensor.expand(2, -1, -1, -1).to(_device_of(lpips_metric)))

@@ -3,8 +3,10 @@
 A model folder (or Hub repo) holds one network architecture and up to several trained weight
 sets, each a `save_pretrained` folder (`config.json` + `model.safetensors`):
 
-    model.safetensors, config.json   the default: the feature-loss model (detail 1)
-    pixel-twin/                      the same network fine-tuned on pixel loss (detail 0)
+    model.safetensors, config.json   the default: the feature-loss model (detail 1, cleanup 0)
+    pixel-twin/                      the same network fine-tuned on pixel loss (detail 0, cleanup 0)
+    real-photo/                      the default fine-tuned on degraded photos (detail 1, cleanup 1)
+    real-photo-pixel-twin/           the twin fine-tuned on degraded photos (detail 0, cleanup 1)
 
 Each set sits at a corner of the blend space, named by its coordinates on the axes (`WEIGHT_SETS`).
 `SRPipeline` loads them, blends them by network interpolation (Wang et al., ESRGAN section 3.4,
@@ -28,19 +30,25 @@ from huggingface_hub import snapshot_download
 from huggingface_hub.errors import HFValidationError, HfHubHTTPError, LocalEntryNotFoundError
 from torch import nn
 
-from perceptual_sr import inference, inference_network, weights
+from perceptual_sr import auto_cleanup, inference, inference_network, weights
+from perceptual_sr.auto_cleanup import InputQuality
+from perceptual_sr.image_io import open_image
 from perceptual_sr.model import PerceptualSR, check_model_folder
 from perceptual_sr.runtime import choose_device
 
 # Axes of the blend space and the value each takes when a caller does not say.
-AXES = {"detail": 1.0}
+AXES = {"detail": 1.0, "cleanup": 0.0}
 # Where each weight set lives in a model folder ("" = the folder itself) and its corner of the
-# blend space. A folder needs the default; the others are optional and enable their axis.
+# blend space. A folder needs the default; the others are optional and enable their axis (an axis
+# needs a weight set at each of its ends for every value the other axes can take).
 WEIGHT_SETS: dict[str, dict[str, float]] = {
-    "": {"detail": 1.0},
-    "pixel-twin": {"detail": 0.0},
+    "": {"detail": 1.0, "cleanup": 0.0},
+    "pixel-twin": {"detail": 0.0, "cleanup": 0.0},
+    "real-photo": {"detail": 1.0, "cleanup": 1.0},
+    "real-photo-pixel-twin": {"detail": 0.0, "cleanup": 1.0},
 }
 TWIN_SUBFOLDER = "pixel-twin"
+REAL_PHOTO_SUBFOLDER = "real-photo"
 # Blends kept ready (each is a full network copy plus its inference networks): the app's slider
 # visits a handful of values; eight covers them without growing without bound.
 MAX_CACHED_BLENDS = 8
@@ -69,7 +77,7 @@ class SRPipeline:
                                  "all weight sets of a model must share one architecture")
         # CPU copies, detached from the caller's modules: later edits to those never reach a blend.
         self._states = {name: _cpu_state(network) for name, network in weight_sets.items()}
-        self.axes = tuple(axis for axis in AXES if {WEIGHT_SETS[name][axis] for name in self._states} == {0.0, 1.0})
+        self.axes = _spanned_axes(set(self._states))
         self._lock = threading.Lock()
         self._blends: OrderedDict[tuple[float, ...], PerceptualSR] = OrderedDict()
         self._networks: dict[tuple[tuple[float, ...], str, bool], nn.Module] = {}
@@ -175,22 +183,38 @@ class SRPipeline:
             if value != default and axis not in self.axes:
                 raise ValueError(f"this model has no weight set to blend {axis} with, so only {axis}={default:g} "
                                  f"is available, got {value:g}; load a model folder that has "
-                                 f"{_subfolder_for(axis)}/ (the bundled default does)")
+                                 f"{_subfolder_for(axis)}/")
             values.append(value)
         return tuple(values)
 
     # --- images ---------------------------------------------------------------------------------
 
-    def upscale(self, image: Any, *, detail: float | None = None, **options: Any) -> Any:
+    def upscale(self, image: Any, *, detail: float | None = None, cleanup: float | str | None = "auto",
+                **options: Any) -> Any:
         """Upscale a PIL image, path, numpy array or tensor by `scale`; returns the same kind.
 
         detail: 0.0 (the pixel-loss twin: faithful, smoother) ... 1.0 (the feature-loss model:
-        sharper, invented texture; the default). Other options: `inference.UpscaleOptions`.
+        sharper, invented texture; the default).
+        cleanup: 0.0 (the weights for clean inputs) ... 1.0 (the weights fine-tuned on JPEG
+        blocks, noise and blur); "auto" (the default) measures the input (`assess`); a model
+        without the real-photo weights always runs at 0.
+        Other options: the fields of `inference.UpscaleOptions`.
         """
         settings = inference.UpscaleOptions(**options)
+        if isinstance(image, (str, Path)):
+            image = open_image(image, max_pixels=settings.max_pixels)
+        if cleanup == "auto":
+            cleanup = self.assess(image).cleanup
         device = choose_device(settings.device)
-        network = self.inference_network(device, settings.fast, detail=detail)
+        network = self.inference_network(device, settings.fast, detail=detail, cleanup=cleanup)
         return inference.upscale_with(network, image, settings, device)
+
+    def assess(self, image: Any) -> InputQuality:
+        """What `cleanup="auto"` chooses for `image` (a PIL image as opened, so a JPEG keeps its
+        tables; or an array or tensor), and why. 0 when this model has no real-photo weights."""
+        if not self.has_axis("cleanup"):
+            return InputQuality(None, 0.0, 0.0)
+        return auto_cleanup.assess(image)
 
 
 def load_weight_sets(folder: Path) -> dict[str, PerceptualSR]:
@@ -243,6 +267,18 @@ def _blend_axes(corners: dict[tuple[float, ...], dict[str, torch.Tensor]], value
     low, high = _blend_axes(corners, values, fixed + (0.0,)), _blend_axes(corners, values, fixed + (1.0,))
     return {name: torch.lerp(low[name], tensor, value) if tensor.is_floating_point() else tensor
             for name, tensor in high.items()}
+
+
+def _spanned_axes(names: set[str]) -> tuple[str, ...]:
+    """The axes along which the weight sets `names` can be blended: for each corner the other
+    axes reach, a set at both ends of the axis."""
+    corners = {tuple(WEIGHT_SETS[name][axis] for axis in AXES) for name in names}
+    spanned = []
+    for index, axis in enumerate(AXES):
+        others = {corner[:index] + corner[index + 1:] for corner in corners}
+        if all(other[:index] + (end,) + other[index:] in corners for other in others for end in (0.0, 1.0)):
+            spanned.append(axis)
+    return tuple(spanned)
 
 
 def check_axis_value(axis: str, value: float) -> float:

@@ -181,3 +181,23 @@ def test_bad_dataset_folders_raise_clear_errors(tmp_path):
     (tmp_path / "set" / "train_lr.npy").write_bytes(b"\x93NUMPY garbage")
     with pytest.raises(ValueError, match="train_lr.npy"):
         SRPairDataset(tmp_path / "set")
+
+
+def test_real_photo_degradations_are_what_they_claim(make_photo):
+    from perceptual_sr.auto_cleanup import jpeg_quality
+    from perceptual_sr.data import NOISE_SIGMA, degrade_to_image
+
+    hr = make_photo(64, 48)
+    clean = degrade(hr, 4, "bicubic").astype(np.float64)
+    jpeg = degrade_to_image(hr, 4, "jpeg75")
+    assert jpeg.format == "JPEG" and jpeg_quality(jpeg) == 75 and jpeg.size == (16, 12)
+    noisy = degrade_to_image(hr, 4, "noise")
+    assert noisy.format == "JPEG" and jpeg_quality(noisy) == 90
+    # On a smooth image (where JPEG 90 itself changes little) most of the sigma of 5 levels is left.
+    smooth = np.broadcast_to(np.linspace(60, 190, 256)[None, :, None], (192, 256, 3)).astype(np.uint8)
+    added = np.asarray(degrade_to_image(smooth, 4, "noise"), np.float64) - degrade(smooth, 4, "bicubic")
+    assert 0.6 * NOISE_SIGMA < added.std() < 1.2 * NOISE_SIGMA
+    for kind in ("jpeg75", "noise", "realistic"):
+        first, again = degrade(hr, 4, kind), degrade(hr, 4, kind)
+        assert first.shape == (12, 16, 3) and first.dtype == np.uint8 and np.array_equal(first, again)
+        assert not np.array_equal(first, clean.astype(np.uint8))

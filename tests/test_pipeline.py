@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from perceptual_sr import PerceptualSR, SRConfig, SRPipeline
-from perceptual_sr.pipeline import MAX_CACHED_BLENDS, TWIN_SUBFOLDER
+from perceptual_sr.pipeline import MAX_CACHED_BLENDS, REAL_PHOTO_SUBFOLDER, TWIN_SUBFOLDER
 
 CONFIG = SRConfig(channels=8, residual_blocks=1, upsampler="resize-conv")
 
@@ -126,8 +126,10 @@ def test_a_hub_repo_is_downloaded_once_with_the_weight_files_only(tmp_path, monk
     monkeypatch.setattr(perceptual_sr.pipeline, "snapshot_download", fake_snapshot_download)
     pipeline = SRPipeline.from_pretrained("someone/sr", revision="v1")
     assert pipeline.has_axis("detail")
-    assert calls == [("someone/sr", ["config.json", "model.safetensors", f"{TWIN_SUBFOLDER}/config.json",
-                                     f"{TWIN_SUBFOLDER}/model.safetensors"], {"revision": "v1"})]
+    subfolders = [TWIN_SUBFOLDER, "real-photo", "real-photo-pixel-twin"]
+    expected = ["config.json", "model.safetensors",
+                *(f"{name}/{file}" for name in subfolders for file in ("config.json", "model.safetensors"))]
+    assert calls == [("someone/sr", sorted(expected), {"revision": "v1"})]
 
 
 def test_an_unreachable_hub_repo_is_a_clear_error():
@@ -156,3 +158,57 @@ def test_concurrent_upscales_at_many_details_agree_with_one_at_a_time(tmp_path):
         results = list(pool.map(lambda d: pipeline.upscale(image, detail=d, color_fix=None), details))
     for detail, result in zip(details, results):
         np.testing.assert_array_equal(result, expected[detail])
+
+
+def _four_corners(tmp_path, config=CONFIG):
+    """A model folder with all four weight sets (random inits stand in for the trainings)."""
+    torch.manual_seed(0)
+    for name in ("", TWIN_SUBFOLDER, REAL_PHOTO_SUBFOLDER, "real-photo-pixel-twin"):
+        PerceptualSR(config).save_pretrained(tmp_path / "four" / name)
+    return tmp_path / "four"
+
+
+def test_detail_and_cleanup_blend_four_weight_sets_bilinearly(tmp_path):
+    folder = _four_corners(tmp_path)
+    pipeline = SRPipeline.from_pretrained(folder)
+    assert pipeline.axes == ("detail", "cleanup")
+    corners = {name: PerceptualSR.from_pretrained(folder / name).state_dict()
+               for name in ("", TWIN_SUBFOLDER, REAL_PHOTO_SUBFOLDER, "real-photo-pixel-twin")}
+    for (detail, cleanup), name in {(1.0, 0.0): "", (0.0, 0.0): TWIN_SUBFOLDER, (1.0, 1.0): REAL_PHOTO_SUBFOLDER,
+                                    (0.0, 1.0): "real-photo-pixel-twin"}.items():
+        state = pipeline.network_at(detail=detail, cleanup=cleanup).state_dict()
+        assert all(torch.equal(state[key], value) for key, value in corners[name].items())
+    blended = pipeline.network_at(detail=0.25, cleanup=0.5).state_dict()
+    for key, value in blended.items():
+        if value.is_floating_point():
+            expected = (0.5 * (0.75 * corners[TWIN_SUBFOLDER][key] + 0.25 * corners[""][key])
+                        + 0.5 * (0.75 * corners["real-photo-pixel-twin"][key] + 0.25 * corners[REAL_PHOTO_SUBFOLDER][key]))
+            torch.testing.assert_close(value, expected)
+
+
+def test_cleanup_0_is_exactly_the_default_and_auto_measures_the_input(tmp_path, make_photo):
+    import io
+
+    from PIL import Image
+
+    pipeline = SRPipeline.from_pretrained(_four_corners(tmp_path))
+    clean = Image.fromarray(make_photo(64, 48))
+    default = SRPipeline.from_network(PerceptualSR.from_pretrained(tmp_path / "four"))
+    same = np.asarray(default.upscale(clean))
+    np.testing.assert_array_equal(np.asarray(pipeline.upscale(clean, cleanup=0.0)), same)
+    np.testing.assert_array_equal(np.asarray(pipeline.upscale(clean)), same)  # auto: a clean image gets 0
+    buffer = io.BytesIO()
+    clean.save(buffer, "JPEG", quality=50)
+    jpeg = Image.open(io.BytesIO(buffer.getvalue()))
+    assert pipeline.assess(jpeg).cleanup == 1.0
+    np.testing.assert_array_equal(np.asarray(pipeline.upscale(jpeg)), np.asarray(pipeline.upscale(jpeg, cleanup=1.0)))
+    assert not np.array_equal(np.asarray(pipeline.upscale(jpeg)), np.asarray(pipeline.upscale(jpeg, cleanup=0.0)))
+
+
+def test_without_real_photo_weights_auto_is_0_and_a_cleanup_is_a_clear_error(tmp_path):
+    pipeline = SRPipeline.from_pretrained(_pair(tmp_path))
+    assert pipeline.axes == ("detail",)
+    noisy = np.random.default_rng(0).integers(0, 256, (24, 24, 3), dtype=np.uint8)
+    assert pipeline.assess(noisy).cleanup == 0.0
+    with pytest.raises(ValueError, match="no weight set to blend cleanup with.*real-photo/"):
+        pipeline.upscale(noisy, cleanup=1.0)
