@@ -2,7 +2,8 @@
 
 `build_demo(model)` returns the `gr.Blocks` app that `app.py` launches (locally or as a
 Hugging Face Space); `Upscaler` is its prediction function, usable without a server. The API
-endpoint is `/upscale` (inputs: image file, colour fix, tile size, detail; outputs: the slider's
+endpoint is `/upscale` (inputs: image file, colour fix, tile size, detail, clean-up strength and
+whether to choose it automatically; outputs: the slider's
 two WebP previews, the full-resolution PNG path, a Markdown line with sizes and timing, and the
 two 1:1 detail crops).
 """
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from perceptual_sr.image_io import IMAGE_SUFFIXES, grey_to_8_bits, save_image
+from perceptual_sr.image_io import IMAGE_SUFFIXES, grey_to_8_bits, open_image, save_image
 from perceptual_sr.inference import COLOR_FIXES, DEFAULT_COLOR_FIX, DEFAULT_TILE_OVERLAP, ImageTooLargeError
 from perceptual_sr.model import PerceptualSR
 from perceptual_sr.pipeline import SRPipeline
@@ -180,7 +181,7 @@ class Upscaler:
 
     def __call__(
         self, image_path: str | None, color_fix: str | None = None, tile_size: float | None = DEFAULT_TILE_SIZE,
-        detail: float | None = None,
+        detail: float | None = None, cleanup: float | None = None, automatic_cleanup: bool = True,
     ) -> tuple[tuple[str, str], str, str, tuple[str, str]]:
         if not image_path:
             raise gr.Error("Please upload, paste or take a photo first (or click an example).", title="No image")
@@ -197,6 +198,12 @@ class Upscaler:
             raise gr.Error(f"Detail must be between 0 and 1, got {detail}.", title="Bad option")
         if detail != 1.0 and not self.pipeline.has_axis("detail"):
             raise gr.Error("This model has no pixel-loss twin, so only detail 1 is available.", title="Bad option")
+        cleanup = 0.0 if cleanup is None else float(cleanup)
+        if not 0.0 <= cleanup <= 1.0:
+            raise gr.Error(f"Clean-up must be between 0 and 1, got {cleanup}.", title="Bad option")
+        can_clean_up = self.pipeline.has_axis("cleanup")
+        if cleanup != 0.0 and not automatic_cleanup and not can_clean_up:
+            raise gr.Error("This model has no real-photo weights, so only clean-up 0 is available.", title="Bad option")
         size = _header_size(image_path)
         if size is not None and size[0] * size[1] > self.max_input_pixels:
             raise gr.Error(_too_large_message(size, self.max_input_pixels), title="Image too large")
@@ -204,7 +211,13 @@ class Upscaler:
         try:
             # Small tiles get a proportionally smaller overlap (it must stay under half a tile).
             overlap = min(DEFAULT_TILE_OVERLAP, tile // 4) if tile else DEFAULT_TILE_OVERLAP
-            result = self.pipeline.upscale(image_path, detail=detail, color_fix=fixes[color_fix],
+            image = open_image(image_path, max_pixels=self.max_input_pixels)
+            if automatic_cleanup and can_clean_up:
+                measured = self.pipeline.assess(image)  # the file as uploaded: a JPEG keeps its tables
+                cleanup, cleanup_note = measured.cleanup, f"; {measured.describe()}"
+            else:
+                cleanup_note = f"; cleanup {cleanup:g}" if can_clean_up else ""
+            result = self.pipeline.upscale(image, detail=detail, cleanup=cleanup, color_fix=fixes[color_fix],
                                            tile_size=tile or None, tile_overlap=overlap,
                                            max_pixels=self.max_input_pixels, device=self.device)
         except ImageTooLargeError as error:  # e.g. a decompression bomb with a lying header
@@ -225,7 +238,7 @@ class Upscaler:
             f"{result.width} x {result.height} px** "
             f"(x{self.pipeline.scale}, {result.mode}) in **{seconds:.2f} s** on {self.device.type.upper()}"
             f"{f', {tile} px tiles' if tile else ''}; colour fix: {color_fix}"
-            f"{f'; detail {detail:g}' if self.pipeline.has_axis('detail') else ''}."
+            f"{f'; detail {detail:g}' if self.pipeline.has_axis('detail') else ''}{cleanup_note}."
         )
         return (str(bicubic_path), str(preview_path)), str(output_path), summary, (str(bicubic_crop), str(crop))
 
@@ -303,8 +316,9 @@ def build_demo(
 
     @on_zero_gpu
     def predict(image_path: str | None, color_fix: str | None = None, tile_size: float | None = DEFAULT_TILE_SIZE,
-                detail: float | None = None) -> tuple[tuple[str, str], str, str, tuple[str, str]]:
-        return upscaler(image_path, color_fix, tile_size, detail)
+                detail: float | None = None, cleanup: float | None = None, automatic_cleanup: bool = True,
+                ) -> tuple[tuple[str, str], str, str, tuple[str, str]]:
+        return upscaler(image_path, color_fix, tile_size, detail, cleanup, automatic_cleanup)
 
     def predict_example(image_path: str) -> tuple[tuple[str, str], str, str, tuple[str, str]]:
         return predict(image_path, _color_fix_value(DEFAULT_COLOR_FIX), default_tile_size)
@@ -331,6 +345,15 @@ def build_demo(
                          "1: sharpest, with invented texture, for photos.",
                     visible=upscaler.pipeline.has_axis("detail"), elem_id="detail-slider",
                 )
+                with gr.Group(visible=upscaler.pipeline.has_axis("cleanup")):
+                    automatic_cleanup = gr.Checkbox(
+                        value=True, label="Clean up JPEG blocks and noise automatically",
+                        info="Measures the photo (its JPEG quality and grain) and picks the strength below.",
+                        elem_id="cleanup-auto")
+                    cleanup = gr.Slider(
+                        minimum=0.0, maximum=1.0, step=0.05, value=0.0, label="Clean-up strength",
+                        info="0: keep the photo as it is (for clean images). 1: remove JPEG blocks, "
+                             "noise and blur (for phone and web photos).", elem_id="cleanup-slider")
                 color_fix = gr.Radio(
                     choices=[(_COLOR_FIX_LABELS.get(name, str(name)), _color_fix_value(name)) for name in COLOR_FIXES],
                     value=_color_fix_value(DEFAULT_COLOR_FIX), label="Colour fix",
@@ -361,7 +384,8 @@ def build_demo(
                 fn=predict_example, cache_examples=cache_examples, cache_mode=cache_mode,
                 examples_per_page=12, label="Examples (default settings): click one",
             )
-        run.click(predict, inputs=[image, color_fix, tile_size, detail], outputs=outputs, api_name="upscale",
+        run.click(predict, inputs=[image, color_fix, tile_size, detail, cleanup, automatic_cleanup], outputs=outputs,
+                  api_name="upscale",
                   concurrency_limit=concurrency_limit, concurrency_id="upscale")
     demo.queue(max_size=queue_size, default_concurrency_limit=concurrency_limit)
     return demo

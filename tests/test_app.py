@@ -336,3 +336,26 @@ def test_prediction_runs_under_spaces_gpu_when_spaces_is_installed(monkeypatch):
     assert [function.__name__ for function in decorated] == ["predict"]
     monkeypatch.setitem(sys.modules, "spaces", None)  # not installed: the function itself
     assert demo.on_zero_gpu(len) is len
+
+
+def test_automatic_cleanup_is_shown_and_a_manual_strength_is_used(photo_file, tmp_path):
+    import io
+
+    from perceptual_sr.demo import Upscaler
+    from perceptual_sr.pipeline import REAL_PHOTO_SUBFOLDER
+
+    torch.manual_seed(0)
+    config = SRConfig(channels=4, residual_blocks=1)
+    sets = {name: PerceptualSR(config) for name in ("", TWIN_SUBFOLDER, REAL_PHOTO_SUBFOLDER, "real-photo-pixel-twin")}
+    predict = Upscaler(SRPipeline(sets), output_dir=tmp_path / "out")
+    png = photo_file(tmp_path / "clean.png", (40, 30))
+    jpeg = tmp_path / "web.jpg"
+    Image.open(png).convert("RGB").save(jpeg, quality=50)
+    _, _, summary, _ = predict(str(png), "luma", 0, 1.0)
+    assert "cleanup 0.00 (auto: not a JPEG" in summary
+    _, automatic, summary, _ = predict(str(jpeg), "luma", 0, 1.0)
+    assert "cleanup 1.00 (auto: JPEG quality ~50" in summary
+    _, manual, summary, _ = predict(str(jpeg), "luma", 0, 1.0, 1.0, False)
+    assert "cleanup 1" in summary and np.array_equal(np.asarray(Image.open(manual)), np.asarray(Image.open(automatic)))
+    _, untouched, _, _ = predict(str(jpeg), "luma", 0, 1.0, 0.0, False)
+    assert not np.array_equal(np.asarray(Image.open(untouched)), np.asarray(Image.open(automatic)))
