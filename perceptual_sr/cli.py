@@ -163,7 +163,21 @@ def output_paths(files: list[Path], output: Path, suffix: str, format: str | Non
         lines = "; ".join(f"{', '.join(map(str, paths))} -> {target.name}" for target, paths in clashes.items())
         raise ValueError(f"several inputs would be written to the same output file ({lines}); rename them, or "
                          "upscale them into separate --output folders")
+    # An input is never written: not the file itself, nor another input the same run reads (a.png
+    # -> a_x4.png in a folder that holds a_x4.png), through any name (links included).
+    inputs = {_file_identity(path): path for path in files}
+    overwritten = [(path, inputs[_file_identity(target)]) for path, target in zip(files, targets)
+                   if target.exists() and _file_identity(target) in inputs]
+    if overwritten:
+        lines = "; ".join(f"{source} -> {victim}" for source, victim in overwritten)
+        raise ValueError(f"the output would overwrite an input ({lines}); choose another --output folder or "
+                         "--suffix. Nothing was written")
     return targets
+
+
+def _file_identity(path: Path) -> tuple[int, int]:
+    status = path.stat()
+    return status.st_dev, status.st_ino
 
 
 def run_upscale(args: argparse.Namespace, model: SRPipeline | nn.Module) -> int:

@@ -35,6 +35,8 @@ SCALES = (2, 4, 8)
 NORMS = ("batch", "instance")
 UPSAMPLERS = ("deconv", "pixelshuffle", "resize-conv")
 GLOBAL_SKIPS = ("none", "bicubic")
+# 125x the default network's 0.4M parameters: 200 MB of fp32 weights, before inference copies.
+MAX_PARAMETERS = 50_000_000
 
 
 
@@ -71,21 +73,37 @@ class SRConfig:
         if self.model_type != MODEL_TYPE:
             raise ValueError(f"config.json describes a {self.model_type!r} model, not a {MODEL_TYPE!r} one; "
                              "load it with the library that wrote it")
-        if self.scale not in SCALES:
+        if self.scale not in SCALES or isinstance(self.scale, bool):
             raise ValueError(f"scale must be one of {SCALES}, got {self.scale!r}")
-        if not isinstance(self.channels, int) or self.channels < 1:
+        if not _is_whole(self.channels) or self.channels < 1:
             raise ValueError(f"channels must be a positive integer, got {self.channels!r}")
-        if not isinstance(self.residual_blocks, int) or self.residual_blocks < 0:
+        if not _is_whole(self.residual_blocks) or self.residual_blocks < 0:
             raise ValueError(f"residual_blocks must be a non-negative integer, got {self.residual_blocks!r}")
         if self.norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
         if self.upsampler not in UPSAMPLERS:
             raise ValueError(f"upsampler must be one of {UPSAMPLERS}, got {self.upsampler!r}")
-        if self.full_res_channels is not None and (not isinstance(self.full_res_channels, int)
-                                                   or self.full_res_channels < 1):
+        if self.full_res_channels is not None and (not _is_whole(self.full_res_channels) or self.full_res_channels < 1):
             raise ValueError(f"full_res_channels must be a positive integer or None, got {self.full_res_channels!r}")
         if self.global_skip not in GLOBAL_SKIPS:
             raise ValueError(f"global_skip must be one of {GLOBAL_SKIPS}, got {self.global_skip!r}")
+        if self.parameter_count() > MAX_PARAMETERS:
+            # Checked before anything is allocated: a damaged config.json (channels: 4096) would
+            # otherwise grow for tens of seconds into an allocator error.
+            raise ValueError(f"this configuration describes a network of {self.parameter_count():,} parameters "
+                             f"(channels={self.channels}, residual_blocks={self.residual_blocks}); at most "
+                             f"{MAX_PARAMETERS:,} are accepted. Is config.json damaged?")
+
+    def parameter_count(self) -> int:
+        """The network's parameters and BatchNorm statistics, counted from the configuration alone."""
+        c, last, stages = self.channels, self.full_res_channels or self.channels, int(math.log2(self.scale))
+        norm = 4 if self.norm == "batch" else 2  # weight, bias (+ running mean, variance)
+        head = 3 * c * 81 + c + norm * c
+        body = self.residual_blocks * 2 * (c * c * 9 + c + norm * c)
+        widths = [c] * stages + [last]
+        factor = 4 if self.upsampler == "pixelshuffle" else 1
+        upsample = sum(widths[k] * widths[k + 1] * factor * 9 + widths[k + 1] * (factor + norm) for k in range(stages))
+        return head + body + upsample + last * 3 * 81 + 3
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "SRConfig":
@@ -288,6 +306,10 @@ class PerceptualSR(
     def generate_model_card(self, *args: Any, **kwargs: Any):
         """Model card written next to the weights by `save_pretrained` and `push_to_hub`."""
         return model_card.build(self.config, sum(p.numel() for p in self.parameters()), **kwargs)
+
+
+def _is_whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # JSON true is not a channel count
 
 
 def check_model_folder(path: Path) -> Path:

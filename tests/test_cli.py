@@ -169,3 +169,17 @@ def test_version_and_the_script_commands(capsys):
         main(["prepare", "--help"])
     assert "--crops-per-image" in capsys.readouterr().out
     assert main(["demo", "unexpected"]) == 2
+
+
+def test_an_input_is_never_overwritten_by_another_inputs_result(make_photo, model_dir, tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(make_photo(20, 16)).save(folder / "a.png")
+    Image.fromarray(make_photo(20, 16, seed=1)).save(folder / "a_x4.png")
+    (folder / "link.png").symlink_to(folder / "a_x4.png")
+    before = {path.name: path.read_bytes() for path in folder.iterdir()}
+    monkeypatch.chdir(folder)
+    for args in (["."], ["a.png", "a_x4.png"], ["link.png", "a.png"]):
+        code = main(["upscale", *args, "-o", ".", "--model", str(model_dir)])
+        assert code == 2 and "would overwrite an input" in capsys.readouterr().err
+    assert {path.name: path.read_bytes() for path in folder.iterdir()} == before  # nothing written, nothing lost

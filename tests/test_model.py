@@ -262,3 +262,21 @@ def test_bundled_card_has_a_model_index():
     card = ModelCard.load(DEFAULT_WEIGHTS_DIR / "README.md")
     datasets = {result.dataset_name for result in card.data.eval_results}
     assert datasets == {"Set5", "Set14", "BSD68"}
+
+
+@pytest.mark.parametrize("bad, message", [({"channels": True}, "channels must be a positive integer"),
+                                          ({"residual_blocks": 2.5}, "residual_blocks"),
+                                          ({"channels": 4096}, "describes a network of .* parameters")])
+def test_a_config_json_describing_no_sane_network_is_refused_before_allocating(tmp_path, bad, message):
+    PerceptualSR(SRConfig(**TINY)).save_pretrained(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    (tmp_path / "m" / "config.json").write_text(json.dumps({**config, **bad}))
+    with pytest.raises(ValueError, match=message):
+        PerceptualSR.from_pretrained(tmp_path / "m")
+
+
+def test_the_parameter_count_is_known_from_the_configuration_alone():
+    for config in (SRConfig(), SRConfig(upsampler="resize-conv", global_skip="bicubic", full_res_channels=16),
+                   SRConfig(upsampler="pixelshuffle", norm="instance", scale=8), SRConfig(scale=2, residual_blocks=0)):
+        network = PerceptualSR(config)
+        assert config.parameter_count() == sum(t.numel() for t in network.state_dict().values() if t.is_floating_point())
