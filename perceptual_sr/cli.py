@@ -96,11 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = commands.add_parser("eval", help="PSNR-Y / SSIM-Y / LPIPS against bicubic on folders of HR images")
     ev.add_argument("--data", nargs="+", type=Path, required=True, help="folders of HR images (e.g. Set5 Set14 BSD68)")
-    ev.add_argument("--degradation", choices=DEGRADATIONS, default="bicubic")
+    ev.add_argument("--degradation", choices=DEGRADATIONS, default="bicubic",
+                    help="how the LR is made from each HR image (see data.degrade_to_image; default bicubic)")
+    ev.add_argument("--max-images", type=int, default=None, help="evaluate the first N images of each folder")
     ev.add_argument("--out", type=Path, default=Path("eval_results"), help="folder for results.md/.csv and comparisons")
-    ev.add_argument("--color-fix", type=_color_fix, default=None, choices=[c for c in COLOR_FIXES],
+    ev.add_argument("--color-fix", type=_color_fix, default=DEFAULT_COLOR_FIX, choices=[c for c in COLOR_FIXES],
                     metavar="{histogram,luma,none}",
-                    help="colour fix applied to the model output (default none: the raw network)")
+                    help=f"colour fix applied to the model output (default {DEFAULT_COLOR_FIX}, as upscale)")
     _add_model_options(ev)
     ex = commands.add_parser("export", help="write the network as ONNX (dynamic batch, height and width)")
     ex.add_argument("output", type=Path, help="the .onnx file to write")
@@ -252,6 +254,7 @@ def run_eval(args: argparse.Namespace, model: SRPipeline | nn.Module) -> int:
         return 0
     network = _network_for_each_image(model, args) if isinstance(model, SRPipeline) else model
     results = evaluate(network, args.data, scale=model.scale, out_dir=args.out, degradation=args.degradation,
+                       max_images=args.max_images,
                        color_fix=args.color_fix, device=args.device, fast=args.fast, progress=True)
     print(markdown_table(results), end="")
     print(f"wrote {args.out / 'results.md'}, {args.out / 'results.csv'} and comparisons in {args.out / 'comparisons'}")
