@@ -9,13 +9,14 @@ import sys
 import time
 from pathlib import Path
 
+from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
 from perceptual_sr import __version__
 from perceptual_sr.data import DEGRADATIONS
-from perceptual_sr.image_io import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, is_complete_image, open_image, resize_to,
-                                   save_image)
+from perceptual_sr.image_io import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, check_fits_format, is_complete_image,
+                                   open_image, resize_to, save_image)
 from perceptual_sr.inference import COLOR_FIXES, DEFAULT_COLOR_FIX, DEFAULT_TILE_OVERLAP, upscale
 from perceptual_sr.pipeline import SRPipeline
 from perceptual_sr.runtime import choose_device, reuse_freed_memory
@@ -177,6 +178,17 @@ def output_paths(files: list[Path], output: Path, suffix: str, format: str | Non
     return targets
 
 
+def _check_output_fits(path: Path, target: Path, outscale: float) -> None:
+    """ValueError, before the network runs, if the result cannot be stored in the target's format."""
+    try:
+        with Image.open(path) as image:  # the header only
+            width, height = image.size
+    except (OSError, ValueError):
+        return  # unreadable: open_image says so, in its words
+    check_fits_format(max(1, round(width * outscale)), max(1, round(height * outscale)),
+                      Image.registered_extensions().get(target.suffix.lower(), ""))
+
+
 def _file_identity(path: Path) -> tuple[int, int]:
     status = path.stat()
     return status.st_dev, status.st_ino
@@ -201,6 +213,7 @@ def run_upscale(args: argparse.Namespace, model: SRPipeline | nn.Module) -> int:
             skipped += 1
             continue
         try:
+            _check_output_fits(path, target, outscale)
             options = dict(color_fix=args.color_fix, tile_size=args.tile_size, tile_overlap=args.tile_overlap,
                            max_pixels=args.max_pixels, device=args.device, fast=args.fast)
             if isinstance(model, SRPipeline):

@@ -31,6 +31,7 @@ What is kept and what cannot be:
 
 from __future__ import annotations
 
+import io
 import struct
 import warnings
 from dataclasses import dataclass
@@ -54,6 +55,12 @@ UNREADABLE_ERRORS = (OSError, SyntaxError, EOFError, struct.error)
 ALPHA_HANDLING = ("split", "flatten")
 SIXTEEN_BIT_FORMATS = ("PNG", "TIFF")  # formats Pillow writes 16-bit greyscale to
 NO_ALPHA_FORMATS = ("JPEG", "BMP", "GIF")  # alpha is flattened onto white for these (GIF has 1-bit alpha only)
+# The largest side each format can store (JPEG's 16-bit header fields; WebP's 14-bit ones).
+FORMAT_MAX_SIDE = {"JPEG": 65535, "WEBP": 16383}
+# JPEG holds EXIF in one APP1 marker segment: 65535 bytes less the length field and "Exif\0\0".
+JPEG_MAX_EXIF_BYTES = 65533
+# The ICC colour space that describes each output mode's pixels.
+_ICC_SPACE_OF_MODE = {"RGB": "RGB", "RGBA": "RGB", "L": "GRAY", "LA": "GRAY", "I;16": "GRAY", "CMYK": "CMYK"}
 
 _GREY_8 = ("1", "L")
 _GREY_16 = ("I;16", "I;16L", "I;16B", "I;16N", "I")
@@ -228,15 +235,42 @@ def save_image(image: Image.Image, path: str | Path, format: str | None = None) 
         image = _with_metadata_of(image, background.convert("L") if image.mode == "LA" else background)
     if format == "JPEG" and image.mode not in ("RGB", "L", "CMYK"):
         image = image.convert("RGB")
-    options = {}
-    if image.info.get("icc_profile"):
-        options["icc_profile"] = image.info["icc_profile"]
-    if image.info.get("exif") and format in ("JPEG", "PNG", "WEBP", "TIFF"):
-        options["exif"] = image.info["exif"]
+    check_fits_format(image.width, image.height, format)
+    icc_profile = image.info.get("icc_profile")
+    # Only a profile that describes these pixels; None also stops Pillow reading it from `info`.
+    fits = bool(icc_profile) and icc_color_space(icc_profile) == _ICC_SPACE_OF_MODE.get(image.mode)
+    options = {"icc_profile": icc_profile if fits else None}
+    exif = image.info.get("exif")
+    if exif and format in ("JPEG", "PNG", "WEBP", "TIFF"):
+        if format == "JPEG" and len(exif) > JPEG_MAX_EXIF_BYTES:
+            warnings.warn(f"{path.name}: its {len(exif):,} bytes of EXIF do not fit in a JPEG (at most "
+                          f"{JPEG_MAX_EXIF_BYTES:,}); the image is written without them (PNG keeps them)",
+                          stacklevel=2)
+        else:
+            options["exif"] = exif
     if format == "JPEG":
         options["quality"] = 95
     with atomic_file(path) as staging:  # a run killed mid-write leaves no truncated file
         image.save(staging, format=format, **options)
+
+
+def check_fits_format(width: int, height: int, format: str) -> None:
+    """ValueError if a `width` x `height` image cannot be stored in `format` (e.g. JPEG over 65,535
+    pixels on a side): said before the work, naming a format that can."""
+    limit = FORMAT_MAX_SIDE.get(format.upper())
+    if limit is not None and max(width, height) > limit:
+        raise ValueError(f"a {width}x{height} image is too large for {format.upper()} (at most {limit:,} pixels on "
+                         "a side); write PNG instead (--format png)")
+
+
+def icc_color_space(profile: bytes) -> str | None:
+    """The colour space an ICC profile describes ("RGB", "GRAY", "CMYK", ...), or None if unreadable."""
+    from PIL import ImageCms
+
+    try:
+        return ImageCms.ImageCmsProfile(io.BytesIO(profile)).profile.xcolor_space.strip()
+    except (OSError, ValueError, TypeError, AttributeError, ImageCms.PyCMSError):
+        return None
 
 
 def is_complete_image(path: str | Path) -> bool:

@@ -183,3 +183,14 @@ def test_an_input_is_never_overwritten_by_another_inputs_result(make_photo, mode
         code = main(["upscale", *args, "-o", ".", "--model", str(model_dir)])
         assert code == 2 and "would overwrite an input" in capsys.readouterr().err
     assert {path.name: path.read_bytes() for path in folder.iterdir()} == before  # nothing written, nothing lost
+
+
+def test_a_result_too_large_for_its_format_is_refused_before_the_network_runs(model_dir, tmp_path, monkeypatch, capsys):
+    import perceptual_sr.pipeline
+
+    Image.new("RGB", (4100, 2), (90, 90, 90)).save(tmp_path / "strip.webp", lossless=True)  # x4: 16,400 px wide
+    ran = []
+    monkeypatch.setattr(perceptual_sr.pipeline.inference, "upscale_with", lambda *args: ran.append(args))
+    code = main(["upscale", str(tmp_path / "strip.webp"), "-o", str(tmp_path / "out"), "--model", str(model_dir)])
+    error = capsys.readouterr().err
+    assert code == 1 and "too large for WEBP" in error and "--format png" in error and not ran

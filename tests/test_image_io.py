@@ -259,3 +259,46 @@ def test_a_failed_save_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatc
     with pytest.raises(OSError, match="disk full"):
         save_image(Image.new("RGB", (4, 4), "blue"), path)
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["photo.png"]
+
+
+def _profile(space: bytes) -> bytes:
+    """An sRGB ICC profile relabelled as describing `space` (the header's colour-space field)."""
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    return srgb[:16] + space + srgb[20:]
+
+
+@pytest.mark.parametrize("mode, space, kept", [("RGB", b"RGB ", True), ("RGB", b"GRAY", False),
+                                               ("L", b"GRAY", True), ("L", b"RGB ", False),
+                                               ("RGB", b"CMYK", False), ("RGB", b"junk", False)])
+def test_an_icc_profile_is_written_only_when_it_describes_the_pixels(tmp_path, mode, space, kept):
+    from perceptual_sr.image_io import save_image
+
+    image = Image.new(mode, (8, 8), 128 if mode == "L" else (10, 20, 30))
+    image.info["icc_profile"] = _profile(space)
+    save_image(image, tmp_path / "out.png")
+    assert ("icc_profile" in Image.open(tmp_path / "out.png").info) == kept
+
+
+def test_exif_too_long_for_jpeg_costs_the_metadata_not_the_image(tmp_path):
+    from perceptual_sr.image_io import save_image
+
+    exif = Image.Exif()
+    exif[0x010F] = "camera"
+    exif[0x9286] = "x" * 70_000  # a 70 KB user comment: JPEG's EXIF segment holds 64 KB
+    image = Image.new("RGB", (16, 16), (200, 100, 50))
+    image.info["exif"] = exif.tobytes()
+    with pytest.warns(UserWarning, match="do not fit in a JPEG"):
+        save_image(image, tmp_path / "out.jpg")
+    assert Image.open(tmp_path / "out.jpg").size == (16, 16)
+    save_image(image, tmp_path / "out.png")  # PNG keeps them
+    assert Image.open(tmp_path / "out.png").getexif()[0x010F] == "camera"
+
+
+@pytest.mark.parametrize("format, side", [("JPEG", 65536), ("WEBP", 16384)])
+def test_a_size_the_format_cannot_hold_is_refused_naming_png(format, side):
+    from perceptual_sr.image_io import check_fits_format
+
+    check_fits_format(side - 1, 10, format)
+    with pytest.raises(ValueError, match="too large for .*--format png"):
+        check_fits_format(10, side, format)
+    check_fits_format(side, side, "PNG")
