@@ -31,8 +31,8 @@ def test_a_clean_png_gets_no_cleanup_and_a_jpeg_at_quality_50_the_full_one(clean
     measured = assess(Image.open(tmp_path / "clean.png"))
     assert measured.jpeg_quality is None and measured.cleanup == 0.0
     assert assess(_jpeg(clean_lr, 50)).cleanup == 1.0
-    assert 0.0 < assess(_jpeg(clean_lr, 75)).cleanup < 1.0
-    assert "JPEG quality ~75" in assess(_jpeg(clean_lr, 75)).describe()
+    assert assess(_jpeg(clean_lr, 85)).cleanup == 0.5  # halfway between the clean and the full quality
+    assert "JPEG quality ~85" in assess(_jpeg(clean_lr, 85)).describe()
 
 
 @pytest.mark.parametrize("sigma", [5.0, 10.0, 20.0])

@@ -53,3 +53,27 @@ def test_bundled_model_has_its_pixel_loss_twin_and_little_grid_texture(model):
     assert psnr_y(faithful, hr) > psnr_y(sharp, hr)
     # The grid penalty keeps the default's periodic texture near the photo's (the previous model scored 1.5-2).
     assert grid_score(sharp, hr) < 0.8
+
+
+def test_the_bundled_real_photo_pair_loads_offline_and_auto_cleans_jpegs_only(tmp_path):
+    import io
+
+    from PIL import Image
+
+    pipeline = SRPipeline.from_pretrained()
+    assert pipeline.axes == ("detail", "cleanup")
+    hr = crop_to_multiple(skdata.astronaut()[:192, :192], 4)
+    lr = Image.fromarray(degrade(hr, 4, "bicubic"))
+    lr.save(tmp_path / "clean.png")
+    clean = Image.open(tmp_path / "clean.png")
+    assert pipeline.assess(clean).cleanup == 0.0
+    # Auto on a clean PNG is exactly the default's output (the benchmark protocol is unchanged).
+    np.testing.assert_array_equal(np.asarray(pipeline.upscale(clean, fast=False)),
+                                  np.asarray(PerceptualSR.from_pretrained().upscale(clean, fast=False)))
+    buffer = io.BytesIO()
+    lr.save(buffer, "JPEG", quality=50)
+    jpeg = Image.open(io.BytesIO(buffer.getvalue()))
+    assert pipeline.assess(jpeg).cleanup > 0.0
+    blocks = np.asarray(pipeline.upscale(jpeg, cleanup=0.0, fast=False), np.float64)
+    cleaned = np.asarray(pipeline.upscale(jpeg, fast=False), np.float64)
+    assert not np.array_equal(blocks, cleaned)

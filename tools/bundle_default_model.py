@@ -1,6 +1,10 @@
 """Copy trained weights into the package as the default x4 model, with its pixel-loss twin and card.
 
     python tools/bundle_default_model.py RUN_DIR --twin TWIN_DIR --evaluation docs/eval/bicubic_luma.md
+    python tools/bundle_default_model.py --add-real-photo PHOTO_RUN_DIR --real-photo-twin PHOTO_TWIN_DIR
+
+The second form adds the real-photo pair (the `cleanup` axis) to the bundled model as it is:
+real-photo/ and real-photo-pixel-twin/, and a paragraph with their training settings on the card.
 
 RUN_DIR and TWIN_DIR are folders written by save_pretrained (a train.py --output-dir, or its
 checkpoint/ema). Writes perceptual_sr/pretrained/perceptual-sr-x4/{config.json, model.safetensors,
@@ -16,7 +20,8 @@ import sys
 from pathlib import Path
 
 from perceptual_sr.model import PerceptualSR
-from perceptual_sr.pipeline import TWIN_SUBFOLDER, SRPipeline
+from perceptual_sr.atomic_write import write_text
+from perceptual_sr.pipeline import REAL_PHOTO_SUBFOLDER, TWIN_SUBFOLDER, SRPipeline
 from perceptual_sr.weights import DEFAULT_WEIGHTS_DIR
 
 NOTES = """## Provenance
@@ -27,6 +32,17 @@ ablation, then a fine-tune with the grid penalty (`--grid-weight 15000`). The pi
 `pixel-twin/` is that model fine-tuned on pixel MSE alone (8,000 samples, on CPU), so the two can be
 blended (`detail`). `docs/training.md` in the repository lists every command, the ablation and the
 measurements. ImageNet images are for non-commercial research use."""
+
+
+REAL_PHOTO_NOTES = """## Real-photo weights (`cleanup`)
+
+`real-photo/` is the default fine-tuned on photos degraded on the fly by the `photo` preset of
+`perceptual_sr/degradations.py` (blur, resize, noise and JPEG, Real-ESRGAN's second-order model
+with milder ranges), with the default's loss (VGG-16 relu2_2, pixel 10, TV 1e-5, grid 15,000);
+`real-photo-pixel-twin/` is the pixel-loss twin fine-tuned the same way on pixel MSE. The four
+weight sets are blended bilinearly along `detail` and `cleanup`; `cleanup="auto"` picks the
+strength from the input's JPEG quality and noise. Trained on 2 CPU cores (bf16, AMX) on ImageNet
+and BSDS500 photos (BSDS500: Arbelaez et al., TPAMI 2011, research use). Settings of the runs:"""
 
 
 # The GPU machine read copies of these folders under other names; the card names the originals.
@@ -64,12 +80,44 @@ def _mean_scores(csv_path: Path) -> list[dict]:
             for row in rows for metric in ("psnr", "ssim", "lpips", "grid")]
 
 
+def add_real_photo_pair(photo_dir: Path, photo_twin_dir: Path) -> None:
+    """Add the real-photo weights and their twin to the bundled model, which keeps its card."""
+    try:
+        pipeline = SRPipeline.from_pretrained(DEFAULT_WEIGHTS_DIR)
+        pair = {REAL_PHOTO_SUBFOLDER: PerceptualSR.from_pretrained(photo_dir),
+                "real-photo-pixel-twin": PerceptualSR.from_pretrained(photo_twin_dir)}
+    except (FileNotFoundError, ValueError) as error:
+        sys.exit(f"error: {error}")
+    for name, network in pair.items():
+        if network.config != pipeline.config:
+            sys.exit(f"error: {name} is a {network.config}, the bundled model a {pipeline.config}")
+        shutil.rmtree(DEFAULT_WEIGHTS_DIR / name, ignore_errors=True)
+        network.save_pretrained(DEFAULT_WEIGHTS_DIR / name)
+        (DEFAULT_WEIGHTS_DIR / name / "README.md").unlink()  # one card, the parent's
+    settings = {"real_photo": _run_settings(photo_dir), "real_photo_pixel_twin": _run_settings(photo_twin_dir)}
+    card = DEFAULT_WEIGHTS_DIR / "README.md"
+    write_text(card, card.read_text().rstrip() + "\n\n" + REAL_PHOTO_NOTES + "\n\n```json\n"
+               + json.dumps(settings, indent=1) + "\n```\n")
+    for path in sorted(DEFAULT_WEIGHTS_DIR.rglob("*")):
+        if path.is_file():
+            print(f"wrote {path} ({path.stat().st_size / 1e3:.0f} kB)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dir", type=Path, help="weights of the default (feature-loss) model")
-    parser.add_argument("--twin", type=Path, required=True, help="weights of its pixel-loss twin")
+    parser.add_argument("run_dir", type=Path, nargs="?", help="weights of the default (feature-loss) model")
+    parser.add_argument("--twin", type=Path, help="weights of its pixel-loss twin")
     parser.add_argument("--evaluation", type=Path, nargs="*", default=[], help="Markdown files for the card")
+    parser.add_argument("--add-real-photo", type=Path, help="weights of the real-photo model, added to the bundle")
+    parser.add_argument("--real-photo-twin", type=Path, help="weights of its pixel-loss twin")
     args = parser.parse_args()
+    if args.add_real_photo or args.real_photo_twin:
+        if not (args.add_real_photo and args.real_photo_twin) or args.run_dir:
+            parser.error("--add-real-photo and --real-photo-twin go together, without RUN_DIR")
+        add_real_photo_pair(args.add_real_photo, args.real_photo_twin)
+        return
+    if not (args.run_dir and args.twin):
+        parser.error("RUN_DIR and --twin are required")
     try:
         pipeline = SRPipeline({"": PerceptualSR.from_pretrained(args.run_dir),
                                TWIN_SUBFOLDER: PerceptualSR.from_pretrained(args.twin)})  # one architecture
