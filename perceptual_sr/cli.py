@@ -91,9 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--color-fix", type=_color_fix, default=DEFAULT_COLOR_FIX,
                     choices=[c for c in COLOR_FIXES], metavar="{histogram,luma,none}",
                     help=f"colour fix (default {DEFAULT_COLOR_FIX})")
-    up.add_argument("--tile-size", type=int, help="tile side in input pixels (default: chosen per device)")
-    up.add_argument("--tile-overlap", type=int, default=DEFAULT_TILE_OVERLAP, help="tile overlap in input pixels")
-    up.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="largest input accepted (width x height)")
+    up.add_argument("--tile-size", type=_whole_number(0), default=0,
+                    help="tile side in input pixels; 0 (default) = chosen per device, as in the app")
+    up.add_argument("--tile-overlap", type=_whole_number(0), default=DEFAULT_TILE_OVERLAP,
+                    help="tile overlap in input pixels")
+    up.add_argument("--max-pixels", type=_whole_number(1), default=DEFAULT_MAX_PIXELS,
+                    help="largest input accepted (width x height)")
 
     ev = commands.add_parser("eval", help="PSNR-Y / SSIM-Y / LPIPS against bicubic on folders of HR images")
     ev.add_argument("--data", nargs="+", type=Path, required=True, help="folders of HR images (e.g. Set5 Set14 BSD68)")
@@ -126,6 +129,21 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cleanup", type=_cleanup_value, default="auto",
                         help="0.0 = as for clean inputs ... 1.0 = remove JPEG blocks, noise and blur; auto "
                              "(default) measures each image (its JPEG quality and noise)")
+
+
+def _whole_number(minimum: int):
+    """An argparse type: a whole number >= `minimum`, checked once at parse time (not per file)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}")
+        return value
+
+    parse.__name__ = "whole number"
+    return parse
 
 
 def _cleanup_value(text: str) -> float | str:
@@ -214,8 +232,9 @@ def run_upscale(args: argparse.Namespace, model: SRPipeline | nn.Module) -> int:
             continue
         try:
             _check_output_fits(path, target, outscale)
-            options = dict(color_fix=args.color_fix, tile_size=args.tile_size, tile_overlap=args.tile_overlap,
-                           max_pixels=args.max_pixels, device=args.device, fast=args.fast)
+            options = dict(color_fix=args.color_fix, tile_size=args.tile_size or None,
+                           tile_overlap=args.tile_overlap, max_pixels=args.max_pixels, device=args.device,
+                           fast=args.fast)
             if isinstance(model, SRPipeline):
                 image = _upscale_with_pipeline(model, path, args, options)
             else:
@@ -255,6 +274,11 @@ def _network_for_each_image(pipeline: SRPipeline, args: argparse.Namespace):
 
 
 def run_eval(args: argparse.Namespace, model: SRPipeline | nn.Module) -> int:
+    names = [folder.name for folder in args.data]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:  # results and comparison images are filed by the folder's name
+        raise ValueError(f"several --data folders are named {', '.join(map(repr, repeated))}; their results would "
+                         "overwrite each other: pass folders with distinct names (e.g. links)")
     from perceptual_sr.evaluate import evaluate, markdown_table, sweep_detail  # scipy, lpips: the eval extra
 
     if args.sweep_detail:

@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import time
 import warnings
+import weakref
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -178,6 +179,8 @@ class Upscaler:
         self.device = torch.device(device)
         self.output_dir = Path(output_dir or tempfile.mkdtemp(prefix="perceptual_sr_demo_"))
         self.output_dir.mkdir(parents=True, exist_ok=True)
+        if output_dir is None:  # a folder of our own: removed when the app exits (or this is collected)
+            weakref.finalize(self, shutil.rmtree, str(self.output_dir), True)
 
     def __call__(
         self, image_path: str | None, color_fix: str | None = None, tile_size: float | None = DEFAULT_TILE_SIZE,

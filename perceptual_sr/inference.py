@@ -12,6 +12,7 @@ float copy of the colour image (a greyscale result's luma is computed in float).
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, overload
@@ -73,10 +74,18 @@ class UpscaleOptions:
             raise ValueError(f"color_fix must be one of {COLOR_FIXES}, got {self.color_fix!r}")
         for name in ("tile_size", "tile_batch", "max_pixels"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            if value is not None and (not _is_whole(value) or value < 1):
                 raise ValueError(f"{name} must be a positive whole number or None (automatic), got {value!r}")
-        if isinstance(self.tile_overlap, bool) or not isinstance(self.tile_overlap, int) or self.tile_overlap < 0:
+        if not _is_whole(self.tile_overlap) or self.tile_overlap < 0:
             raise ValueError(f"tile_overlap must be a whole number of pixels >= 0, got {self.tile_overlap!r}")
+        # numpy integers (np.int64 from a shape, say) count as whole numbers: store them as ints.
+        for name in ("tile_size", "tile_batch", "max_pixels", "tile_overlap"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, int(getattr(self, name)))
+
+
+def _is_whole(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 
 @overload
@@ -158,6 +167,9 @@ def _upscale_tensor(network: nn.Module, tensor: torch.Tensor, options: UpscaleOp
         raise ValueError(f"expected a tensor of shape (C, H, W) or (B, C, H, W) with C in 1, 3, 4, got {tuple(tensor.shape)}")
     if not tensor.is_floating_point():
         raise ValueError(f"expected a float tensor in [0, 1], got dtype {tensor.dtype}")
+    if tensor.is_meta or tensor.layout != torch.strided:
+        raise ValueError(f"expected a dense tensor holding pixels, got a {tensor.layout} tensor on {tensor.device}; "
+                         "pass tensor.to_dense() or one that holds data")
     batch = tensor.unsqueeze(0) if tensor.ndim == 3 else tensor
     if batch.shape[0] == 0:
         raise ValueError(f"the batch is empty (shape {tuple(tensor.shape)}); pass at least one image")

@@ -55,6 +55,9 @@ SPLIT_CODES = {"val": 0, "train": 1}  # part of the crop seed; never change
 PROGRESS_FILE, PLAN_FILE, MANIFEST_FILE = "progress.json", "plan.json", "manifest.json"
 
 
+MIN_LR_SIZE = 5  # the 9x9 head's reflection pad needs at least 5 input pixels
+
+
 def _default_workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
@@ -87,6 +90,14 @@ class PrepareConfig:
             raise ValueError(f"hr_size {self.hr_size} is not a multiple of scale {self.scale}")
         if self.degradation not in DEGRADATIONS:
             raise ValueError(f"degradation must be one of {DEGRADATIONS}, got {self.degradation!r}")
+        if self.hr_size // self.scale < MIN_LR_SIZE:
+            raise ValueError(f"hr_size {self.hr_size} gives {self.hr_size // self.scale} px low-resolution crops at "
+                             f"scale {self.scale}; the network trains on at least {MIN_LR_SIZE} px (its 9x9 "
+                             f"reflection pad): use --hr-size {MIN_LR_SIZE * self.scale} or more")
+        cpus = os.cpu_count() or 1
+        if self.workers > cpus:  # more processes than CPUs only compete for them
+            print(f"prepare: --workers {self.workers} capped at this machine's {cpus} CPUs", file=sys.stderr)
+            self.workers = cpus
 
     @property
     def lr_size(self) -> int:

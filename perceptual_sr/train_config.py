@@ -92,6 +92,15 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.crop_size is not None and self.crop_size < 8:
             raise ValueError(f"crop_size must be >= 8, got {self.crop_size!r}")
+        if self.push_to_hub is not None:  # refused now, not after hours of training
+            from huggingface_hub.errors import HFValidationError
+            from huggingface_hub.utils import validate_repo_id
+
+            try:
+                validate_repo_id(self.push_to_hub)
+            except HFValidationError as error:
+                raise ValueError(f"push_to_hub must be a Hub repo id such as you/perceptual-sr-x4, got "
+                                 f"{self.push_to_hub!r} ({error})") from None
         for name in ("log_every", "checkpoint_every", "val_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
