@@ -36,7 +36,7 @@ def eval_results(scores: list[dict[str, Any]], scale: int) -> list[EvalResult]:
 
 def build(config: Any, parameters: int, *, training: dict | None = None, evaluation: str | None = None,
           notes: str | None = None, scores: list[dict[str, Any]] | None = None, repo_id: str | None = None,
-          degradation: str | None = None) -> ModelCard:
+          degradation: str | None = None, code_url: str | None = None) -> ModelCard:
     """A model card for a model of architecture `config` (an SRConfig) with `parameters` weights.
 
     training: the run's settings (TrainConfig as a dict) and data summary, shown as JSON.
@@ -45,6 +45,7 @@ def build(config: Any, parameters: int, *, training: dict | None = None, evaluat
     repo_id: filled into the usage snippet (else the bundled default's call).
     degradation: how the training inputs were made from the originals (a dataset manifest's
     "degradation": "blur" or "bicubic"); None where it is not known.
+    code_url: where the code lives, as the publisher sets it (never guessed).
     """
     results = eval_results(scores or [], config.scale)
     made_by = DEGRADATION_TEXT.get(degradation, degradation) if degradation else f"x{config.scale} downscaling"
@@ -58,22 +59,29 @@ def build(config: Any, parameters: int, *, training: dict | None = None, evaluat
         metrics=["psnr", "ssim", "lpips"],
         eval_results=results or None,
     )
-    load = f'PerceptualSR.from_pretrained("{repo_id}")' if repo_id else "PerceptualSR.from_pretrained()"
+    load = f'SRPipeline.from_pretrained("{repo_id}")' if repo_id else "SRPipeline.from_pretrained()"
+    code = f"the `perceptual_sr` package ({code_url})" if code_url else "the `perceptual_sr` package"
     sections = [
         f"---\n{data.to_yaml()}\n---",
         f"# perceptual_sr x{config.scale}",
         "Feed-forward photo super-resolution trained with a perceptual (VGG-16 feature) loss, after Johnson, "
         f"Alahi & Fei-Fei, *Perceptual Losses for Real-Time Style Transfer and Super-Resolution* (ECCV 2016, "
         f"[{PAPER}]({PAPER})).",
-        "## Usage\n\nInstall the `perceptual_sr` package (in a checkout of its repository: `pip install .`), "
-        "then:\n\n```python\nfrom perceptual_sr import PerceptualSR\n"
-        f"model = {load}\nmodel.upscale(\"photo.jpg\").save(\"photo_x{config.scale}.png\")\n```",
+        f"## Usage\n\nInstall {code} (in a checkout of its repository: `pip install .`), then:\n\n"
+        "```python\nfrom perceptual_sr import SRPipeline\n"
+        f"pipeline = {load}\npipeline.upscale(\"photo.jpg\").save(\"photo_x{config.scale}.png\")\n```\n\n"
+        "`pipeline.upscale(image, detail=..., cleanup=...)` blends the weight sets this repository holds "
+        "(`detail` needs `pixel-twin/`, `cleanup` the `real-photo` pair).",
         f"## Architecture\n\n{parameters:,} parameters.\n\n```json\n"
         f"{json.dumps(dataclasses.asdict(config), indent=2)}\n```",
         f"## Limitations\n\nTrained for clean inputs degraded by {made_by}: camera noise, JPEG artifacts "
         "or other blur in the input are not what it learned to undo, and it invents plausible texture rather than "
         "recovering the true one (use a lower `detail`, where available, when fidelity matters).",
     ]
+    sections.append(
+        "## Licence\n\nThe code is MIT-licensed. The weights were trained on ImageNet photos, whose terms allow "
+        "non-commercial research use only (the real-photo weights also on BSDS500 photos, released for research); "
+        "check those terms before any other use.")
     if training:
         sections.append(f"## Training\n\n```json\n{json.dumps(training, indent=2, default=str)}\n```")
     if evaluation:

@@ -253,7 +253,8 @@ def test_model_card_carries_the_metadata_and_measured_metrics(tmp_path):
     assert card.data.datasets and card.data.metrics and card.data.library_name == "perceptual-sr"
     values = {(result.dataset_name, result.metric_type): result.metric_value for result in card.data.eval_results}
     assert values == {("Set5", "lpips"): 0.25, ("Set5", "psnr"): 28.1}
-    assert 'PerceptualSR.from_pretrained("someone/sr")' in card.text and "## Limitations" in card.text
+    assert 'SRPipeline.from_pretrained("someone/sr")' in card.text and "## Limitations" in card.text
+    assert "non-commercial research use" in card.text  # the data's terms beside the code's licence
 
 
 def test_bundled_card_has_a_model_index():

@@ -35,4 +35,12 @@ def test_the_card_carries_the_final_validation_scores():
     assert "| held-out | bicubic | 29.00 | 0.8500 | 0.3000 | -0.50 |" in card.text
     values = {(result.dataset_name, result.metric_type): result.metric_value for result in card.data.eval_results}
     assert values[("held-out", "lpips")] == 0.2 and values[("held-out", "psnr")] == 30.0
-    assert 'PerceptualSR.from_pretrained("someone/sr")' in card.text
+    assert 'SRPipeline.from_pretrained("someone/sr")' in card.text
+
+
+def test_the_code_location_is_the_publishers_and_never_guessed():
+    from perceptual_sr import SRConfig
+    from perceptual_sr.model_card import build
+
+    assert "https://github.com/someone/perceptual_sr" in build(SRConfig(), 1, code_url="https://github.com/someone/perceptual_sr").text
+    assert "http" not in build(SRConfig(), 1).text.split("## Usage")[1].split("## Architecture")[0]
