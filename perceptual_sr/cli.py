@@ -114,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--opset", type=int, default=17, help="ONNX opset version (default 17)")
     ex.add_argument("--detail", type=float, default=1.0, help="export the blend at this detail (default 1.0)")
     ex.add_argument("--cleanup", type=float, default=0.0, help="export the blend at this cleanup (default 0.0)")
+    sp = commands.add_parser("deploy-space", help="publish the demo as a Hugging Face Space (app, package, examples)")
+    sp.add_argument("space", help="the Space's id, e.g. you/perceptual-sr (created as a Gradio Space if needed)")
+    sp.add_argument("--dry-run", action="store_true", help="list the files it would upload, and stop")
+    sp.add_argument("--private", action="store_true", help="create the Space private")
 
     ev.add_argument("--sweep-detail", action="store_true",
                     help="evaluate detail 0, 0.25, 0.5, 0.75 and 1 and plot PSNR-Y against LPIPS")
@@ -322,6 +326,11 @@ def main(argv: list[str] | None = None) -> int:
             return _missing_extra(argv[0], error)
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "deploy-space":
+            from perceptual_sr.deploy import deploy_space
+
+            print(deploy_space(args.space, dry_run=args.dry_run, private=args.private or None))
+            return 0
         if args.command == "export":
             from perceptual_sr.export import export_onnx
 
