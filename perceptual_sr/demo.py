@@ -291,6 +291,11 @@ def example_paths(examples_dir: str | Path = EXAMPLES_DIR) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def _fits(path: Path, max_input_pixels: int) -> bool:
+    size = _header_size(path)
+    return size is not None and size[0] * size[1] <= max_input_pixels
+
+
 def build_demo(
     model: SRPipeline | PerceptualSR,
     *,
@@ -381,6 +386,8 @@ def build_demo(
                                       elem_id="detail-crop")
         outputs = [slider, download, summary, crop]
         paths = example_paths(examples_dir) if examples_dir is not None else []
+        # Examples larger than this app accepts would fail at start-up (cached) or on click: left out.
+        paths = [path for path in paths if _fits(path, max_input_pixels)]
         if paths:
             gr.Examples(
                 examples=[[str(path)] for path in paths], inputs=[image], outputs=outputs,

@@ -45,6 +45,8 @@ def main() -> None:
     try:
         host = os.environ.get("GRADIO_SERVER_NAME", "").strip() or "127.0.0.1"
         port = _int_env("GRADIO_SERVER_PORT", 7860)
+        if port > 65535:
+            raise ValueError(f"GRADIO_SERVER_PORT must be a port number from 1 to 65535, got {port}")
         share = _bool_env("GRADIO_SHARE")
         max_pixels = _int_env("PERCEPTUAL_SR_MAX_PIXELS", 1024 * 1024)
         concurrency = _int_env("PERCEPTUAL_SR_CONCURRENCY", 1)
@@ -68,5 +70,8 @@ def main() -> None:
         "GRADIO_EXAMPLES_CACHE", str(Path(".gradio") / "cached_examples" / model_fingerprint(model))
     )
     demo = build_demo(model, max_input_pixels=max_pixels, concurrency_limit=concurrency, device=device)
-    demo.launch(server_name=host, server_port=port, share=share, max_file_size="50mb")
+    try:
+        demo.launch(server_name=host, server_port=port, share=share, max_file_size="50mb")
+    except OSError as error:  # e.g. the port is in use: one line, not Gradio's traceback
+        sys.exit(f"app.py: cannot serve on {host}:{port} ({error}); set GRADIO_SERVER_PORT to a free port")
 

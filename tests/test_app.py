@@ -128,7 +128,8 @@ def test_app_without_weights_exits_with_one_clear_line(tmp_path, monkeypatch, ca
     assert "Running on" not in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("name, value", [("GRADIO_SERVER_PORT", "http"), ("PERCEPTUAL_SR_MAX_PIXELS", "0"),
+@pytest.mark.parametrize("name, value", [("GRADIO_SERVER_PORT", "http"), ("GRADIO_SERVER_PORT", "70000"),
+                                         ("GRADIO_SERVER_PORT", "0"), ("PERCEPTUAL_SR_MAX_PIXELS", "0"),
                                          ("GRADIO_SHARE", "maybe"), ("PERCEPTUAL_SR_DEVICE", "banana")])
 def test_app_rejects_bad_settings_in_one_line(monkeypatch, name, value):
     app = _load_app_module()
@@ -359,3 +360,26 @@ def test_automatic_cleanup_is_shown_and_a_manual_strength_is_used(photo_file, tm
     assert "cleanup 1" in summary and np.array_equal(np.asarray(Image.open(manual)), np.asarray(Image.open(automatic)))
     _, untouched, _, _ = predict(str(jpeg), "luma", 0, 1.0, 0.0, False)
     assert not np.array_equal(np.asarray(Image.open(untouched)), np.asarray(Image.open(automatic)))
+
+
+def test_a_port_in_use_is_one_clear_line(monkeypatch):
+    import socket
+
+    app = _load_app_module()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        monkeypatch.setenv("GRADIO_SERVER_PORT", str(taken.getsockname()[1]))
+        monkeypatch.setenv("GRADIO_CACHE_MODE", "lazy")
+        with pytest.raises(SystemExit, match="app.py: cannot serve on 127.0.0.1:.*set GRADIO_SERVER_PORT"):
+            app.main()
+
+
+def test_examples_larger_than_the_input_limit_are_left_out():
+    from perceptual_sr.demo import EXAMPLES_DIR, _fits, example_paths
+
+    sizes = {path.name: Image.open(path).size for path in example_paths(EXAMPLES_DIR)}
+    small = min(width * height for width, height in sizes.values())
+    kept = [path.name for path in example_paths(EXAMPLES_DIR) if _fits(path, small)]
+    assert kept and len(kept) < len(sizes)
+    assert all(sizes[name][0] * sizes[name][1] <= small for name in kept)
