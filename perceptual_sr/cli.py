@@ -15,8 +15,8 @@ from tqdm.auto import tqdm
 
 from perceptual_sr import __version__
 from perceptual_sr.data import DEGRADATIONS
-from perceptual_sr.image_io import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, check_fits_format, is_complete_image,
-                                   open_image, resize_to, save_image)
+from perceptual_sr.image_io import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, check_fits_format, check_outscale,
+                                   is_complete_image, open_image, resize_to_outscale, save_image)
 from perceptual_sr.inference import COLOR_FIXES, DEFAULT_COLOR_FIX, DEFAULT_TILE_OVERLAP, upscale
 from perceptual_sr.pipeline import SRPipeline
 from perceptual_sr.runtime import choose_device, reuse_freed_memory
@@ -219,9 +219,10 @@ def _file_identity(path: Path) -> tuple[int, int]:
 def run_upscale(args: argparse.Namespace, model: SRPipeline | nn.Module) -> int:
     reuse_freed_memory()  # a third faster on CPU; this process exists to upscale
     files = collect_inputs(args.inputs)
-    outscale = model.scale if args.outscale is None else args.outscale
-    if not 0 < outscale <= 16:
-        raise ValueError(f"--outscale must be above 0 and at most 16, got {outscale}")
+    try:
+        outscale = model.scale if args.outscale is None else check_outscale(args.outscale)
+    except ValueError as error:
+        raise ValueError(f"--{error}") from None
     suffix = args.suffix if args.suffix is not None else f"x{outscale:g}"
     if not suffix or "/" in suffix or "\\" in suffix:
         raise ValueError(f"--suffix must be a non-empty name without slashes, got {suffix!r}")
@@ -244,8 +245,7 @@ def run_upscale(args: argparse.Namespace, model: SRPipeline | nn.Module) -> int:
             else:
                 image = upscale(model, path, **options)
             if outscale != model.scale:
-                low_width, low_height = image.width // model.scale, image.height // model.scale
-                image = resize_to(image, (max(1, round(low_width * outscale)), max(1, round(low_height * outscale))))
+                image = resize_to_outscale(image, (image.width // model.scale, image.height // model.scale), outscale)
             save_image(image, target)
             done += 1
         except (ValueError, OSError) as error:

@@ -185,6 +185,7 @@ class Upscaler:
     def __call__(
         self, image_path: str | None, color_fix: str | None = None, tile_size: float | None = DEFAULT_TILE_SIZE,
         detail: float | None = None, cleanup: float | None = None, automatic_cleanup: bool = True,
+        outscale: float | None = None,
     ) -> tuple[tuple[str, str], str, str, tuple[str, str]]:
         if not image_path:
             raise gr.Error("Please upload, paste or take a photo first (or click an example).", title="No image")
@@ -204,6 +205,11 @@ class Upscaler:
         cleanup = 0.0 if cleanup is None else float(cleanup)
         if not 0.0 <= cleanup <= 1.0:
             raise gr.Error(f"Clean-up must be between 0 and 1, got {cleanup}.", title="Bad option")
+        outscale = float(self.pipeline.scale if outscale is None else outscale)
+        if not outscale.is_integer() or not 1 <= outscale <= self.pipeline.scale:
+            raise gr.Error(f"Output size must be a whole factor from 1 to {self.pipeline.scale}, got {outscale:g}.",
+                           title="Bad option")
+        outscale = int(outscale)
         can_clean_up = self.pipeline.has_axis("cleanup")
         if cleanup != 0.0 and not automatic_cleanup and not can_clean_up:
             raise gr.Error("This model has no real-photo weights, so only clean-up 0 is available.", title="Bad option")
@@ -220,7 +226,8 @@ class Upscaler:
                 cleanup, cleanup_note = measured.cleanup, f"; {measured.describe()}"
             else:
                 cleanup_note = f"; cleanup {cleanup:g}" if can_clean_up else ""
-            result = self.pipeline.upscale(image, detail=detail, cleanup=cleanup, color_fix=fixes[color_fix],
+            result = self.pipeline.upscale(image, detail=detail, cleanup=cleanup, outscale=outscale,
+                                           color_fix=fixes[color_fix],
                                            tile_size=tile or None, tile_overlap=overlap,
                                            max_pixels=self.max_input_pixels, device=self.device)
         except ImageTooLargeError as error:  # e.g. a decompression bomb with a lying header
@@ -232,14 +239,14 @@ class Upscaler:
         _prune(self.output_dir, _OUTPUT_MAX_AGE_S)
         folder = Path(tempfile.mkdtemp(dir=self.output_dir))
         stem = Path(image_path).stem or "image"
-        output_path = folder / f"{stem}_x{self.pipeline.scale}.png"
+        output_path = folder / f"{stem}_x{outscale}.png"
         save_image(result, output_path)  # PNG keeps every pixel, the alpha channel, ICC and EXIF
         bicubic_path, preview_path = _slider_previews(image_path, result, folder, stem)
-        bicubic_crop, crop = _detail_crops(image_path, result, folder, stem, self.pipeline.scale)
+        bicubic_crop, crop = _detail_crops(image_path, result, folder, stem, outscale)
         summary = (
-            f"**{result.width // self.pipeline.scale} x {result.height // self.pipeline.scale} → "
+            f"**{image.width} x {image.height} → "
             f"{result.width} x {result.height} px** "
-            f"(x{self.pipeline.scale}, {result.mode}) in **{seconds:.2f} s** on {self.device.type.upper()}"
+            f"(x{outscale}, {result.mode}) in **{seconds:.2f} s** on {self.device.type.upper()}"
             f"{f', {tile} px tiles' if tile else ''}; colour fix: {color_fix}"
             f"{f'; detail {detail:g}' if self.pipeline.has_axis('detail') else ''}{cleanup_note}."
         )
@@ -325,8 +332,8 @@ def build_demo(
     @on_zero_gpu
     def predict(image_path: str | None, color_fix: str | None = None, tile_size: float | None = DEFAULT_TILE_SIZE,
                 detail: float | None = None, cleanup: float | None = None, automatic_cleanup: bool = True,
-                ) -> tuple[tuple[str, str], str, str, tuple[str, str]]:
-        return upscaler(image_path, color_fix, tile_size, detail, cleanup, automatic_cleanup)
+                outscale: float | None = None) -> tuple[tuple[str, str], str, str, tuple[str, str]]:
+        return upscaler(image_path, color_fix, tile_size, detail, cleanup, automatic_cleanup, outscale)
 
     def predict_example(image_path: str) -> tuple[tuple[str, str], str, str, tuple[str, str]]:
         return predict(image_path, _color_fix_value(DEFAULT_COLOR_FIX), default_tile_size)
@@ -368,6 +375,10 @@ def build_demo(
                     info="Corrects colour shifts of the network output using the input's colours.",
                 )
                 with gr.Accordion("Advanced", open=False):
+                    outscale = gr.Radio(
+                        choices=[(f"{factor}x", factor) for factor in range(2, scale + 1)], value=scale,
+                        label="Output size", info=f"Smaller than {scale}x: the {scale}x result resized with Lanczos.",
+                        elem_id="outscale")
                     tile_size = gr.Slider(
                         minimum=0, maximum=MAX_TILE_SIZE, step=32, value=default_tile_size,
                         label="Tile size (input pixels)",
@@ -378,7 +389,7 @@ def build_demo(
                 slider = gr.ImageSlider(label="Bicubic (left) vs perceptual_sr (right)", type="filepath",
                                         format="webp", interactive=False, max_height=640, elem_id="result-slider")
                 summary = gr.Markdown(elem_id="result-summary")
-                download = gr.File(label=f"Full-resolution {scale}x PNG", interactive=False,
+                download = gr.File(label="Full-resolution PNG", interactive=False,
                                    elem_id="result-file")
                 crop = gr.ImageSlider(label=f"1:1 detail ({CROP_SIDE} x {CROP_SIDE} output pixels from the busiest "
                                             "part of the photo): bicubic (left) vs perceptual_sr (right)",
@@ -394,7 +405,8 @@ def build_demo(
                 fn=predict_example, cache_examples=cache_examples, cache_mode=cache_mode,
                 examples_per_page=12, label="Examples (default settings): click one",
             )
-        run.click(predict, inputs=[image, color_fix, tile_size, detail, cleanup, automatic_cleanup], outputs=outputs,
+        run.click(predict, inputs=[image, color_fix, tile_size, detail, cleanup, automatic_cleanup, outscale],
+                  outputs=outputs,
                   api_name="upscale",
                   concurrency_limit=concurrency_limit, concurrency_id="upscale")
     demo.queue(max_size=queue_size, default_concurrency_limit=concurrency_limit)

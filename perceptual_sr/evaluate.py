@@ -5,7 +5,9 @@ RGB) is cropped to a multiple of the scale, degraded with `perceptual_sr.data.de
 upscaled by bicubic (`perceptual_sr.image_io.resize_bicubic`) and by the model; both are scored
 against the HR image with PSNR-Y, SSIM-Y (4-pixel border), LPIPS-alex and the grid-texture score
 (`perceptual_sr.metrics.grid_score`: periodic energy at periods of 2 and 4 px relative to the HR
-image, log10; 0 = as much as the real photo, 1 = ten times as much).
+image, log10; 0 = as much as the real photo, 1 = ten times as much) and the cross-hatch score
+(`perceptual_sr.metrics.hatch_score`: the largest narrow spectral peak at any frequency that the HR
+image lacks, log10 excess; 0 = none).
 """
 
 from __future__ import annotations
@@ -27,12 +29,12 @@ from perceptual_sr.atomic_write import atomic_file
 from perceptual_sr.data import DEGRADATIONS, crop_to_multiple, degrade_to_image
 from perceptual_sr.image_io import IMAGE_SUFFIXES, dequantize, load_rgb8, resize_bicubic, save_image, uint8_to_tensor
 from perceptual_sr.inference import upscale_array
-from perceptual_sr.metrics import LPIPSMetric, grid_score, psnr_y, ssim_y
+from perceptual_sr.metrics import LPIPSMetric, grid_score, hatch_score, psnr_y, ssim_y
 
 if TYPE_CHECKING:
     from perceptual_sr.pipeline import SRPipeline
 
-METRICS = ("psnr", "ssim", "lpips", "grid")
+METRICS = ("psnr", "ssim", "lpips", "grid", "hatch")
 METHODS = ("bicubic", "model")
 MIN_EVAL_SIDE = 2 * 4 + 11  # SSIM-Y's 11x11 window inside the 4-pixel border
 
@@ -55,7 +57,7 @@ class FolderResult:
 
     def mean(self, method: str, metric: str) -> float:
         values = [image.scores[method][metric] for image in self.images]
-        values = [value for value in values if not math.isnan(value)]  # grid: NaN on images too small
+        values = [value for value in values if not math.isnan(value)]  # grid, hatch: NaN on images too small
         return float(np.mean(values)) if values else math.nan
 
     @property
@@ -155,7 +157,7 @@ def evaluate_pairs(model: nn.Module | Callable[[Image.Image], nn.Module], pairs:
                                     hr_tensor.expand(2, -1, -1, -1).to(_device_of(lpips_metric)))
         scores = {
             method: {"psnr": psnr_y(image, hr), "ssim": ssim_y(image, hr), "lpips": float(lpips_values[k]),
-                     "grid": _grid_or_nan(image, hr)}
+                     "grid": _or_nan(grid_score, image, hr), "hatch": _or_nan(hatch_score, image, hr)}
             for k, (method, image) in enumerate((("bicubic", bicubic), ("model", sr)))
         }
         result.images.append(ImageScores(image_name, scores))
@@ -170,9 +172,9 @@ def _device_of(module: nn.Module) -> torch.device:
     return parameter.device if parameter is not None else torch.device("cpu")
 
 
-def _grid_or_nan(image: np.ndarray, hr: np.ndarray) -> float:
+def _or_nan(score: Callable[[np.ndarray, np.ndarray], float], image: np.ndarray, hr: np.ndarray) -> float:
     try:
-        return grid_score(image, hr)
+        return score(image, hr)
     except ValueError:  # too small for a spectrum
         return math.nan
 
@@ -191,10 +193,12 @@ def evaluate(model: nn.Module, folders: list[str | Path], *, out_dir: str | Path
 
 
 def markdown_table(results: list[FolderResult]) -> str:
-    """Mean scores per folder laid out as Johnson et al.'s Table 2: PSNR / SSIM per method, plus LPIPS."""
+    """Mean scores per folder laid out as Johnson et al.'s Table 2: PSNR / SSIM per method, plus LPIPS,
+    grid and hatch."""
     lines = [
-        "| Dataset | Bicubic PSNR / SSIM | Model PSNR / SSIM | Bicubic LPIPS | Model LPIPS | Bicubic grid | Model grid |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| Dataset | Bicubic PSNR / SSIM | Model PSNR / SSIM | Bicubic LPIPS | Model LPIPS | Bicubic grid | Model grid "
+        "| Bicubic hatch | Model hatch |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for result in results:
         m = result.means
@@ -202,7 +206,8 @@ def markdown_table(results: list[FolderResult]) -> str:
             f"| {result.name} ({len(result.images)}) | {m['bicubic']['psnr']:.2f} / {m['bicubic']['ssim']:.4f} "
             f"| {m['model']['psnr']:.2f} / {m['model']['ssim']:.4f} "
             f"| {m['bicubic']['lpips']:.4f} | {m['model']['lpips']:.4f} "
-            f"| {m['bicubic']['grid']:.2f} | {m['model']['grid']:.2f} |"
+            f"| {m['bicubic']['grid']:.2f} | {m['model']['grid']:.2f} "
+            f"| {m['bicubic']['hatch']:.2f} | {m['model']['hatch']:.2f} |"
         )
     return "\n".join(lines) + "\n"
 

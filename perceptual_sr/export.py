@@ -1,9 +1,11 @@
 """ONNX export, and an ONNX Runtime model that `upscale` runs like the PyTorch one.
 
-`export_onnx(model, "model.onnx")` writes the network with dynamic batch, height and width, and
-its architecture in the file's metadata; `OnnxSR("model.onnx")` loads it with ONNX Runtime (CPU)
-as a module with the same `scale` and `config`, so tiling, colour fix and every input kind work
-unchanged: `upscale(OnnxSR("model.onnx"), "photo.jpg")`, or `perceptual-sr upscale --model model.onnx`.
+`export_onnx(model, "model.onnx")` writes the network's inference form (`inference_network.build`:
+BatchNorm folded, resize-conv stages as phase convolutions) with dynamic batch, height and width,
+and its architecture in the file's metadata; `OnnxSR("model.onnx")` loads it with ONNX Runtime
+(CPU) as a module with the same `scale` and `config`, so tiling, colour fix and every input kind
+work unchanged: `upscale(OnnxSR("model.onnx"), "photo.jpg")`, or `perceptual-sr upscale --model
+model.onnx`. Files written before the inference form (the plain module) load the same way.
 Needs the `export` extra (onnx, onnxruntime).
 """
 
@@ -18,51 +20,154 @@ import numpy as np
 import torch
 from torch import nn
 
+import torch.nn.functional as F
+
+from perceptual_sr import inference_network
 from perceptual_sr.atomic_write import atomic_file
+from perceptual_sr.inference_network import _PHASES, PhaseNetwork, _reflected
 from perceptual_sr.model import PerceptualSR, SRConfig
+from perceptual_sr.network_ends import check_rgb_batch, output_head
 
 DEFAULT_OPSET = 17
 INPUT_NAME, OUTPUT_NAME = "low_res", "high_res"
 CONFIG_KEY = "perceptual_sr_config"  # metadata entry holding SRConfig as JSON
+# Metadata entry naming the exported form: "phase-network" (the inference rewrite), "folded" (BatchNorm
+# folded, other upsamplers); files without it hold the plain module. All compute the same function.
+FORM_KEY = "perceptual_sr_form"
+_PROBE_SIZE = 16  # input side of the load-time check that the graph's output is `scale` x its input
 
 
 def export_onnx(model: PerceptualSR, path: str | Path, opset: int = DEFAULT_OPSET) -> Path:
-    """Write `model` (eval mode: output clamped to [0, 1]) as ONNX; returns the path. Atomic."""
-    import onnx
-
+    """Write `model`'s inference form (eval mode: output clamped to [0, 1]) as ONNX; returns the
+    path. Atomic. The same function as `model` up to float rounding (about 1e-6)."""
     if not isinstance(opset, int) or not 13 <= opset <= 23:
         raise ValueError(f"opset must be an integer from 13 to 23, got {opset!r}")
     path = Path(path)
     if path.suffix.lower() != ".onnx":
         raise ValueError(f"the output file should end in .onnx, got {str(path)!r}")
-    was_training = model.training
-    model.eval()
-    try:
-        with atomic_file(path) as staging:
-            example = torch.rand(1, 3, 32, 32, device=next(model.parameters()).device)
-            # The TorchScript-based exporter: dynamic height and width through reflection padding,
-            # nearest and bicubic resizing export cleanly (max abs difference ~1e-6 against PyTorch).
-            with warnings.catch_warnings():
-                # Tracing notes on the input-shape check and on constant folding: harmless here.
-                warnings.simplefilter("ignore")
-                options = dict(input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=opset,
-                               dynamic_axes={INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
-                                             OUTPUT_NAME: {0: "batch", 2: "out_height", 3: "out_width"}})
-                try:
-                    torch.onnx.export(model, (example,), str(staging), dynamo=False, **options)
-                except TypeError:  # torch before 2.5 has no `dynamo` switch: its exporter is this one
-                    torch.onnx.export(model, (example,), str(staging), **options)
-            graph = onnx.load(str(staging))
-            onnx.checker.check_model(graph)
-            onnx.helper.set_model_props(graph, {CONFIG_KEY: json.dumps(dataclasses.asdict(model.config))})
-            onnx.save(graph, str(staging))
-    finally:
-        model.train(was_training)
+    network = inference_network.build(model)
+    form = "phase-network" if isinstance(network, PhaseNetwork) else "folded"
+    if isinstance(network, PhaseNetwork):
+        network = ExportablePhaseNetwork(network)
+    return _write_onnx(network, path, opset, {CONFIG_KEY: json.dumps(dataclasses.asdict(model.config)),
+                                              FORM_KEY: form})
+
+
+def _write_onnx(network: nn.Module, path: Path, opset: int, metadata: dict[str, str]) -> Path:
+    """Export `network` (eval mode) with dynamic batch and size and `metadata` as the model's props."""
+    import onnx
+
+    with atomic_file(path) as staging:
+        example = torch.rand(1, 3, 32, 32, device=next(network.parameters()).device)
+        # The TorchScript-based exporter: dynamic height and width through reflection padding,
+        # nearest and bicubic resizing export cleanly (max abs difference ~1e-6 against PyTorch).
+        with warnings.catch_warnings():
+            # Tracing notes on the input-shape check and on constant folding: harmless here.
+            warnings.simplefilter("ignore")
+            options = dict(input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=opset,
+                           dynamic_axes={INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
+                                         OUTPUT_NAME: {0: "batch", 2: "out_height", 3: "out_width"}})
+            try:
+                torch.onnx.export(network, (example,), str(staging), dynamo=False, **options)
+            except TypeError:  # torch before 2.5 has no `dynamo` switch: its exporter is this one
+                torch.onnx.export(network, (example,), str(staging), **options)
+        graph = onnx.load(str(staging))
+        onnx.checker.check_model(graph)
+        onnx.helper.set_model_props(graph, metadata)
+        onnx.save(graph, str(staging))
     return path
 
 
+class ExportablePhaseNetwork(nn.Module):
+    """A `PhaseNetwork` written with operators that keep height and width dynamic in ONNX: the same
+    function, and ONNX Runtime's fastest form of it (measured against exporting the plain module).
+
+    `PhaseNetwork` aligns the phases and builds the tail's reflection-padded phase stack with
+    index lists computed from the tile's size, which tracing would freeze; here every index is a
+    slice from one end, so any size runs. The bicubic skip is a fixed convolution with one output
+    channel per colour and phase, then a pixel shuffle: ONNX Runtime's cubic Resize took as long as
+    two of the body's convolutions (2-core Xeon, 160x160 input)."""
+
+    def __init__(self, network: PhaseNetwork) -> None:
+        super().__init__()
+        self.network = network
+        self.config = network.config
+        self.register_buffer("bicubic_weight", _bicubic_kernel(network.config.scale), persistent=False)
+        self.eval()
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        check_rgb_batch(lr)
+        net = self.network
+        x = F.pad(net.body(net.head(lr)), (1, 1, 1, 1), mode="replicate")
+        last = len(net.stage_weights) - 1
+        for index, (weight, bias) in enumerate(zip(net.stage_weights, net.stage_biases)):
+            phases = _aligned_phases(F.relu(F.conv2d(x, weight, bias)))  # 4 x (B, C, H, W)
+            if index < last:  # interleave to (B, C, 2H, 2W), replicate-padded for the next stage
+                x = F.pad(F.pixel_shuffle(torch.stack(phases, 2).flatten(1, 2), 2), (1, 1, 1, 1), mode="replicate")
+            else:  # the phase stack (B, 4C, H + 2 pad, W + 2 pad), phase-major, reflection-padded
+                x = torch.cat([_reflect_phase(_reflect_phase(phase, 2, net.tail_pad, row), 3, net.tail_pad, column)
+                               for phase, (row, column) in zip(phases, _PHASES)], 1)
+        residual = F.pixel_shuffle(F.conv2d(x, net.tail_weight, net.tail_bias), 2)
+        if self.config.global_skip != "bicubic":
+            return output_head(self.config.global_skip, net.scale, lr, residual, clamp=True)
+        # torch's bicubic reads clamped (replicate) pixels past the border.
+        base = F.pixel_shuffle(F.conv2d(F.pad(lr, (2, 2, 2, 2), mode="replicate"), self.bicubic_weight), net.scale)
+        return (base + residual).clamp(0.0, 1.0)
+
+
+def _aligned_phases(phases: torch.Tensor) -> list[torch.Tensor]:
+    """2x2 phase-conv output (B, 4C, H+1, W+1) -> its four (B, C, H, W) phases, in `_PHASES` order:
+    phase (r, c) of output pixel (i, j) sits at (i + r, j + c)."""
+    channels = phases.shape[1] // 4
+    return [phases[:, index * channels:(index + 1) * channels, row:None if row else -1, column:None if column else -1]
+            for index, (row, column) in enumerate(_PHASES)]
+
+
+def _reflect_phase(phase: torch.Tensor, dim: int, pad: int, parity: int) -> torch.Tensor:
+    """Pad one phase of a full-resolution map by `pad` phase pixels along `dim`, holding the map's
+    reflection padding (as `inference_network._stack_phases`). The pixels copied lie within 2 pad of
+    an end, so they are slices counted from that end, valid at any size."""
+    length = 4 * pad + 2  # any length > 2 pad gives the same positions counted from each end
+    _, sources = _reflected(length, pad, parity)
+    pieces = []
+    for source in (position - pad for position in sources):
+        start = source if source < length // 2 else source - length  # from the start, or from the end
+        stop = start + 1 if start != -1 else None
+        pieces.append(phase[(slice(None),) * dim + (slice(start, stop),)])
+    return torch.cat([*pieces[:pad], phase, *pieces[pad:]], dim)
+
+
+def _bicubic_kernel(scale: int, a: float = -0.75) -> torch.Tensor:
+    """torch's bicubic upscaling by `scale` (a = -0.75, align_corners=False) as (3 scale^2, 3, 5, 5)
+    convolution weights on the input replicate-padded by 2: output channel c scale^2 + phase, the
+    order `pixel_shuffle` reads. Output pixel s i + p samples input i + (p + 0.5) / scale - 0.5."""
+
+    def cubic(t: float) -> float:
+        t = abs(t)
+        return ((a + 2) * t - (a + 3)) * t * t + 1 if t <= 1 else ((a * t - 5 * a) * t + 8 * a) * t - 4 * a
+
+    taps = torch.zeros(scale, 5, dtype=torch.float64)  # phase -> weights of inputs i - 2 .. i + 2
+    for phase in range(scale):
+        source = (phase + 0.5) / scale - 0.5
+        floor = int(np.floor(source))
+        fraction = source - floor
+        for offset, distance in zip(range(floor - 1, floor + 3), (1 + fraction, fraction, 1 - fraction, 2 - fraction)):
+            taps[phase, offset + 2] += cubic(distance)
+    per_phase = torch.einsum("pa,qb->pqab", taps, taps).reshape(scale * scale, 5, 5)
+    weight = torch.zeros(3 * scale * scale, 3, 5, 5, dtype=torch.float64)
+    for colour in range(3):
+        weight[colour * scale * scale:(colour + 1) * scale * scale, colour] = per_phase
+    return weight.float()
+
+
 class OnnxSR(nn.Module):
-    """An exported network run by ONNX Runtime on the CPU, usable wherever a PerceptualSR is upscaled."""
+    """An exported network run by ONNX Runtime on the CPU, usable wherever a PerceptualSR is upscaled.
+
+    threads: ONNX Runtime's intra-op threads; None: as many as PyTorch uses (`torch.get_num_threads()`,
+    the physical cores unless set otherwise), so both backends share one thread policy. The file is
+    checked on load (input name, output name, and an output `scale` x a small probe input, as its
+    metadata says): a mismatched file is one ValueError here, before any image is read.
+    """
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
         super().__init__()
@@ -71,17 +176,47 @@ class OnnxSR(nn.Module):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"ONNX file {str(path)!r} does not exist")
+        if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+            raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
         options = onnxruntime.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+        options.enable_mem_pattern = True  # one arena plan per input shape: tiles repeat their shape
         try:
             self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-            metadata = self.session.get_modelmeta().custom_metadata_map
+        except Exception as error:  # onnxruntime raises its own exception types for unreadable files
+            raise ValueError(f"cannot load {str(path)!r} with ONNX Runtime: {error}") from error
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        try:
             self.config = SRConfig.from_dict(json.loads(metadata[CONFIG_KEY]))
         except (KeyError, json.JSONDecodeError) as error:
             raise ValueError(f"{str(path)!r} was not written by perceptual-sr export (no {CONFIG_KEY})") from error
-        except Exception as error:  # onnxruntime raises its own exception types for unreadable files
-            raise ValueError(f"cannot load {str(path)!r} with ONNX Runtime: {error}") from error
+        except (TypeError, ValueError, AttributeError) as error:
+            raise ValueError(f"{str(path)!r} has an invalid {CONFIG_KEY} in its metadata: {error}") from error
+        self.form = metadata.get(FORM_KEY, "module")  # files written before FORM_KEY hold the plain module
+        self._check_graph(path)
+
+    def _check_graph(self, path: Path) -> None:
+        """Raise ValueError unless the graph takes (B, 3, H, W) as INPUT_NAME and returns
+        (B, 3, scale H, scale W) as OUTPUT_NAME, `scale` from the metadata."""
+        inputs = [(node.name, node.shape) for node in self.session.get_inputs()]
+        outputs = [node.name for node in self.session.get_outputs()]
+        if [name for name, _ in inputs] != [INPUT_NAME] or OUTPUT_NAME not in outputs:
+            raise ValueError(f"{str(path)!r} takes inputs {[name for name, _ in inputs]} and gives outputs {outputs}; "
+                             f"a perceptual-sr model takes {INPUT_NAME!r} and gives {OUTPUT_NAME!r}: "
+                             "export it again with `perceptual-sr export`")
+        probe = np.full((1, 3, _PROBE_SIZE, _PROBE_SIZE), 0.5, np.float32)
+        expected = (1, 3, _PROBE_SIZE * self.scale, _PROBE_SIZE * self.scale)
+        try:
+            (high_res,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: probe})
+        except Exception as error:  # onnxruntime's own exception types: wrong rank, channels, ...
+            raise ValueError(f"{str(path)!r} does not run on a {probe.shape} RGB batch: "
+                             f"{str(error).splitlines()[0][:200]}") from error
+        if tuple(high_res.shape) != expected:
+            raise ValueError(f"{str(path)!r} turns a {probe.shape} batch into {tuple(high_res.shape)}, but its metadata "
+                             f"says scale {self.scale}, which gives {expected}: export it again with "
+                             "`perceptual-sr export`")
 
     @property
     def scale(self) -> int:

@@ -365,6 +365,34 @@ def resize_to(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     return _with_metadata_of(image, out)
 
 
+MAX_OUTSCALE = 16
+
+
+def check_outscale(outscale: float) -> float:
+    """`outscale` if it is a number in (0, MAX_OUTSCALE]; ValueError naming it otherwise."""
+    if (not isinstance(outscale, (int, float, np.integer, np.floating)) or isinstance(outscale, bool)
+            or not 0 < outscale <= MAX_OUTSCALE):
+        raise ValueError(f"outscale must be a number above 0 and at most {MAX_OUTSCALE}, got {outscale!r}")
+    return float(outscale)
+
+
+def resize_to_outscale(upscaled: Image.Image | np.ndarray, input_size: tuple[int, int],
+                       outscale: float) -> Image.Image | np.ndarray:
+    """An upscaled image (Pillow, or an (H, W[, C]) array) resized with Lanczos to `outscale` times
+    the `input_size` (width, height) it came from: x2 or x3 from a x4 model, or a target size."""
+    size = (max(1, round(input_size[0] * outscale)), max(1, round(input_size[1] * outscale)))
+    if isinstance(upscaled, Image.Image):
+        return resize_to(upscaled, size)
+    planes = upscaled if upscaled.ndim == 3 else upscaled[..., None]
+    resized = [np.asarray(Image.fromarray(np.ascontiguousarray(planes[..., c], dtype=np.float32), mode="F")
+                          .resize(size, Image.Resampling.LANCZOS)) for c in range(planes.shape[2])]
+    stacked = np.stack(resized, axis=2)
+    peak = {np.uint8: 255, np.uint16: 65535}.get(upscaled.dtype.type)
+    out = np.clip(np.rint(stacked), 0, peak).astype(upscaled.dtype) if peak else np.clip(stacked, 0, 1).astype(
+        upscaled.dtype)
+    return out if upscaled.ndim == 3 else out[..., 0]
+
+
 def grey_to_8_bits(image: Image.Image) -> Image.Image:
     """16-bit (or 32-bit integer) greyscale as 8-bit "L": divided by 257 and truncated (65535 -> 255;
     at most one level below rounding), not clipped at 255 as Pillow's own conversion does, which

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import load_file
-from scipy.ndimage import correlate1d
+from scipy.ndimage import correlate1d, maximum_filter
 from torch import nn
 
 from perceptual_sr.color import rgb_to_studio_y
@@ -171,3 +171,72 @@ def grid_score(sr: np.ndarray, hr: np.ndarray) -> float:
     if sr.shape != hr.shape:
         raise ValueError(f"sr and hr must have the same shape, got {sr.shape} and {hr.shape}")
     return grid_peak_energy(sr) - grid_peak_energy(hr)
+
+
+# --- Cross-hatch: spectral peaks at any frequency ----------------------------------------------
+# A perceptual network can paint a fine periodic texture (e.g. a diagonal cross-hatch near
+# (0.40, +-0.40) cycles/px on rock, soil and feathers) at frequencies the grid score never looks
+# at. In the spectrum it is a peak the real photo does not have: a few hundred times the photo's
+# power there, while the output has no more (often less) power than the photo around it. The
+# hatch's period drifts with the texture it sits on, so over a whole image the peak is a bump a
+# few hundredths of a cycle wide: we look at a smooth spectrum, Welch's average over 64-px Hann
+# tiles (Welch 1967; bins 1/64 cycle/px apart, tiles overlapping by half). A bin's "peakiness" is
+# its power over the median power of the ring of bins 3 to 6 bins away (log10). The output's
+# peakiness is compared with the ground truth's (the largest within +/-1 bin, never below
+# HATCH_FLOOR, which aperiodic texture stays under), and the output's power must also exceed the
+# photo's there: bicubic's faint images of the LR spectrum around multiples of 1/scale are peaked
+# but weaker than the photo. A bin's excess is the smaller of the two log10 margins; the score is
+# the largest excess over bins above HATCH_MIN_FREQUENCY (near DC every photo is peaked: 1/f).
+# 0 = no peak the photo lacks; 1 = a peak ten times higher above its surroundings than the photo's.
+
+HATCH_TILE = 64  # px; Welch segment, so bins are 1/64 cycle/px apart
+HATCH_FLOOR = 0.5  # log10: a bin counts as a peak once it stands 3x above its ring
+HATCH_MIN_FREQUENCY = 0.05  # cycles/px; below this the 1/f slope, not texture, makes peaks
+_HATCH_NEAR, _HATCH_FAR = 3, 6  # the ring of bins that is a peak's surroundings
+
+
+def welch_spectrum(image: np.ndarray, tile: int = HATCH_TILE) -> np.ndarray:
+    """Mean power spectrum (tile, tile) of the luma of an (H, W, 3) uint8 image over Hann-windowed
+    tiles overlapping by half; bins in numpy's FFT order (row k is k/tile cycles per pixel)."""
+    _check_uint8_rgb(image, "image")
+    luma = rgb_to_studio_y(image)
+    height, width = luma.shape
+    if min(height, width) < tile:
+        raise ValueError(f"the hatch score needs at least {tile}x{tile} pixels, got {width}x{height}")
+    tiles = np.lib.stride_tricks.sliding_window_view(luma, (tile, tile))[::tile // 2, ::tile // 2]
+    tiles = tiles.reshape(-1, tile, tile)
+    window = np.outer(np.hanning(tile), np.hanning(tile))
+    spectra = np.abs(np.fft.fft2((tiles - tiles.mean(axis=(1, 2), keepdims=True)) * window)) ** 2
+    return spectra.mean(axis=0) + 1e-6  # + a floor far below uint8 quantization: no log of 0
+
+
+def spectral_peakiness(power: np.ndarray) -> np.ndarray:
+    """log10 of each bin's power over the median of its ring (bins 3 to 6 away, wrapping around)."""
+    offsets = np.arange(-_HATCH_FAR, _HATCH_FAR + 1)
+    ring = np.maximum(np.abs(offsets)[:, None], np.abs(offsets)[None, :]) >= _HATCH_NEAR
+    padded = np.pad(power, _HATCH_FAR, mode="wrap")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, ring.shape)  # (H, W, 13, 13)
+    return np.log10(power / np.median(windows[:, :, ring], axis=-1))
+
+
+def hatch_peak(sr: np.ndarray, hr: np.ndarray) -> tuple[float, tuple[float, float]]:
+    """The largest spectral peak of `sr` that the ground truth `hr` lacks (both (H, W, 3) uint8):
+    (excess in log10 units, 0 when none; its frequency (fy, fx) in cycles/px with fy >= 0)."""
+    if sr.shape != hr.shape:
+        raise ValueError(f"sr and hr must have the same shape, got {sr.shape} and {hr.shape}")
+    sr_power, hr_power = welch_spectrum(sr), welch_spectrum(hr)
+    reference = np.maximum(maximum_filter(spectral_peakiness(hr_power), size=3, mode="wrap"), HATCH_FLOOR)
+    excess = np.minimum(spectral_peakiness(sr_power) - reference, np.log10(sr_power / hr_power))
+    frequencies = np.fft.fftfreq(HATCH_TILE)
+    excess[np.hypot(frequencies[:, None], frequencies[None, :]) < HATCH_MIN_FREQUENCY] = 0.0
+    row, col = np.unravel_index(np.argmax(excess), excess.shape)
+    fy, fx = float(frequencies[row]), float(frequencies[col])
+    if fy < 0 or (fy == 0 and fx < 0):  # a real image's spectrum is symmetric: f and -f are one peak
+        fy, fx = -fy, -fx
+    return max(0.0, float(excess[row, col])), (fy + 0.0, fx + 0.0)
+
+
+def hatch_score(sr: np.ndarray, hr: np.ndarray) -> float:
+    """Cross-hatch of `sr` relative to the ground truth `hr` (both (H, W, 3) uint8): log10 excess of
+    its largest spectral peak, at any frequency, that the photo lacks; 0 = none (see `hatch_peak`)."""
+    return hatch_peak(sr, hr)[0]

@@ -26,13 +26,14 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
+from PIL import Image
 from huggingface_hub import snapshot_download
 from huggingface_hub.errors import HFValidationError, HfHubHTTPError, LocalEntryNotFoundError
 from torch import nn
 
 from perceptual_sr import auto_cleanup, inference, inference_network, weights
 from perceptual_sr.auto_cleanup import InputQuality
-from perceptual_sr.image_io import open_image
+from perceptual_sr.image_io import check_outscale, open_image, resize_to_outscale
 from perceptual_sr.model import PerceptualSR, check_model_folder
 from perceptual_sr.runtime import choose_device
 
@@ -190,7 +191,7 @@ class SRPipeline:
     # --- images ---------------------------------------------------------------------------------
 
     def upscale(self, image: Any, *, detail: float | None = None, cleanup: float | str | None = "auto",
-                **options: Any) -> Any:
+                outscale: float | None = None, **options: Any) -> Any:
         """Upscale a PIL image, path, numpy array or tensor by `scale`; returns the same kind.
 
         detail: 0.0 (the pixel-loss twin: faithful, smoother) ... 1.0 (the feature-loss model:
@@ -198,16 +199,27 @@ class SRPipeline:
         cleanup: 0.0 (the weights for clean inputs) ... 1.0 (the weights fine-tuned on JPEG
         blocks, noise and blur); "auto" (the default) measures the input (`assess`); a model
         without the real-photo weights always runs at 0.
+        outscale: the final size as a multiple of the input's (e.g. 2 or 3 from this x4 model: the
+        result resized with Lanczos); None: `scale`. For PIL images, paths and numpy arrays.
         Other options: the fields of `inference.UpscaleOptions`.
         """
         settings = inference.UpscaleOptions(**options)
+        if outscale is not None:
+            outscale = check_outscale(outscale)
+            if isinstance(image, torch.Tensor):
+                raise ValueError("outscale works on PIL images, paths and numpy arrays; resize a tensor result "
+                                 "with torch.nn.functional.interpolate")
         if isinstance(image, (str, Path)):
             image = open_image(image, max_pixels=settings.max_pixels)
         if cleanup == "auto":
             cleanup = self.assess(image).cleanup
         device = choose_device(settings.device)
         network = self.inference_network(device, settings.fast, detail=detail, cleanup=cleanup)
-        return inference.upscale_with(network, image, settings, device)
+        result = inference.upscale_with(network, image, settings, device)
+        if outscale is None or outscale == self.scale:
+            return result
+        size = image.size if isinstance(image, Image.Image) else (image.shape[1], image.shape[0])
+        return resize_to_outscale(result, size, outscale)
 
     def assess(self, image: Any) -> InputQuality:
         """What `cleanup="auto"` chooses for `image` (a PIL image as opened, so a JPEG keeps its

@@ -383,3 +383,18 @@ def test_examples_larger_than_the_input_limit_are_left_out():
     kept = [path.name for path in example_paths(EXAMPLES_DIR) if _fits(path, small)]
     assert kept and len(kept) < len(sizes)
     assert all(sizes[name][0] * sizes[name][1] <= small for name in kept)
+
+
+def test_the_app_gives_smaller_output_sizes(photo_file, tmp_path):
+    from perceptual_sr.demo import Upscaler
+
+    torch.manual_seed(0)
+    predict = Upscaler(PerceptualSR(SRConfig(channels=4, residual_blocks=1)), output_dir=tmp_path / "out")
+    source = photo_file(tmp_path / "photo.png", (40, 30))
+    _, full, summary, (bicubic_crop, crop) = predict(str(source), "luma", 0, 1.0, 0.0, True, 2)
+    assert Image.open(full).size == (80, 60) and "40 x 30 → 80 x 60 px" in summary and "(x2," in summary
+    assert Image.open(bicubic_crop).size == Image.open(crop).size
+    import gradio
+
+    with pytest.raises(gradio.Error, match="whole factor"):
+        predict(str(source), "luma", 0, 1.0, 0.0, True, 2.5)

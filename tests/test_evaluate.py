@@ -62,6 +62,10 @@ def test_tables_written(model, lpips_metric, hr_folder, tmp_path):
     rows = list(csv.DictReader((tmp_path / "out" / "results.csv").open()))
     assert [row["image"] for row in rows] == ["astronaut", "camera", "mean"]
     assert float(rows[-1]["bicubic_psnr"]) == pytest.approx(results[0].mean("bicubic", "psnr"), abs=1e-5)
+    # The cross-hatch column: in the scores, the CSV and the table; bicubic paints no hatch.
+    assert "| Bicubic hatch | Model hatch |" in markdown
+    assert float(rows[-1]["model_hatch"]) == pytest.approx(results[0].mean("model", "hatch"), abs=1e-5)
+    assert all(image.scores["bicubic"]["hatch"] < 0.1 for image in results[0].images)
     assert (tmp_path / "out" / "comparisons" / "Set2" / "camera.png").is_file()
     markdown_path, csv_path = write_tables(results, tmp_path / "out")  # written again: replaced, not appended
     assert markdown_path.read_text() == markdown and len(list(csv.DictReader(csv_path.open()))) == 3

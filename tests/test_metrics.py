@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from scipy.ndimage import gaussian_filter
 from skimage import data
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
@@ -100,3 +101,57 @@ def test_grid_score_is_high_for_a_periodic_pattern_and_zero_for_the_ground_truth
     assert abs(grid_score(noisy, clean)) < 0.3  # aperiodic detail is not a grid
     with pytest.raises(ValueError, match="at least"):
         grid_score(clean[:16, :16], clean[:16, :16])
+
+
+def _textures(size=128):
+    """A photo crop and two aperiodic textures (blurred noise, white noise), (size, size, 3) uint8."""
+    rng = np.random.default_rng(1)
+    photo = data.astronaut()[40:40 + 2 * size:2, 120:120 + 2 * size:2]
+    blurred = np.clip(gaussian_filter(rng.normal(size=(size, size, 3)), sigma=(2, 2, 0)) * 120 + 128, 0, 255)
+    white = np.clip(rng.normal(128, 30, size=(size, size, 3)), 0, 255)
+    return {"photo": photo, "blurred noise": blurred.astype(np.uint8), "white noise": white.astype(np.uint8)}
+
+
+def _add_hatch(image, amplitude, frequency=(0.40, 0.39)):
+    rows, cols = np.mgrid[:image.shape[0], :image.shape[1]]
+    wave = amplitude * np.sin(2 * np.pi * (frequency[0] * rows + frequency[1] * cols))
+    return np.clip(image + wave[..., None], 0, 255).astype(np.uint8)
+
+
+def test_hatch_score_is_zero_for_bicubic_and_for_aperiodic_texture():
+    from perceptual_sr.image_io import resize_bicubic
+    from perceptual_sr.metrics import hatch_score
+
+    for name, hr in _textures().items():
+        assert hatch_score(hr, hr) == 0.0, name
+        bicubic = resize_bicubic(np.asarray(Image.fromarray(hr).resize((32, 32), Image.BICUBIC)), 4)
+        assert hatch_score(bicubic, hr) < 0.1, name
+    rng = np.random.default_rng(2)
+    for name, hr in _textures().items():  # another draw of the same texture: no peak the photo lacks
+        noisy = np.clip(hr + rng.normal(scale=8.0, size=hr.shape), 0, 255).astype(np.uint8)
+        assert hatch_score(noisy, hr) < 0.1, name
+
+
+def test_hatch_score_sees_a_faint_diagonal_hatch_at_its_frequency_and_grid_score_does_not():
+    from perceptual_sr.metrics import grid_score, hatch_peak
+
+    for name, hr in _textures().items():
+        score, (fy, fx) = hatch_peak(_add_hatch(hr, 6.0), hr)  # +-6 grey levels, on white noise of sd 30 too
+        assert score > 0.5, name  # at least 3x more peaked than anything the photo has there
+        assert (fy, fx) == pytest.approx((0.40, 0.39), abs=1 / 64), name
+    photo = _textures()["photo"]
+    faint, strong = hatch_peak(_add_hatch(photo, 3.0), photo)[0], hatch_peak(_add_hatch(photo, 6.0), photo)[0]
+    assert 0.5 < faint < strong
+    assert abs(grid_score(_add_hatch(photo, 6.0), photo)) < 0.3  # the grid score looks elsewhere
+
+
+def test_hatch_inputs_are_checked():
+    from perceptual_sr.metrics import hatch_score
+
+    photo = _textures()["photo"]
+    with pytest.raises(ValueError, match="same shape"):
+        hatch_score(photo[:-1], photo)
+    with pytest.raises(ValueError, match="at least"):
+        hatch_score(photo[:40, :40], photo[:40, :40])
+    with pytest.raises(ValueError, match="uint8"):
+        hatch_score(photo.astype(np.float32), photo.astype(np.float32))

@@ -212,3 +212,21 @@ def test_without_real_photo_weights_auto_is_0_and_a_cleanup_is_a_clear_error(tmp
     assert pipeline.assess(noisy).cleanup == 0.0
     with pytest.raises(ValueError, match="no weight set to blend cleanup with.*real-photo/"):
         pipeline.upscale(noisy, cleanup=1.0)
+
+
+def test_outscale_resizes_the_result_to_any_factor_of_the_input(tmp_path):
+    from PIL import Image
+
+    pipeline = SRPipeline.from_pretrained(_pair(tmp_path))
+    photo = Image.fromarray((_image(10, 12) * 255).astype(np.uint8))
+    assert pipeline.upscale(photo, outscale=2).size == (24, 20)
+    assert pipeline.upscale(photo, outscale=2.5).size == (30, 25)
+    array = (_image(10, 12) * 65535).astype(np.uint16)
+    out = pipeline.upscale(array, outscale=3)
+    assert out.shape == (30, 36, 3) and out.dtype == np.uint16
+    assert pipeline.upscale(_image(), outscale=4).shape == pipeline.upscale(_image()).shape
+    for bad in (0, -1, 17, float("nan"), "2x", True):
+        with pytest.raises(ValueError, match="outscale"):
+            pipeline.upscale(photo, outscale=bad)
+    with pytest.raises(ValueError, match="outscale works on PIL images"):
+        pipeline.upscale(torch.rand(3, 8, 8), outscale=2)

@@ -93,4 +93,6 @@ def test_the_wheel_holds_the_default_model_but_not_the_loss_networks(tmp_path):
     core = sorted(line.split(":", 1)[1].strip().split(">")[0].split("=")[0].split("<")[0].strip().lower()
                   for line in metadata.splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line)
     assert core == ["huggingface-hub", "numpy", "pillow", "safetensors", "torch", "tqdm"]
+    description = metadata.split("\n\n", 1)[1]
+    assert description.startswith("# perceptual_sr") and "sdk: gradio" not in description  # no Space YAML on PyPI
     assert wheel.stat().st_size < 8_000_000  # four weight sets of 1.6 MB, without the 16 MB of loss networks
