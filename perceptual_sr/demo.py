@@ -354,6 +354,8 @@ def build_demo(
                 image = _friendly_read_errors(gr.Image(
                     label="Low-resolution photo", type="filepath", image_mode=None,
                     sources=["upload", "clipboard", "webcam"], format="png", elem_id="input-image"))
+                # Right under the photo: on a phone (390 x 844) it stays on the first screen.
+                run = gr.Button(f"Upscale {scale}x", variant="primary", elem_id="upscale-button")
                 detail = gr.Slider(
                     minimum=0.0, maximum=1.0, step=0.05, value=1.0, label="Fidelity ↔ Detail",
                     info="0: faithful and smooth, for documents, screenshots and faces. "
@@ -384,17 +386,18 @@ def build_demo(
                         label="Tile size (input pixels)",
                         info="Images are upscaled in overlapping tiles to bound memory; 0 = automatic.",
                     )
-                run = gr.Button(f"Upscale {scale}x", variant="primary", elem_id="upscale-button")
             with gr.Column(scale=2):
                 slider = gr.ImageSlider(label="Bicubic (left) vs perceptual_sr (right)", type="filepath",
                                         format="webp", interactive=False, max_height=640, elem_id="result-slider")
                 summary = gr.Markdown(elem_id="result-summary")
                 download = gr.File(label="Full-resolution PNG", interactive=False,
                                    elem_id="result-file")
-                crop = gr.ImageSlider(label=f"1:1 detail ({CROP_SIDE} x {CROP_SIDE} output pixels from the busiest "
-                                            "part of the photo): bicubic (left) vs perceptual_sr (right)",
-                                      type="filepath", format="webp", interactive=False, max_height=CROP_SIDE,
-                                      elem_id="detail-crop")
+                # The caption as its own line: a label inside the slider sits under its toolbar icons
+                # on a phone-sized screen.
+                gr.Markdown(f"**1:1 detail** ({CROP_SIDE} x {CROP_SIDE} output pixels from the busiest part of the "
+                            "photo): bicubic (left) vs perceptual_sr (right)", elem_id="detail-crop-caption")
+                crop = gr.ImageSlider(label="1:1 detail", show_label=False, type="filepath", format="webp",
+                                      interactive=False, max_height=CROP_SIDE, elem_id="detail-crop")
         outputs = [slider, download, summary, crop]
         paths = example_paths(examples_dir) if examples_dir is not None else []
         # Examples larger than this app accepts would fail at start-up (cached) or on click: left out.

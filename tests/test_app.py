@@ -398,3 +398,18 @@ def test_the_app_gives_smaller_output_sizes(photo_file, tmp_path):
 
     with pytest.raises(gradio.Error, match="whole factor"):
         predict(str(source), "luma", 0, 1.0, 0.0, True, 2.5)
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_on_a_phone_the_upscale_button_is_on_the_first_screen(app_url, page):
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(app_url)
+    button = page.locator("#upscale-button")
+    button.wait_for(timeout=60_000)
+    box = button.bounding_box()
+    assert box is not None and box["y"] + box["height"] <= 844, box
+    caption = page.locator("#detail-crop-caption")
+    assert caption.is_visible() and "1:1 detail" in caption.inner_text()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "demo_phone.png"))
