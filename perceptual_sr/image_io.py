@@ -181,7 +181,11 @@ def _decode(image: Image.Image, max_pixels: int | None) -> DecodedImage:
         return DecodedImage(_replicate(grey), None, "L", icc_profile, exif)
     if mode in _GREY_16:
         values = np.asarray(image, dtype=np.float64)
-        grey = (np.clip(values, 0, 65535) / 65535.0).astype(np.float32)
+        low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+        if low < 0 or high > 65535:  # a 32-bit integer image ("I"): clipping would silently change it
+            raise ValueError(f"32-bit integer image with values from {low:g} to {high:g}; upscale reads 0-65535 "
+                             "(16-bit): scale it into that range first")
+        grey = (values / 65535.0).astype(np.float32)
         return DecodedImage(_replicate(grey), None, "I;16", icc_profile, exif)
     if mode in ("LA", "La"):
         la = dequantize(np.asarray(image.convert("LA")))

@@ -116,3 +116,13 @@ def test_the_apps_own_result_folder_is_removed_with_it(model):
     del upscaler
     gc.collect()
     assert not folder.exists()
+
+
+def test_a_32_bit_integer_image_outside_16_bits_is_refused_not_clipped(model):
+    from PIL import Image
+
+    inside = Image.fromarray(np.array([[0, 1000], [40000, 65535]], dtype=np.int32), mode="I")
+    assert upscale(model, inside).size == (8, 8)
+    for values in ([[-5, 10], [20, 30]], [[0, 70000], [10, 20]]):
+        with pytest.raises(ValueError, match="32-bit integer image with values from"):
+            upscale(model, Image.fromarray(np.array(values, dtype=np.int32), mode="I"))
