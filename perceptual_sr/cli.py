@@ -108,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
                     metavar="{histogram,luma,none}",
                     help=f"colour fix applied to the model output (default {DEFAULT_COLOR_FIX}, as upscale)")
     _add_model_options(ev)
+    # Scores in fp32 by default, so they do not depend on the CPU's bf16 support (the README's tables).
+    ev.set_defaults(fast=False)
     ex = commands.add_parser("export", help="write the network as ONNX (dynamic batch, height and width)")
     ex.add_argument("output", type=Path, help="the .onnx file to write")
     ex.add_argument("--model", help="local folder or Hub repo id (default: the bundled weights)")
