@@ -1,4 +1,4 @@
-"""Turn a folder of photos into a memory-mapped LR/HR training set: `python prepare_data.py SRC OUT`.
+"""Turn folders of photos into a memory-mapped LR/HR training set: `python prepare_data.py SRC [SRC ...] OUT`.
 
 See `perceptual_sr/prepare.py` for the layout and choices, `--help` for the options
 (`perceptual_sr/prepare_command.py`).

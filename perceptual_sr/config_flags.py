@@ -1,7 +1,8 @@
 """Command-line flags generated from a configuration dataclass (TrainConfig, SRConfig, PrepareConfig).
 
 One flag per field (`--field-name`), typed from the field's annotation; `X | None` fields accept
-the word "none"; bools become `--flag/--no-flag`. Fields are declared with `setting(...)`, which
+the word "none"; bools become `--flag/--no-flag`; `tuple[X, ...]` and `list[X]` fields take one or
+more values (`--field a b`, or as a positional argument `a b`). Fields are declared with `setting(...)`, which
 writes the metadata the flags are made from: "help", "choices", "aliases" (more flags, e.g. a
 field's old name), "flag": False for a field that is not a setting, and "resumable" (a
 TrainConfig setting a resumed run may change). Validation stays in the dataclass's `__post_init__`.
@@ -43,6 +44,16 @@ def _base_type(annotation: Any) -> tuple[type, bool]:
     return annotation, False
 
 
+def _sequence_item(kind: Any) -> type | None:
+    """The item type of `tuple[X, ...]` or `list[X]`, else None."""
+    if typing.get_origin(kind) in (tuple, list):
+        items = [item for item in typing.get_args(kind) if item is not Ellipsis]
+        if len(set(items)) == 1:
+            return items[0]
+        raise TypeError(f"only tuple[X, ...] and list[X] fields can be flags, got {kind}")
+    return None
+
+
 def _none_or(kind: type) -> Callable[[str], Any]:
     def parse(text: str) -> Any:
         return None if text.lower() == "none" else kind(text)
@@ -61,13 +72,19 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, title: str | None = No
             continue  # a fixed value, not a setting (e.g. SRConfig.model_type)
         kind, optional = _base_type(hints[spec.name])
         help_text = spec.metadata.get("help", "")
+        item = _sequence_item(kind)
+        many = {"type": item, "nargs": "+"} if item is not None else {"type": kind}
         if spec.name in positional:
-            group.add_argument(spec.name, type=kind, help=help_text)
+            group.add_argument(spec.name, help=help_text, **many)
             continue
         default = spec.default_factory() if spec.default_factory is not dataclasses.MISSING else spec.default
         flags = ["--" + spec.name.replace("_", "-"), *spec.metadata.get("aliases", ())]
         if kind is bool:
             group.add_argument(*flags, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+        elif item is not None:
+            group.add_argument(*flags, default=default, choices=spec.metadata.get("choices"),
+                               help=f"{help_text} (default: {' '.join(map(str, default or ())) or 'none'})",
+                               **many)
         else:
             group.add_argument(*flags, type=_none_or(kind) if optional else kind, default=default,
                                choices=spec.metadata.get("choices"),
@@ -75,5 +92,13 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, title: str | None = No
 
 
 def from_flags(cls: type, values: dict[str, Any]) -> Any:
-    """Build dataclass `cls` from parsed flags (`vars(args)`), taking only its own fields."""
-    return cls(**{spec.name: values[spec.name] for spec in dataclasses.fields(cls) if spec.name in values})
+    """Build dataclass `cls` from parsed flags (`vars(args)`), taking only its own fields (argparse's
+    lists become tuples for `tuple[X, ...]` fields)."""
+    hints = typing.get_type_hints(cls)
+
+    def value(name: str) -> Any:
+        kind = _base_type(hints[name])[0]
+        given = values[name]
+        return tuple(given) if typing.get_origin(kind) is tuple and isinstance(given, list) else given
+
+    return cls(**{spec.name: value(spec.name) for spec in dataclasses.fields(cls) if spec.name in values})

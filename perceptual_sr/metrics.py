@@ -201,8 +201,8 @@ def welch_spectrum(image: np.ndarray, tile: int = HATCH_TILE) -> np.ndarray:
     _check_uint8_rgb(image, "image")
     luma = rgb_to_studio_y(image)
     height, width = luma.shape
-    if min(height, width) < tile:
-        raise ValueError(f"the hatch score needs at least {tile}x{tile} pixels, got {width}x{height}")
+    if min(height, width) < 2 * tile:  # 3x3 tiles at least: a single periodogram is too noisy to judge
+        raise ValueError(f"the hatch score needs at least {2 * tile}x{2 * tile} pixels, got {width}x{height}")
     tiles = np.lib.stride_tricks.sliding_window_view(luma, (tile, tile))[::tile // 2, ::tile // 2]
     tiles = tiles.reshape(-1, tile, tile)
     window = np.outer(np.hanning(tile), np.hanning(tile))

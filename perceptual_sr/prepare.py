@@ -1,4 +1,4 @@
-"""Turn a folder of photos (ImageNet's `train/` or any folder) into memory-mapped LR/HR training arrays.
+"""Turn folders of photos (ImageNet's `train/` or any folders) into memory-mapped LR/HR training arrays.
 
 Output folder layout (what `perceptual_sr.data.SRPairDataset` reads):
 
@@ -7,9 +7,12 @@ Output folder layout (what `perceptual_sr.data.SRPairDataset` reads):
     OUT/manifest.json settings, counts, the source of every row, skipped files, package versions
 
 Choices, written down once:
-- Images are found recursively (JPEG/PNG/WebP/BMP/TIFF; hidden files such as macOS `._x.jpg` are
-  ignored), sorted, and shuffled with `seed`; the first usable ones form the validation split, the
-  next `num_images` usable ones the training split, so the two are disjoint.
+- Images are found recursively in every source folder (JPEG/PNG/WebP/BMP/TIFF; hidden files such
+  as macOS `._x.jpg` are ignored) and named by their path relative to the folders' common parent
+  (`source_root` in the manifest; with one folder, the folder itself), so every row can be traced
+  back and two folders' `1.jpg` stay apart. The names are sorted and shuffled with `seed`; the
+  first usable ones form the validation split, the next `num_images` usable ones the training
+  split, so the two are disjoint.
 - Validation holds `val_images` images but no more than 10% of the images found (at least one when
   two or more are found, none when only one is).
 - Images whose shorter side is below `hr_size` are skipped (listed in the manifest), and the next
@@ -66,7 +69,7 @@ def _default_workers() -> int:
 class PrepareConfig:
     """Settings of one data preparation run; all but `workers` determine the output bytes."""
 
-    source: Path = setting(help="folder of images, searched recursively")
+    source: tuple[Path, ...] = setting(help="one or more folders of images, each searched recursively")
     out: Path = setting(help="output folder (created; re-run the same command to resume)")
     num_images: int = setting(80000, "training images (all usable ones if fewer)")
     val_images: int = setting(50, "validation images, at most 10%% of those found")
@@ -78,7 +81,14 @@ class PrepareConfig:
     workers: int = setting(help="worker processes", default_factory=_default_workers)
 
     def __post_init__(self) -> None:
-        self.source, self.out = Path(self.source), Path(self.out)
+        folders = (self.source,) if isinstance(self.source, (str, os.PathLike)) else tuple(self.source)
+        self.source, self.out = tuple(Path(folder) for folder in folders), Path(self.out)
+        if not self.source:
+            raise ValueError("source must name at least one folder of images")
+        resolved = [folder.resolve() for folder in self.source]
+        twice = [folder for index, folder in enumerate(resolved) if folder in resolved[:index]]
+        if twice:
+            raise ValueError(f"source folder {twice[0]} is given twice; name each folder once")
         for name in ("num_images", "crops_per_image", "hr_size", "scale", "workers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -103,11 +113,17 @@ class PrepareConfig:
     def lr_size(self) -> int:
         return self.hr_size // self.scale
 
+    @property
+    def source_root(self) -> Path:
+        """The source folders' common parent (the folder itself when there is one): image names are
+        relative to it."""
+        return Path(os.path.commonpath([folder.resolve() for folder in self.source]))
+
     def settings(self) -> dict:
         """The settings that determine the output (everything but `out` and `workers`), JSON-ready."""
         settings = asdict(self)
         del settings["out"], settings["workers"]
-        settings["source"] = str(self.source.resolve())
+        settings["source"] = [str(folder.resolve()) for folder in self.source]
         return settings
 
 
@@ -115,7 +131,7 @@ class PrepareConfig:
 
 
 def find_images(source: Path) -> list[str]:
-    """Relative POSIX paths of the image files under `source`, sorted (the order the seed shuffles)."""
+    """Relative POSIX paths of the image files under one folder `source`, sorted."""
     if not source.is_dir():
         raise FileNotFoundError(f"source folder not found: {source}")
     found = []
@@ -143,11 +159,26 @@ def _probe_job(job: tuple[str, int]) -> str | None:
     return probe_image(Path(job[0]), job[1])
 
 
+def find_source_images(sources: tuple[Path, ...]) -> list[str]:
+    """Relative POSIX paths, from the folders' common parent, of the image files under every folder
+    in `sources`, sorted; FileNotFoundError naming a folder that does not exist."""
+    for source in sources:
+        if not source.is_dir():
+            raise FileNotFoundError(f"source folder not found: {source}")
+    root = Path(os.path.commonpath([source.resolve() for source in sources]))
+    found = set()  # a folder inside another would list its images twice
+    for source in sources:
+        prefix = source.resolve().relative_to(root)
+        found.update((prefix / name).as_posix() for name in find_images(source))
+    return sorted(found)
+
+
 def choose_images(config: PrepareConfig, pool: ProcessPoolExecutor | None) -> dict:
     """The plan: which files form each split, and which candidates were skipped on the way."""
-    files = find_images(config.source)
+    files = find_source_images(config.source)
+    where = ", ".join(str(folder) for folder in config.source)
     if not files:
-        raise ValueError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) under {config.source}")
+        raise ValueError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) under {where}")
     val_target = min(config.val_images, max(1, int(len(files) * MAX_VAL_FRACTION))) if len(files) > 1 else 0
     train_target = min(config.num_images, len(files) - val_target)
     order = np.random.default_rng(config.seed).permutation(len(files))
@@ -158,7 +189,7 @@ def choose_images(config: PrepareConfig, pool: ProcessPoolExecutor | None) -> di
         while position < len(files) and (len(chosen["val"]) < val_target or len(chosen["train"]) < train_target):
             missing = val_target - len(chosen["val"]) + train_target - len(chosen["train"])
             batch = [files[i] for i in order[position: position + max(64, missing + missing // 4)]]
-            jobs = [(str(config.source / name), config.hr_size) for name in batch]
+            jobs = [(str(config.source_root / name), config.hr_size) for name in batch]
             reasons = pool.map(_probe_job, jobs, chunksize=16) if pool else map(_probe_job, jobs)
             # Candidates are taken strictly in shuffled order, so the plan does not depend on batching.
             for name, reason in zip(batch, reasons):
@@ -172,7 +203,7 @@ def choose_images(config: PrepareConfig, pool: ProcessPoolExecutor | None) -> di
                 if len(chosen["val"]) == val_target and len(chosen["train"]) == train_target:
                     break
     if not chosen["train"]:
-        raise ValueError(f"no usable training images under {config.source}: {len(files)} found, "
+        raise ValueError(f"no usable training images under {where}: {len(files)} found, "
                          f"{len(skipped)} unreadable or smaller than hr_size {config.hr_size}")
     return {"settings": config.settings(), "splits": chosen, "skipped": skipped}
 
@@ -272,6 +303,9 @@ def package_versions() -> dict[str, str]:
 
 
 def _settings_mismatch(expected: dict, found: dict) -> str:
+    found = dict(found)
+    if isinstance(found.get("source"), str):  # written before several source folders: one path
+        found["source"] = [found["source"]]
     return ", ".join(f"{key} {found.get(key)!r} (this run: {expected[key]!r})"
                      for key in expected if found.get(key) != expected[key])
 
@@ -281,7 +315,7 @@ def _jobs(config: PrepareConfig, plan: dict, done: dict[str, set[int]]) -> Itera
         for index, name in enumerate(plan["splits"][split]):
             if index not in done[split]:
                 seed = (config.seed, SPLIT_CODES[split], index) if split == "train" else None
-                yield CropJob(split, index, str(config.source / name), _crops_per_image(config, split),
+                yield CropJob(split, index, str(config.source_root / name), _crops_per_image(config, split),
                               config.hr_size, config.scale, config.degradation, seed)
 
 
@@ -417,7 +451,8 @@ def _finalise(config: PrepareConfig, plan: dict, shapes: dict, progress: dict) -
         "images": images,
         "crops_per_image": {split: _crops_per_image(config, split) for split in SPLITS},
         "crops": {"train": "random", "val": "centre"},
-        "source_root": config.settings()["source"],
+        "source_root": str(config.source_root),
+        "source_folders": config.settings()["source"],
         # Row r of split s was cropped from source_root / sources[s][r // crops_per_image[s]].
         "sources": sources,
         "skipped": skipped,

@@ -1,8 +1,8 @@
 """`prepare_data.py` and `perceptual-sr prepare`: flags from PrepareConfig, one-line errors.
 
-    python prepare_data.py SRC OUT [--num-images N] [--hr-size 288] ...   # re-run to resume
+    python prepare_data.py SRC [SRC ...] OUT [--num-images N] [--hr-size 288] ...   # re-run to resume
 
-Every field of `perceptual_sr.prepare.PrepareConfig` is a flag (SRC and OUT are positional).
+Every field of `perceptual_sr.prepare.PrepareConfig` is a flag (the SRC folders and OUT are positional).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from perceptual_sr.prepare_arrays import format_bytes
 def build_parser() -> argparse.ArgumentParser:
     """Flags generated from `PrepareConfig`'s fields (source and out are positional)."""
     parser = argparse.ArgumentParser(
-        prog="prepare_data.py", description="Turn a folder of photos into memory-mapped LR/HR training arrays.")
+        prog="prepare_data.py", description="Turn folders of photos into memory-mapped LR/HR training arrays.")
     add_flags(parser, PrepareConfig, positional=("source", "out"))
     return parser
 

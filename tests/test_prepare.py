@@ -240,3 +240,73 @@ def test_foreign_bookkeeping_files_are_a_clear_error(source, tmp_path, name, con
     (out / name).write_text(content)
     with pytest.raises(ValueError, match=f"{name}.*(not written by prepare_data.py|corrupt)"):
         prepare(_config(source, out))
+
+
+@pytest.fixture(scope="module")
+def two_sources(make_photo, tmp_path_factory):
+    """Two sibling folders that both hold a `1.png` (as BSDS500 and a renamed ImageNet sample could)."""
+    root = tmp_path_factory.mktemp("photos")
+    for folder, seeds in (("imagenet-sample", range(4)), ("bsds500", range(10, 14))):
+        (root / folder / "train").mkdir(parents=True)
+        for k, seed in enumerate(seeds):
+            Image.fromarray(make_photo(40 + k, 44, seed=seed)).save(root / folder / "train" / f"{k}.png")
+    return root / "imagenet-sample", root / "bsds500"
+
+
+def test_several_source_folders_are_all_used_and_named_apart(two_sources, tmp_path):
+    first, second = two_sources
+    manifest = prepare(_config((first, second), tmp_path / "set", val_images=1, crops_per_image=1))
+    names = manifest["sources"]["train"] + manifest["sources"]["val"]
+    assert sorted(names) == sorted(f"{folder}/train/{k}.png" for folder in ("bsds500", "imagenet-sample")
+                                   for k in range(4))
+    assert manifest["source_root"] == str(first.parent.resolve())
+    assert manifest["source_folders"] == [str(first.resolve()), str(second.resolve())]
+    hr = np.load(tmp_path / "set" / "train_hr.npy")
+    for row, name in enumerate(manifest["sources"]["train"]):  # every row traces back to its file
+        image = load_rgb(first.parent / name)
+        windows = np.lib.stride_tricks.sliding_window_view(image, (HR, HR, 3))[..., 0, :, :, :]
+        assert (windows == hr[row]).all(axis=(2, 3, 4)).any(), name
+    # A folder inside another one does not list its images twice.
+    nested = prepare(_config((first.parent, second), tmp_path / "nested", val_images=0, crops_per_image=1))
+    assert nested["images"]["train"] == 8
+
+
+def test_a_missing_or_repeated_source_folder_is_a_clear_error(two_sources, tmp_path, capsys):
+    first, _ = two_sources
+    with pytest.raises(FileNotFoundError, match="source folder not found: .*nowhere"):
+        prepare(_config((first, tmp_path / "nowhere"), tmp_path / "set"))
+    assert main([str(first), str(tmp_path / "nowhere"), str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "source folder not found" in err and "nowhere" in err
+    with pytest.raises(ValueError, match="given twice"):
+        _config((first, first.parent / "imagenet-sample" / "."), tmp_path / "set")
+
+
+def test_command_line_takes_several_source_folders(two_sources, tmp_path, capsys):
+    first, second = two_sources
+    out = tmp_path / "set"
+    assert main([str(first), str(second), str(out), "--num-images", "3", "--val-images", "0",
+                 "--hr-size", "32", "--workers", "1"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["settings"]["source"] == [str(first.resolve()), str(second.resolve())]
+    assert manifest["counts"]["train"] == 3 and "train 3 rows" in capsys.readouterr().out
+
+
+def test_runs_made_before_several_folders_are_still_recognised(source, clean_run, tmp_path):
+    """Manifests and plans written when `source` was one path (a string) still match one folder."""
+    out, manifest = clean_run
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    written = json.loads((old / "manifest.json").read_text())
+    written["settings"]["source"] = str(source.resolve())  # the old format
+    (old / "manifest.json").write_text(json.dumps(written))
+    assert prepare(_config(source, old)) == written  # complete, not refused
+    unfinished = tmp_path / "unfinished"
+    with pytest.raises(Interrupt):
+        prepare(_config(source, unfinished), checkpoint_seconds=0, on_image=_interrupt_after(4))
+    plan = json.loads((unfinished / "plan.json").read_text())
+    plan["settings"]["source"] = str(source.resolve())
+    (unfinished / "plan.json").write_text(json.dumps(plan))
+    resumed = prepare(_config(source, unfinished))
+    assert resumed["sources"] == manifest["sources"]
+    assert all(np.array_equal(a, b) for a, b in zip(_arrays(out).values(), _arrays(unfinished).values()))

@@ -54,6 +54,21 @@ def test_setting_writes_help_choices_aliases_and_required_fields(capsys):
     assert Example(source="b").items == []
 
 
+def test_tuple_fields_take_several_values():
+    @dataclasses.dataclass
+    class Example:
+        folders: tuple[str, ...] = setting(help="one or more")
+        out: str = setting(help="where to")
+        sizes: tuple[int, ...] = setting((8,), "side lengths")
+
+    parser = argparse.ArgumentParser()
+    add_flags(parser, Example, positional=("folders", "out"))
+    assert from_flags(Example, vars(parser.parse_args(["a", "o"]))) == Example(folders=("a",), out="o")
+    assert from_flags(Example, vars(parser.parse_args(["a", "b", "o", "--sizes", "1", "2"]))) == \
+        Example(folders=("a", "b"), out="o", sizes=(1, 2))
+    assert "(default: 8)" in parser.format_help()
+
+
 def test_learning_rate_schedule():
     constant = TrainConfig(data="x", learning_rate=1e-3)
     assert learning_rate_at(0, 100, constant) == learning_rate_at(99, 100, constant) == 1e-3
