@@ -115,9 +115,13 @@ class SRPipeline:
         return digest.hexdigest()[:16]
 
     def save_pretrained(self, folder: str | Path, **card: Any) -> Path:
-        """Write every weight set, each with its config and card, so `from_pretrained(folder)`
-        loads this pipeline as it is."""
+        """Write every weight set (config and weights; one card, at the top, from `card`: the
+        keywords of `model_card.build`), so `from_pretrained(folder)` loads this pipeline as it is."""
         folder = Path(folder)
+        for name in WEIGHT_SETS:  # a weight set this pipeline lacks, left by an earlier save, must not load
+            if name and name not in self._states:
+                for file in _WEIGHT_FILES:
+                    (folder / name / file).unlink(missing_ok=True)
         for name, state in self._states.items():
             network = PerceptualSR(self.config)
             network.load_state_dict(state)

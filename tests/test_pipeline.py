@@ -230,3 +230,12 @@ def test_outscale_resizes_the_result_to_any_factor_of_the_input(tmp_path):
             pipeline.upscale(photo, outscale=bad)
     with pytest.raises(ValueError, match="outscale works on PIL images"):
         pipeline.upscale(torch.rand(3, 8, 8), outscale=2)
+
+
+def test_saving_over_a_folder_with_more_weight_sets_leaves_none_of_them_loadable(tmp_path):
+    four = SRPipeline.from_pretrained(_four_corners(tmp_path))
+    four.save_pretrained(tmp_path / "out")
+    pair = SRPipeline.from_pretrained(_pair(tmp_path))
+    pair.save_pretrained(tmp_path / "out")
+    again = SRPipeline.from_pretrained(tmp_path / "out")
+    assert again.axes == ("detail",) and again.fingerprint() == pair.fingerprint()
