@@ -4,7 +4,12 @@ For each input size, side by side in one process on the bundled model (output MP
 to the baseline):
 - baseline: the plain fp32 eager module, one forward of the whole image;
 - `upscale()`: the default path (tiles, inference network, measured precision, colour fix);
-- `upscale()` with the ONNX Runtime backend (`OnnxSR`; skipped without onnxruntime);
+- `upscale()` with the ONNX Runtime backend (`OnnxSR`; skipped without onnxruntime): the file
+  `export_onnx` writes (the inference network), and the plain module as exported before it;
+- with --int8 FOLDER: the inference network statically quantized by ONNX Runtime (QDQ, int8
+  per-channel weights, uint8 activations calibrated on 32 crops of FOLDER's images; the tail, its
+  input and the bicubic skip stay fp32): the experiment behind the README's int8 note. --onnx-dir keeps
+  the files, e.g. for `perceptual-sr eval --model DIR/int8.onnx`;
 - one raw forward of the whole image: the module under bf16 autocast + channels_last (the
   previous fast settings) and the rewritten inference network (`inference_network`) at the
   precision `upscale()` chooses.
@@ -15,7 +20,7 @@ Then a 1024x1024 -> 4096x4096 `upscale()` in a child process, as the command lin
 reuse: faster for every contender, the baseline included).
 
     python benchmarks/bench_infer.py [--sizes 256,512,1024] [--repeats 3] [--rss-output 4096] [--device cpu]
-                                     [--reuse-freed-memory]
+                                     [--reuse-freed-memory] [--int8 FOLDER] [--onnx-dir DIR]
 """
 
 from __future__ import annotations
@@ -51,8 +56,8 @@ def seconds_per_call(run: Callable[[], object], repeats: int) -> float:
     return min(times)
 
 
-def contenders(model: PerceptualSR, image: np.ndarray, device: torch.device, onnx_path: Path | None) -> dict:
-    """name -> a call producing the upscaled image, the baseline first."""
+def contenders(model: PerceptualSR, image: np.ndarray, device: torch.device, onnx_paths: dict[str, Path]) -> dict:
+    """name -> a call producing the upscaled image, the baseline first. onnx_paths: row name -> file."""
     batch = torch.from_numpy(image).permute(2, 0, 1)[None].float().div(255).to(device)
     batch_cl = batch.contiguous(memory_format=torch.channels_last)
     plain = inference_network.prepare(model, device, fast=False)
@@ -68,14 +73,83 @@ def contenders(model: PerceptualSR, image: np.ndarray, device: torch.device, onn
         "fp32 eager module, whole image (baseline)": lambda: forward(plain, batch, None),
         "upscale() default": lambda: upscale(model, image, device=device),
     }
-    if onnx_path is not None:
+    if onnx_paths:
         from perceptual_sr.export import OnnxSR
 
-        onnx_model = OnnxSR(onnx_path)
-        runs["upscale() ONNX Runtime"] = lambda: upscale(onnx_model, image)
+        for name, path in onnx_paths.items():
+            runs[name] = lambda onnx_model=OnnxSR(path): upscale(onnx_model, image)
     runs["raw forward: module, bf16 + channels_last"] = lambda: forward(module_cl, batch_cl, torch.bfloat16)
     runs[f"raw forward: inference network, {precision or 'fp32'}"] = lambda: forward(network, batch_cl, precision)
     return runs
+
+
+def onnx_files(model: PerceptualSR, folder: Path, int8_calibration: Path | None) -> dict[str, Path]:
+    """Row name -> ONNX file of `model` written into `folder`: the export, the previous export
+    (the plain module, as files written before the inference form hold it), and the int8 export."""
+    import dataclasses
+    import json
+
+    from perceptual_sr.export import CONFIG_KEY, DEFAULT_OPSET, _write_onnx, export_onnx
+
+    folder.mkdir(parents=True, exist_ok=True)
+    metadata = {CONFIG_KEY: json.dumps(dataclasses.asdict(model.config))}
+    files = {"upscale() ONNX Runtime": export_onnx(model, folder / "model.onnx"),
+             "upscale() ONNX Runtime, previous export": _write_onnx(model.eval(), folder / "plain.onnx",
+                                                                    DEFAULT_OPSET, metadata)}
+    if int8_calibration is not None:
+        files["upscale() ONNX Runtime int8"] = quantize_int8(files["upscale() ONNX Runtime"], int8_calibration,
+                                                             folder / "int8.onnx")
+    return files
+
+
+def quantize_int8(fp32_path: Path, calibration: Path, int8_path: Path, crops: int = 32, side: int = 48) -> Path:
+    """ONNX Runtime static quantization of an exported file: QDQ, int8 per-channel weights, uint8
+    activations (min-max over `crops` random `side`-px crops of x4-downscaled images from
+    `calibration`, as training's LR crops). The tail (12 output channels: ONNX Runtime's int8
+    convolution ran it 3.6x slower than fp32) and the bicubic skip stay fp32."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    batches = []
+    for file in sorted(calibration.glob("*.*")):
+        if len(batches) == crops or file.suffix.lower() not in (".jpg", ".jpeg", ".png"):
+            continue
+        photo = Image.open(file).convert("RGB")
+        low_res = np.asarray(photo.resize((photo.width // 4, photo.height // 4), Image.BICUBIC), np.float32) / 255
+        if min(low_res.shape[:2]) <= side:
+            continue
+        for _ in range(2):
+            top, left = (int(rng.integers(0, extent - side)) for extent in low_res.shape[:2])
+            batches.append(np.ascontiguousarray(low_res[top:top + side, left:left + side].transpose(2, 0, 1)[None]))
+
+    class Crops(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.remaining = iter(batches)
+
+        def get_next(self) -> dict | None:
+            batch = next(self.remaining, None)
+            return None if batch is None else {"low_res": batch}
+
+    prepared = int8_path.with_name("prepared.onnx")
+    quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+    graph = onnx.load(str(prepared))
+    weights = {tensor.name: tensor for tensor in graph.graph.initializer}
+    keep_fp32 = [node.name for node in graph.graph.node if node.op_type == "Conv" and node.input[1] in weights
+                 and weights[node.input[1]].dims[0] in (3 * 4, 3 * 16)]  # the tail, the bicubic skip
+    # and the node building the tail's input: a quantized one lets ONNX Runtime run the tail in int8 anyway
+    tail_inputs = {node.input[0] for node in graph.graph.node if node.name in keep_fp32}
+    keep_fp32 += [node.name for node in graph.graph.node if tail_inputs & set(node.output) and node.op_type != "Pad"]
+    quantize_static(str(prepared), str(int8_path), Crops(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=keep_fp32,
+                    op_types_to_quantize=["Conv", "Relu", "Concat", "Slice", "Pad", "DepthToSpace", "Unsqueeze",
+                                          "Reshape"])
+    quantized = onnx.load(str(int8_path))
+    onnx.helper.set_model_props(quantized, {entry.key: entry.value for entry in onnx.load(str(fp32_path)).metadata_props})
+    onnx.save(quantized, str(int8_path))
+    return int8_path
 
 
 def peak_rss_mib() -> float:
@@ -111,6 +185,8 @@ def main() -> None:
     parser.add_argument("--rss-output", type=int, default=4096, help="output side for the memory test (0: skip)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--reuse-freed-memory", action="store_true", help="as the command line and app run")
+    parser.add_argument("--int8", type=Path, default=None, help="add the int8 row, calibrated on this folder's images")
+    parser.add_argument("--onnx-dir", type=Path, default=None, help="write the ONNX files here (default: a temporary one)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     device = choose_device(args.device)
@@ -124,11 +200,9 @@ def main() -> None:
           f"CPU bf16 hardware: {cpu_has_fast_bf16()}, bf16 measured faster: {cpu_bf16_is_faster()}, "
           f"freed memory reused: {args.reuse_freed_memory}")
     with tempfile.TemporaryDirectory() as folder:
-        onnx_path = None
+        onnx_paths = {}
         try:
-            from perceptual_sr.export import export_onnx
-
-            onnx_path = export_onnx(model, Path(folder) / "model.onnx")
+            onnx_paths = onnx_files(model, Path(args.onnx_dir or folder), args.int8)
         except ImportError as error:
             print(f"ONNX Runtime skipped: {error}")
         for size in (int(side) for side in args.sizes.split(",")):
@@ -136,7 +210,7 @@ def main() -> None:
             output_megapixels = (size * model.scale) ** 2 / 1e6
             print(f"\ninput {size}x{size} -> output {size * model.scale}x{size * model.scale}")
             baseline = None
-            for name, run in contenders(model, image, device, onnx_path).items():
+            for name, run in contenders(model, image, device, onnx_paths).items():
                 try:
                     speed = output_megapixels / seconds_per_call(run, args.repeats)
                 except (RuntimeError, MemoryError) as error:  # the whole-image baseline at 1024 needs ~15 GB

@@ -76,8 +76,11 @@ def test_sixteen_bit_greyscale_is_scaled_to_eight_bits(tmp_path):
     path = _save(image, tmp_path / "grey16.png")
     assert Image.open(path).mode in ("I;16", "I")  # really stored and read back as 16-bit
     assert load_rgb(path)[..., 0].tolist() == [[0, 100, 255]]
+    inside = Image.fromarray(np.array([[0, 257 * 7, 65535]], dtype=np.int32), "I")
+    assert load_rgb(_save(inside, tmp_path / "grey32.tif"))[..., 1].tolist() == [[0, 7, 255]]
     wide = Image.fromarray(np.array([[0, 257 * 7, 70000]], dtype=np.int32), "I")
-    assert load_rgb(_save(wide, tmp_path / "grey32.tif"))[..., 1].tolist() == [[0, 7, 255]]
+    with pytest.raises(ValueError, match="values from 0 to 70000"):  # refused, never silently clipped
+        load_rgb(_save(wide, tmp_path / "grey32_wide.tif"))
 
 
 def test_exif_orientation_is_applied(tmp_path):
