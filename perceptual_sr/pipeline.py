@@ -133,14 +133,15 @@ class SRPipeline:
         return folder
 
     def push_to_hub(self, repo_id: str, *, private: bool | None = None, token: str | None = None,
-                    commit_message: str = "Upload perceptual_sr model") -> str:
-        """Upload every weight set to the Hub repo `repo_id` (created if needed); returns its URL."""
+                    commit_message: str = "Upload perceptual_sr model", **card: Any) -> str:
+        """Upload every weight set to the Hub repo `repo_id` (created if needed), with a card whose
+        usage names `repo_id` (`card`: more keywords of `model_card.build`); returns its URL."""
         from huggingface_hub import HfApi
 
         api = HfApi(token=token)
         url = api.create_repo(repo_id, private=private, exist_ok=True)
         with tempfile.TemporaryDirectory() as staging:
-            self.save_pretrained(staging, repo_id=repo_id)
+            self.save_pretrained(staging, **{**card, "repo_id": repo_id})
             api.upload_folder(repo_id=repo_id, folder_path=staging, commit_message=commit_message)
         return str(url)
 

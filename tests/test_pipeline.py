@@ -105,10 +105,17 @@ def test_push_to_hub_uploads_every_weight_set(tmp_path, monkeypatch):
     def fake_upload_folder(self, *, repo_id, folder_path, **kwargs):
         from pathlib import Path
 
+        from huggingface_hub import ModelCard
+
         uploaded[repo_id] = sorted(str(p.relative_to(folder_path)) for p in Path(folder_path).rglob("*") if p.is_file())
+        card = ModelCard.load(Path(folder_path) / "README.md")
+        uploaded["card"] = (card.text, [result.metric_value for result in card.data.eval_results or []])
 
     monkeypatch.setattr(HfApi, "upload_folder", fake_upload_folder)
-    SRPipeline.from_pretrained(_pair(tmp_path)).push_to_hub("someone/sr", token="hf_fake")
+    scores = [{"dataset": "Set5", "metric": "lpips", "value": 0.13}]
+    SRPipeline.from_pretrained(_pair(tmp_path)).push_to_hub("someone/sr", token="hf_fake", scores=scores)
+    text, metrics = uploaded.pop("card")
+    assert 'from_pretrained("someone/sr")' in text and "non-commercial research use" in text and metrics == [0.13]
     assert uploaded == {"someone/sr": ["README.md", "config.json", "model.safetensors",
                                        f"{TWIN_SUBFOLDER}/config.json", f"{TWIN_SUBFOLDER}/model.safetensors"]}
 
