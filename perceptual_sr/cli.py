@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from perceptual_sr import __version__
 from perceptual_sr.data import DEGRADATIONS
 from perceptual_sr.image_io import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, check_fits_format, check_outscale,
-                                   is_complete_image, open_image, resize_to_outscale, save_image)
+                                   header_size, is_complete_image, open_image, resize_to_outscale, save_image)
 from perceptual_sr.inference import COLOR_FIXES, DEFAULT_COLOR_FIX, DEFAULT_TILE_OVERLAP, upscale
 from perceptual_sr.pipeline import SRPipeline
 from perceptual_sr.runtime import choose_device, reuse_freed_memory
@@ -204,11 +204,10 @@ def output_paths(files: list[Path], output: Path, suffix: str, format: str | Non
 
 def _check_output_fits(path: Path, target: Path, outscale: float) -> None:
     """ValueError, before the network runs, if the result cannot be stored in the target's format."""
-    try:
-        with Image.open(path) as image:  # the header only
-            width, height = image.size
-    except (OSError, ValueError):
+    size = header_size(path)
+    if size is None:
         return  # unreadable: open_image says so, in its words
+    width, height = size
     check_fits_format(max(1, round(width * outscale)), max(1, round(height * outscale)),
                       Image.registered_extensions().get(target.suffix.lower(), ""))
 

@@ -14,7 +14,6 @@ import hashlib
 import shutil
 import tempfile
 import time
-import warnings
 import weakref
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -24,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from perceptual_sr.image_io import IMAGE_SUFFIXES, grey_to_8_bits, open_image, save_image
+from perceptual_sr.image_io import IMAGE_SUFFIXES, grey_to_8_bits, header_size, open_image, save_image
 from perceptual_sr.inference import COLOR_FIXES, DEFAULT_COLOR_FIX, DEFAULT_TILE_OVERLAP, ImageTooLargeError
 from perceptual_sr.model import PerceptualSR
 from perceptual_sr.pipeline import SRPipeline
@@ -60,17 +59,6 @@ def model_fingerprint(model: SRPipeline | PerceptualSR) -> str:
 
 def _as_pipeline(model: SRPipeline | PerceptualSR) -> SRPipeline:
     return model if isinstance(model, SRPipeline) else SRPipeline.from_network(model)
-
-
-def _header_size(path: str | Path) -> tuple[int, int] | None:
-    """(width, height) from the file's header without decoding pixels; None if unreadable."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                return image.size
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        return None  # `upscale` reports unreadable files with its own message
 
 
 def _too_large_message(size: tuple[int, int] | None, max_input_pixels: int) -> str:
@@ -213,7 +201,7 @@ class Upscaler:
         can_clean_up = self.pipeline.has_axis("cleanup")
         if cleanup != 0.0 and not automatic_cleanup and not can_clean_up:
             raise gr.Error("This model has no real-photo weights, so only clean-up 0 is available.", title="Bad option")
-        size = _header_size(image_path)
+        size = header_size(image_path)
         if size is not None and size[0] * size[1] > self.max_input_pixels:
             raise gr.Error(_too_large_message(size, self.max_input_pixels), title="Image too large")
         started = time.perf_counter()
@@ -299,7 +287,7 @@ def example_paths(examples_dir: str | Path = EXAMPLES_DIR) -> list[Path]:
 
 
 def _fits(path: Path, max_input_pixels: int) -> bool:
-    size = _header_size(path)
+    size = header_size(path)
     return size is not None and size[0] * size[1] <= max_input_pixels
 
 

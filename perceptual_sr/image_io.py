@@ -258,6 +258,18 @@ def save_image(image: Image.Image, path: str | Path, format: str | None = None) 
         image.save(staging, format=format, **options)
 
 
+def header_size(path: str | Path) -> tuple[int, int] | None:
+    """(width, height) from the file's header without decoding pixels; None if unreadable (the
+    decoder then says why, in its own words)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                return image.size
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return None
+
+
 def check_fits_format(width: int, height: int, format: str) -> None:
     """ValueError if a `width` x `height` image cannot be stored in `format` (e.g. JPEG over 65,535
     pixels on a side): said before the work, naming a format that can."""
