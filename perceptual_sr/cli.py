@@ -5,6 +5,7 @@ and `train`, `prepare` and `demo`, which run the same code as train.py, prepare_
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from pathlib import Path
@@ -269,15 +270,6 @@ def _upscale_with_pipeline(pipeline: SRPipeline, path: Path, args: argparse.Name
     return pipeline.upscale(image, detail=args.detail, cleanup=cleanup, **options)
 
 
-def _network_for_each_image(pipeline: SRPipeline, args: argparse.Namespace):
-    """The pipeline's network for an LR image at --detail and --cleanup (auto: measured per image)."""
-    def network_for(image):
-        cleanup = pipeline.assess(image).cleanup if args.cleanup == "auto" else args.cleanup
-        return pipeline.network_at(detail=args.detail, cleanup=cleanup)
-
-    return network_for
-
-
 def run_eval(args: argparse.Namespace, model: SRPipeline | nn.Module) -> int:
     names = [folder.name for folder in args.data]
     repeated = sorted({name for name in names if names.count(name) > 1})
@@ -294,7 +286,10 @@ def run_eval(args: argparse.Namespace, model: SRPipeline | nn.Module) -> int:
                   f"LPIPS {row['model_lpips']:.4f}, grid {row['model_grid']:.2f}")
         print(f"wrote {args.out / 'sweep.csv'} and {args.out / 'perception_distortion.png'}")
         return 0
-    network = _network_for_each_image(model, args) if isinstance(model, SRPipeline) else model
+    if isinstance(model, SRPipeline):  # per image: cleanup "auto" is measured on each LR
+        network = functools.partial(model.network_for, detail=args.detail, cleanup=args.cleanup)
+    else:
+        network = model
     results = evaluate(network, args.data, scale=model.scale, out_dir=args.out, degradation=args.degradation,
                        max_images=args.max_images,
                        color_fix=args.color_fix, device=args.device, fast=args.fast, progress=True)

@@ -216,15 +216,23 @@ class SRPipeline:
                                  "with torch.nn.functional.interpolate")
         if isinstance(image, (str, Path)):
             image = open_image(image, max_pixels=settings.max_pixels)
-        if cleanup == "auto":
-            cleanup = self.assess(image).cleanup
         device = choose_device(settings.device)
-        network = self.inference_network(device, settings.fast, detail=detail, cleanup=cleanup)
+        network = self.inference_network(device, settings.fast, detail=detail,
+                                         cleanup=self._cleanup_for(image, cleanup))
         result = inference.upscale_with(network, image, settings, device)
         if outscale is None or outscale == self.scale:
             return result
         size = image.size if isinstance(image, Image.Image) else (image.shape[1], image.shape[0])
         return resize_to_outscale(result, size, outscale)
+
+    def network_for(self, image: Any, *, detail: float | None = None,
+                    cleanup: float | str | None = "auto") -> PerceptualSR:
+        """The network `upscale` would run for `image` (as `network_at`; cleanup "auto" measured on
+        it): what evaluation scores per image."""
+        return self.network_at(detail=detail, cleanup=self._cleanup_for(image, cleanup))
+
+    def _cleanup_for(self, image: Any, cleanup: float | str | None) -> float | None:
+        return self.assess(image).cleanup if cleanup == "auto" else cleanup
 
     def assess(self, image: Any) -> InputQuality:
         """What `cleanup="auto"` chooses for `image` (a PIL image as opened, so a JPEG keeps its

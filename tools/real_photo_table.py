@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import io
 import sys
 from pathlib import Path
@@ -42,10 +43,7 @@ def main() -> None:
     rows = []
     for degradation in DEGRADATIONS:
         for cleanup in cleanups:
-            def network_for(image, cleanup=cleanup):
-                strength = pipeline.assess(image).cleanup if cleanup == "auto" else cleanup
-                return pipeline.network_at(cleanup=strength)
-
+            network_for = functools.partial(pipeline.network_for, cleanup=cleanup)
             for result in evaluate(network_for, args.data, scale=pipeline.scale, degradation=degradation,
                                    max_images=args.max_images, color_fix="luma", fast=False,
                                    lpips_metric=lpips_metric, progress=True):
