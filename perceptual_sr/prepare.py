@@ -143,11 +143,14 @@ def find_images(source: Path) -> list[str]:
     return sorted(found)
 
 
-def probe_image(path: Path, hr_size: int) -> str | None:
-    """Why the image at `path` cannot give an `hr_size` crop (from its header alone), or None if it can."""
+def probe_image(path: Path, hr_size: int, decode: bool = False) -> str | None:
+    """Why the image at `path` cannot give an `hr_size` crop, or None if it can: from its header
+    alone, or also decoding the pixels when `decode` (which finds a file cut short)."""
     try:
         with Image.open(path) as image:
             width, height = image.size
+            if decode and min(width, height) >= hr_size:
+                image.load()
     except (*UNREADABLE_ERRORS, ValueError, Image.DecompressionBombError) as error:
         return f"unreadable: {error}"
     if min(width, height) < hr_size:
@@ -155,8 +158,8 @@ def probe_image(path: Path, hr_size: int) -> str | None:
     return None
 
 
-def _probe_job(job: tuple[str, int]) -> str | None:
-    return probe_image(Path(job[0]), job[1])
+def _probe_job(job: tuple[str, int, bool]) -> str | None:
+    return probe_image(Path(job[0]), job[1], job[2])
 
 
 def find_source_images(sources: tuple[Path, ...]) -> list[str]:
@@ -189,7 +192,10 @@ def choose_images(config: PrepareConfig, pool: ProcessPoolExecutor | None) -> di
         while position < len(files) and (len(chosen["val"]) < val_target or len(chosen["train"]) < train_target):
             missing = val_target - len(chosen["val"]) + train_target - len(chosen["train"])
             batch = [files[i] for i in order[position: position + max(64, missing + missing // 4)]]
-            jobs = [(str(config.source_root / name), config.hr_size) for name in batch]
+            # Validation candidates are decoded whole: a file whose data is cut short would
+            # otherwise be found only when cropping, and leave the few validation rows emptier.
+            decode = len(chosen["val"]) < val_target
+            jobs = [(str(config.source_root / name), config.hr_size, decode) for name in batch]
             reasons = pool.map(_probe_job, jobs, chunksize=16) if pool else map(_probe_job, jobs)
             # Candidates are taken strictly in shuffled order, so the plan does not depend on batching.
             for name, reason in zip(batch, reasons):
@@ -438,6 +444,10 @@ def _finalise(config: PrepareConfig, plan: dict, shapes: dict, progress: dict) -
         for kind in ("hr", "lr"):
             stem = f"{split}_{kind}"
             finalise_array(out / f"{stem}.npy.partial", out / f"{stem}.npy", shapes[stem], rows)
+        if failed:
+            print(f"warning: {len(failed)} of {len(plan['splits'][split])} {split} images could not be cropped "
+                  f"(listed under 'skipped' in {MANIFEST_FILE}); the {split} split has {len(rows)} rows",
+                  file=sys.stderr)
         sources[split] = [plan["splits"][split][index] for index in kept]
         counts[split], images[split] = len(rows), len(kept)
     manifest = {

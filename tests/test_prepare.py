@@ -310,3 +310,18 @@ def test_runs_made_before_several_folders_are_still_recognised(source, clean_run
     resumed = prepare(_config(source, unfinished))
     assert resumed["sources"] == manifest["sources"]
     assert all(np.array_equal(a, b) for a, b in zip(_arrays(out).values(), _arrays(unfinished).values()))
+
+
+def test_a_validation_image_cut_short_is_replaced_not_lost(make_photo, tmp_path):
+    """The header of a truncated file reads fine; validation must still get its rows."""
+    root = tmp_path / "photos"
+    root.mkdir()
+    for k in range(12):
+        Image.fromarray(make_photo(48, 40, seed=k)).save(root / f"{k:02d}.jpg", quality=95)
+    first_choice = prepare(_config(root, tmp_path / "before", val_images=1, crops_per_image=1))["sources"]["val"][0]
+    damaged = root / first_choice
+    damaged.write_bytes(damaged.read_bytes()[:700])
+    manifest = prepare(_config(root, tmp_path / "after", val_images=1, crops_per_image=1))
+    assert manifest["counts"]["val"] == 1 and manifest["sources"]["val"] != [first_choice]
+    assert first_choice in [entry["path"] for entry in manifest["skipped"]]
+    assert np.load(tmp_path / "after" / "val_hr.npy").shape[0] == 1
