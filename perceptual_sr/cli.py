@@ -339,6 +339,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "upscale":
             return run_upscale(args, model)
         return run_eval(args, model)
+    except KeyboardInterrupt:
+        # Every file is written atomically, so what exists is whole; say how to carry on.
+        follow_up = {"upscale": "; rerun with --skip-existing to continue"}.get(args.command, "")
+        print(f"perceptual-sr {args.command}: interrupted; no partial files were left{follow_up}", file=sys.stderr)
+        return 130
     except ImportError as error:
         return _missing_extra(args.command, error)
     except (ValueError, FileNotFoundError, MemoryError, OSError) as error:

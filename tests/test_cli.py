@@ -98,7 +98,8 @@ def test_inputs_that_would_share_an_output_name_are_refused_before_any_work(make
         assert not out.exists() or not any(out.iterdir())
 
 
-def test_a_save_killed_midway_leaves_no_truncated_output_and_the_rerun_completes(make_photo, model_dir, tmp_path, monkeypatch):
+def test_a_save_killed_midway_leaves_no_truncated_output_and_the_rerun_completes(make_photo, model_dir, tmp_path, monkeypatch,
+                                                                                  capsys):
     photos = tmp_path / "photos"
     photos.mkdir()
     Image.fromarray(make_photo(20, 16)).save(photos / "a.png")
@@ -110,8 +111,10 @@ def test_a_save_killed_midway_leaves_no_truncated_output_and_the_rerun_completes
         raise KeyboardInterrupt  # the process dies mid-write
 
     monkeypatch.setattr(Image.Image, "save", killed_save)
-    with pytest.raises(KeyboardInterrupt):
-        main(["upscale", str(photos), "-o", str(tmp_path / "out"), "--model", str(model_dir)])
+    assert main(["upscale", str(photos), "-o", str(tmp_path / "out"), "--model", str(model_dir)]) == 130
+    messages = [line for line in capsys.readouterr().err.splitlines() if line and "%|" not in line]  # not the bar
+    assert messages == ["perceptual-sr upscale: interrupted; no partial files were left; "
+                        "rerun with --skip-existing to continue"]
     assert not (tmp_path / "out" / "a_x4.png").exists() and not list((tmp_path / "out").iterdir())
     monkeypatch.setattr(Image.Image, "save", original_save)
     # A truncated output from some other tool is redone by --skip-existing, not kept.
