@@ -211,7 +211,7 @@ class SRPipeline:
         settings = inference.UpscaleOptions(**options)
         if outscale is not None:
             outscale = check_outscale(outscale)
-            if isinstance(image, torch.Tensor):
+            if isinstance(image, torch.Tensor) and outscale != self.scale:
                 raise ValueError("outscale works on PIL images, paths and numpy arrays; resize a tensor result "
                                  "with torch.nn.functional.interpolate")
         if isinstance(image, (str, Path)):

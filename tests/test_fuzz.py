@@ -12,6 +12,7 @@ from perceptual_sr import PerceptualSR, SRConfig
 from perceptual_sr.cli import main
 from perceptual_sr.image_io import save_image
 from perceptual_sr.inference import upscale
+from perceptual_sr.pipeline import WEIGHT_SETS, SRPipeline
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +113,69 @@ def test_a_batch_with_a_tiny_image_and_three_bad_files(model, tmp_path, capsys):
         assert name in captured.err
     assert sorted(path.name for path in (tmp_path / "out").iterdir()) == sorted(
         [f"good{k}_x4.png" for k in range(6)] + ["pixel_x4.png"])
+
+
+def _random_photo_file(rng: np.random.Generator, tmp_path, index: int):
+    """Files as cameras, editors and converters write them: many modes, bit depths and headers."""
+    height, width = (int(v) for v in rng.integers(1, 24, 2))
+    kind = rng.choice(["png16", "grey_jpeg", "cmyk_jpeg", "palette_alpha", "lying_header", "jpeg_q10", "tiff_float"])
+    suffix = {"png16": "png", "palette_alpha": "png", "lying_header": "png", "tiff_float": "tif"}.get(kind, "jpg")
+    path = tmp_path / f"photo{index}.{suffix}"
+    pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    if kind == "png16":
+        Image.fromarray((pixels[..., 0].astype(np.uint16) * 257)).save(path)
+    elif kind == "grey_jpeg":
+        Image.fromarray(pixels[..., 0]).save(path, quality=int(rng.integers(5, 100)))
+    elif kind == "cmyk_jpeg":
+        Image.fromarray(pixels).convert("CMYK").save(path)
+    elif kind == "palette_alpha":
+        image = Image.fromarray(pixels).convert("P")
+        image.info["transparency"] = 0
+        image.save(path, transparency=0)
+    elif kind == "lying_header":  # a PNG whose header claims 100,000 x 100,000 pixels
+        Image.fromarray(pixels).save(path)
+        data = bytearray(path.read_bytes())
+        data[16:24] = (100_000).to_bytes(4, "big") * 2
+        path.write_bytes(bytes(data))
+    elif kind == "jpeg_q10":
+        Image.fromarray(pixels).save(path, quality=10)
+    else:
+        Image.fromarray(pixels[..., 0].astype(np.float32) / 255).save(path)
+    return path
+
+
+def _good_or_bad(rng: np.random.Generator, good: list, bad: list):
+    return bad[rng.integers(len(bad))] if rng.random() < 0.1 else good[rng.integers(len(good))]
+
+
+@pytest.mark.slow  # 150 upscales through the four-set pipeline
+def test_the_pipeline_with_any_controls_gives_an_image_or_one_clear_error(tmp_path):
+    """detail, cleanup and outscale, good and bad, on any input: the right size, or a message."""
+    torch.manual_seed(1)
+    config = SRConfig(channels=4, residual_blocks=1)
+    pipeline = SRPipeline({name: PerceptualSR(config) for name in WEIGHT_SETS})
+    rng = np.random.default_rng(7)
+    outcomes = {"image": 0, "refused": 0}
+    for index in range(150):
+        image = (_random_input(rng, tmp_path, index) if rng.random() < 0.5
+                 else _random_photo_file(rng, tmp_path, index))
+        detail = _good_or_bad(rng, [None, 0.0, 0.3, 1.0], [-0.5, 1.5, float("nan"), "x"])
+        cleanup = _good_or_bad(rng, ["auto", 0.0, 0.5, 1.0, None], [-1.0, 2.0, float("nan"), "strong"])
+        outscale = _good_or_bad(rng, [None, 4, 2, 2.5, 1], [0.5, 5, float("nan"), "2"])
+        try:
+            out = pipeline.upscale(image, detail=detail, cleanup=cleanup, outscale=outscale, max_pixels=4096)
+        except (ValueError, OSError) as error:
+            assert str(error), f"an empty message for {image!r}"
+            outcomes["refused"] += 1
+            continue
+        outcomes["image"] += 1
+        factor = 4 if outscale is None else outscale
+        size = _expected_size(image)
+        if isinstance(image, np.ndarray):
+            assert isinstance(out, np.ndarray)
+            assert all(abs(got - factor * side) <= 1 for got, side in zip(out.shape[:2], size))
+        elif isinstance(image, torch.Tensor):
+            assert isinstance(out, torch.Tensor) and tuple(out.shape[-2:]) == (4 * size[0], 4 * size[1])
+        else:
+            assert isinstance(out, Image.Image) and min(out.size) >= 1
+    assert outcomes["image"] > 30 and outcomes["refused"] > 30  # both paths were really exercised
