@@ -10,6 +10,8 @@ of its released `options/train_realesrnet_x4plus.yml` as defaults (tuned there f
 
 A share `clean_prob` of samples is instead exactly `data.degrade(hr, scale, "bicubic")` (Pillow
 bicubic x1/scale of the 8-bit HR), so that the clean inputs of the benchmarks do not get worse.
+A share `upload_prob` of the others is made the way most web and messenger images are: that clean
+LR, Gaussian noise (sigma from `noise_sigma_2`) on some, then one JPEG (`jpeg_quality_2`).
 
 Everything random comes from one `torch.Generator`: the same seed gives the same bytes, and the
 global torch / numpy / random state is never touched (the training loader seeds each sample by its
@@ -53,6 +55,8 @@ class DegradationConfig:
     sum to 1. Noise sigmas are in 8-bit levels (of 255). Defaults: Real-ESRGAN x4plus."""
 
     clean_prob: float = 0.2
+    upload_prob: float = 0.0  # of the rest: the clean LR, Gaussian noise (upload_noise_prob), one JPEG
+    upload_noise_prob: float = 0.5
     second_order_prob: float = 1.0  # Real-ESRGAN always runs stage 2 (only its blur is optional)
     kernel_sizes: tuple[int, ...] = (7, 9, 11, 13, 15, 17, 19, 21)
     kernel_probs: tuple[float, ...] = (0.45, 0.25, 0.12, 0.03, 0.12, 0.03)
@@ -119,6 +123,15 @@ PRESETS = {
         resize_probs=(0.2, 0.6, 0.2), resize_range=(0.5, 1.5), resize_range_2=(0.6, 1.2),
         noise_sigma=(1.0, 15.0), noise_sigma_2=(1.0, 10.0), poisson_scale=(0.05, 1.5), poisson_scale_2=(0.05, 1.0),
         jpeg_quality=(40, 95), jpeg_quality_2=(40, 95)),
+    # "photo" plus, in half of the degraded samples, the commonest upload on its own: a downscaled
+    # image saved as JPEG (30-95), half of them with sensor noise (1-10 levels). The chain alone
+    # always blurs and adds noise, so it never shows the network a JPEG of a sharp, clean image.
+    "upload": DegradationConfig(
+        clean_prob=0.15, upload_prob=0.5, upload_noise_prob=0.5,
+        second_order_prob=0.5, blur_sigma=(0.2, 2.0), blur_sigma_2=(0.2, 1.2), final_sinc_prob=0.5,
+        resize_probs=(0.2, 0.6, 0.2), resize_range=(0.5, 1.5), resize_range_2=(0.6, 1.2),
+        noise_sigma=(1.0, 15.0), noise_sigma_2=(1.0, 10.0), poisson_scale=(0.05, 1.5), poisson_scale_2=(0.05, 1.0),
+        jpeg_quality=(40, 95), jpeg_quality_2=(30, 95)),
 }
 
 
@@ -331,6 +344,8 @@ def degrade_realistic_with_record(hr: torch.Tensor, scale: int, seed: int | torc
     lr_size = (height // scale, width // scale)
     if _uniform(generator) < config.clean_prob:
         return uint8_to_tensor(data.degrade(tensor_to_uint8(hr), scale, "bicubic")), ["clean bicubic"]
+    if config.upload_prob and _uniform(generator) < config.upload_prob:  # no draw when 0: presets keep their bytes
+        return _degrade_upload(hr, scale, generator, config)
     # First order (section 3.1): blur, resize, noise, JPEG, all at HR size.
     image = blur(hr.float().unsqueeze(0), _random_kernel(generator, config, "", record))  # (1, 3, H, W), new
     image = _random_resize_and_noise(image, generator, config, "", (height, width), record)
@@ -359,6 +374,19 @@ def degrade_realistic_with_record(hr: torch.Tensor, scale: int, seed: int | torc
     if not jpeg_first:
         image = _random_jpeg(image, generator, config.jpeg_quality_2, record)
     return dequantize_tensor(quantize_tensor(image[0], torch.uint8)), record  # 8-bit, as a decoded file
+
+
+def _degrade_upload(hr: torch.Tensor, scale: int, generator: torch.Generator,
+                    config: DegradationConfig) -> tuple[torch.Tensor, list[str]]:
+    """A downscaled photo saved as JPEG, with sensor noise on a share: the commonest upload."""
+    image, record = uint8_to_tensor(data.degrade(tensor_to_uint8(hr), scale, "bicubic")).unsqueeze(0), ["bicubic"]
+    if _uniform(generator) < config.upload_noise_prob:
+        sigma = _uniform(generator, *config.noise_sigma_2)
+        gray = _uniform(generator) < config.gray_noise_prob_2
+        record.append(f"gauss noise {sigma:.1f}/255 {'grey' if gray else 'colour'}")
+        image = add_gaussian_noise(image, sigma / 255.0, gray, generator)
+    image = _random_jpeg(image, generator, config.jpeg_quality_2, record)
+    return dequantize_tensor(quantize_tensor(image[0], torch.uint8)), record
 
 
 def degrade_realistic_batch(hr: torch.Tensor, scale: int, seeds: Sequence[int],
