@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import time
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -38,6 +39,10 @@ MAX_TILE_SIZE = 1024
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 PREVIEW_MAX_SIDE = 2048  # pixels on the slider's long side; the download keeps every pixel
 PREVIEW_QUALITY = 90
+PREVIEW_METHOD = 2  # WebP effort 0-6: 2 encodes a 2048-px preview 2.3x faster than 4, a few % larger
+# zlib level 1 writes the 4096 x 4096 download in a quarter of the default level's time (0.9 s
+# against 3.4 s on a 2-core Xeon), for a 25% larger file: a visitor waits on the CPU, not on bytes.
+DOWNLOAD_COMPRESS_LEVEL = 1
 CROP_SIDE = 256  # output pixels of the 1:1 detail crop: the 4x gain, shown without downscaling
 NO_COLOR_FIX = "off"  # the UI/API value for COLOR_FIXES' None (a radio button needs a string)
 _COLOR_FIX_LABELS = {"histogram": "Histogram match", "luma": "Luma only", None: "Off"}
@@ -100,7 +105,7 @@ def _slider_previews(input_path: str | Path, result: Image.Image, folder: Path, 
         before = before.resize(size, Image.Resampling.BICUBIC)
     paths = folder / f"{stem}_bicubic_preview.webp", folder / f"{stem}_preview.webp"
     for image, path in zip((before, after), paths):
-        image.save(path, "WEBP", quality=PREVIEW_QUALITY, method=4)
+        image.save(path, "WEBP", quality=PREVIEW_QUALITY, method=PREVIEW_METHOD)
     return paths
 
 
@@ -228,9 +233,13 @@ class Upscaler:
         folder = Path(tempfile.mkdtemp(dir=self.output_dir))
         stem = Path(image_path).stem or "image"
         output_path = folder / f"{stem}_x{outscale}.png"
-        save_image(result, output_path)  # PNG keeps every pixel, the alpha channel, ICC and EXIF
-        bicubic_path, preview_path = _slider_previews(image_path, result, folder, stem)
-        bicubic_crop, crop = _detail_crops(image_path, result, folder, stem, outscale)
+        # The download (PNG keeps every pixel, the alpha channel, ICC and EXIF) is written on a
+        # second thread while the previews are made: zlib and the WebP encoder release the GIL.
+        with ThreadPoolExecutor(max_workers=1) as writer:
+            download = writer.submit(save_image, result, output_path, compress_level=DOWNLOAD_COMPRESS_LEVEL)
+            bicubic_path, preview_path = _slider_previews(image_path, result, folder, stem)
+            bicubic_crop, crop = _detail_crops(image_path, result, folder, stem, outscale)
+            download.result()  # its errors are this call's errors
         summary = (
             f"**{image.width} x {image.height} → "
             f"{result.width} x {result.height} px** "

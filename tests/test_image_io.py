@@ -302,3 +302,12 @@ def test_a_size_the_format_cannot_hold_is_refused_naming_png(format, side):
     with pytest.raises(ValueError, match="too large for .*--format png"):
         check_fits_format(10, side, format)
     check_fits_format(side, side, "PNG")
+
+
+def test_png_compress_level_keeps_every_pixel_and_bad_levels_are_refused(tmp_path):
+    pixels = np.random.default_rng(3).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    save_image(Image.fromarray(pixels), tmp_path / "fast.png", compress_level=1)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "fast.png")), pixels)
+    for level, name in ((10, "fast.png"), (1.5, "fast.png"), (1, "fast.jpg")):
+        with pytest.raises(ValueError, match="compress_level"):
+            save_image(Image.fromarray(pixels), tmp_path / name, compress_level=level)
