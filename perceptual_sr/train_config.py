@@ -51,8 +51,9 @@ class TrainConfig:
     init_from: str | None = setting(None, "start from these weights (a save_pretrained folder) instead of random")
     # Resumable as a setting, because a resume compares the precision it resolves to (recorded in
     # the checkpoint), not the word: "auto" and "bf16" are the same recipe where auto means bf16.
-    precision: str = setting("auto", "auto: bf16 autocast on CUDA GPUs with bf16 (else fp16), fp32 on CPUs and "
-                                     "Apple MPS; decided by the hardware alone, so a recipe always trains alike",
+    precision: str = setting("auto", "auto: bf16 autocast on CUDA GPUs with bf16 (else fp16) and on CPUs with "
+                                     "AMX, else fp32; decided by the hardware alone, so a recipe always trains "
+                                     "alike on one machine (--resume keeps the precision a run started in)",
                              choices=PRECISIONS, resumable=True)
     channels_last: bool = setting(True, "channels_last memory format")
     compile: bool = setting(False, "torch.compile the network", resumable=True)

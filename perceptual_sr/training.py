@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,11 +196,27 @@ def _restore(config: TrainConfig, runtime: Runtime, folder: Path, learner: Learn
     return 0
 
 
+def _keep_recorded_precision(config: TrainConfig, runtime: Runtime, folder: Path) -> Runtime:
+    """With --resume and --precision auto, a CPU run continues in the precision it started in (its
+    checkpoint records it): auto differs between CPUs, and the machine may change between sessions."""
+    if not (config.resume and config.precision == "auto" and runtime.device.type == "cpu"):
+        return runtime
+    try:
+        recorded = checkpoints.read_settings(folder).precision
+    except Exception:  # noqa: BLE001 - a missing or damaged checkpoint: _restore says what is wrong
+        return runtime
+    if recorded not in ("bf16", "fp32") or recorded == runtime.precision:
+        return runtime
+    print(f"resuming in {recorded}, the precision this run started in (--precision auto gives "
+          f"{runtime.precision} on this CPU)", file=sys.stderr)
+    return dataclasses.replace(runtime, precision=recorded)
+
+
 def setup_run(model_config: SRConfig, config: TrainConfig) -> Run:
     """Data, model, loss, optimizer, weight average; restored from the checkpoint with --resume."""
-    runtime = setup_runtime(config)
-    torch.manual_seed(config.seed)
     out_dir = Path(config.output_dir)
+    runtime = _keep_recorded_precision(config, setup_runtime(config), out_dir / checkpoints.CHECKPOINT_DIR)
+    torch.manual_seed(config.seed)
     data = _training_data(model_config, config, runtime)
     learner = _learner(model_config, config, runtime)
     step = _restore(config, runtime, out_dir / checkpoints.CHECKPOINT_DIR, learner)

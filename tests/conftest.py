@@ -31,3 +31,12 @@ def synthetic_photo(width: int, height: int, seed: int = 0) -> np.ndarray:
 def make_photo():
     """`make_photo(width, height, seed=0)`: a synthetic photo (see `synthetic_photo`); every test file's test image."""
     return synthetic_photo
+
+
+@pytest.fixture(autouse=True)
+def _train_in_fp32_on_any_cpu(monkeypatch):
+    """`--precision auto` trains in bf16 on CPUs with AMX and fp32 elsewhere; CI machines differ from
+    session to session, so every test sees a CPU without AMX unless it says otherwise."""
+    from perceptual_sr import runtime
+
+    monkeypatch.setattr(runtime, "cpu_has_amx_bf16", lambda: False)

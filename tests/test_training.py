@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 from scipy.ndimage import gaussian_filter
 
 import train as train_script
-from perceptual_sr import PerceptualSR, SRConfig
+from perceptual_sr import PerceptualSR, SRConfig, runtime
 from perceptual_sr.prepare import PrepareConfig, prepare
 from perceptual_sr.train_config import TrainConfig
 from perceptual_sr.training import TrainingDiverged, setup_run, train
@@ -189,7 +189,7 @@ def test_weight_average_is_saved_and_resume_is_exact(dataset, tmp_path):
 
 @pytest.mark.slow
 def test_resume_refuses_a_changed_recipe(dataset, tmp_path):
-    train(TINY, _config(dataset, tmp_path, steps=2, device="cpu"))  # precision auto: fp32 on a CPU
+    train(TINY, _config(dataset, tmp_path, steps=2, device="cpu"))  # auto: fp32 on a CPU without AMX (conftest)
     with pytest.raises(ValueError, match="pixel_weight"):
         train(TINY, _config(dataset, tmp_path, steps=4, resume=True, pixel_weight=5.0))
     with pytest.raises(ValueError, match="precision: 'fp32' -> 'bf16'"):
@@ -227,11 +227,25 @@ def test_validation_scores_the_held_out_split_and_the_val_dir(dataset, tmp_path)
     assert all(np.isfinite(float(row["grid"])) for row in rows)
 
 
-def test_a_training_run_on_a_cpu_resolves_auto_precision_to_fp32_every_time(dataset, tmp_path):
-    # A rule, not a timing: the same recipe must train alike from run to run.
+@pytest.mark.parametrize("amx, precision", [(True, "bf16"), (False, "fp32")])
+def test_a_training_run_on_a_cpu_resolves_auto_precision_by_its_hardware_every_time(dataset, tmp_path, monkeypatch,
+                                                                                    amx, precision):
+    # A rule, not a timing: the same recipe must train alike from run to run on one machine.
+    monkeypatch.setattr(runtime, "cpu_has_amx_bf16", lambda: amx)
     runs = [setup_run(TINY, _config(dataset, tmp_path / f"run{k}", device="cpu", **PIXEL_LOSS)) for k in range(2)]
-    assert [run.runtime.precision for run in runs] == ["fp32", "fp32"]
-    assert runs[0].runtime.autocast_dtype is None
+    assert [run.runtime.precision for run in runs] == [precision, precision]
+    assert runs[0].runtime.autocast_dtype == (torch.bfloat16 if amx else None)
+
+
+def test_a_run_resumed_on_another_cpu_keeps_the_precision_it_started_in(dataset, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(runtime, "cpu_has_amx_bf16", lambda: True)
+    train(TINY, _config(dataset, tmp_path, steps=1, device="cpu", **PIXEL_LOSS))  # bf16, as on an AMX Xeon
+    monkeypatch.setattr(runtime, "cpu_has_amx_bf16", lambda: False)  # the next session's EPYC
+    run = setup_run(TINY, _config(dataset, tmp_path, steps=2, resume=True, device="cpu", **PIXEL_LOSS))
+    assert run.runtime.precision == "bf16" and run.step == 1
+    assert "resuming in bf16" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="precision: 'bf16' -> 'fp32'"):  # asked for by name: refused, as before
+        setup_run(TINY, _config(dataset, tmp_path, steps=2, resume=True, device="cpu", precision="fp32", **PIXEL_LOSS))
 
 
 def test_a_resumed_run_starts_where_the_checkpoint_left_off(dataset, tmp_path):
