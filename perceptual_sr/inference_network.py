@@ -212,25 +212,27 @@ def _stack_phases(parts: list[torch.Tensor], pad: int, like: torch.Tensor) -> to
     return out
 
 
-def _stack_phases_adjoint(grad: torch.Tensor, pad: int, out: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
-    """The adjoint of `_stack_phases`: a phase stack's gradient -> the four phases' gradients (written
-    into `out`'s tensors when given): each interior pixel's own, plus those of the padded pixels
-    that copy it (columns first, then rows: the reverse order of the copies)."""
-    channels, height, width = grad.shape[1] // 4, grad.shape[2] - 2 * pad, grad.shape[3] - 2 * pad
-    parts = []
-    for index, (row, column) in enumerate(_PHASES):
-        group = grad[:, index * channels:(index + 1) * channels]  # (B, C, H + 2 pad, W + 2 pad)
-        interior = group[:, :, pad:pad + height, pad:pad + width]
-        part = interior.clone() if out is None else out[index].copy_(interior)
-        columns_to, columns_from = (torch.tensor(i, device=grad.device) for i in _reflected(width, pad, column))
-        rows_to, rows_from = (torch.tensor(i, device=grad.device) for i in _reflected(height, pad, row))
-        from_columns = group.index_select(3, columns_to)  # (B, C, H + 2 pad, 2 pad): every row
-        part.index_add_(3, columns_from - pad, from_columns[:, :, pad:pad + height])
-        from_rows = group.index_select(2, rows_to)[:, :, :, pad:pad + width]  # (B, C, 2 pad, W)
-        from_rows.index_add_(3, columns_from - pad, from_columns.index_select(2, rows_to))
-        part.index_add_(2, rows_from - pad, from_rows)
-        parts.append(part)
-    return parts
+def _stack_phases_adjoint(grad: torch.Tensor, pad: int) -> torch.Tensor:
+    """The adjoint of `_stack_phases`: a phase stack's gradient (B, 4C, H + 2 pad, W + 2 pad) ->
+    the gradient of the (B, C, 2H, 2W) map, in `grad`'s memory format. The stack is the map,
+    reflection-padded by 2 pad pixels and split into phases; so the phases are interleaved back
+    (one copy, in channels-last order: runs of 2C contiguous values) and each padded pixel's
+    gradient is added to the pixel it reflects (columns first, then rows: the copies in reverse)."""
+    batch, stacked, height, width = grad.shape
+    channels, border = stacked // 4, 2 * pad
+    # Phase-major channels (row, column, c) at phase pixel (h, w) -> full-resolution pixel (2h + row, 2w + column).
+    full = (grad.permute(0, 2, 3, 1).reshape(batch, height, width, 2, 2, channels)
+            .permute(0, 1, 3, 2, 4, 5).reshape(batch, 2 * height, 2 * width, channels).permute(0, 3, 1, 2))
+    if full.data_ptr() == grad.data_ptr():
+        full = full.clone()  # reshape gave a view: never write into the caller's gradient
+    inner_width, inner_height = 2 * width - 2 * border, 2 * height - 2 * border
+    # Padded column j < border reflects interior column 2 border - j; column border + W + k reflects border + W - 2 - k.
+    full[..., border + 1:2 * border + 1] += full[..., :border].flip(-1)
+    full[..., inner_width - 1:inner_width + border - 1] += full[..., inner_width + border:].flip(-1)
+    full[..., border + 1:2 * border + 1, :] += full[..., :border, :].flip(-2)
+    full[..., inner_height - 1:inner_height + border - 1, :] += full[..., inner_height + border:, :].flip(-2)
+    layout = torch.channels_last if grad.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    return full[..., border:border + inner_height, border:border + inner_width].contiguous(memory_format=layout)
 
 
 def _reflected(length: int, pad: int, parity: int) -> tuple[list[int], list[int]]:

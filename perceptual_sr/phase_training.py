@@ -125,11 +125,7 @@ class _PhaseStack(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        channels, height, width = grad.shape[1] // 4, grad.shape[2] - 2 * ctx.pad, grad.shape[3] - 2 * ctx.pad
-        out = torch.empty(grad.shape[0], channels, 2 * height, 2 * width, dtype=grad.dtype, device=grad.device,
-                          memory_format=_layout(grad))
-        _stack_phases_adjoint(grad, ctx.pad, out=[out[:, :, row::2, column::2] for row, column in _PHASES])
-        return out, None
+        return _stack_phases_adjoint(grad, ctx.pad), None
 
 
 def _layout(like: torch.Tensor) -> torch.memory_format:

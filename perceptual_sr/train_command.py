@@ -14,6 +14,7 @@ import sys
 
 from perceptual_sr.config_flags import add_flags, from_flags
 from perceptual_sr.model import SRConfig
+from perceptual_sr.runtime import reuse_freed_memory
 from perceptual_sr.train_config import TrainConfig
 from perceptual_sr.training import TrainingDiverged, train
 
@@ -32,6 +33,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[SRConfig, TrainConfig]:
 def main(argv: list[str] | None = None) -> int:
     try:
         model_config, train_config = parse_args(argv)
+        # Each step frees and reallocates the same feature maps (tens of MB each); glibc would hand
+        # them back to the OS and page-fault them in again, zeroed: 1.1x (bf16) to 1.2x (fp32) per
+        # step on a 2-core Xeon. This process exists to train, so it keeps them.
+        reuse_freed_memory()
         train(model_config, train_config)
     except KeyboardInterrupt:
         print("interrupted: checkpoint saved; continue with --resume", file=sys.stderr)
