@@ -367,7 +367,8 @@ def build_demo(
                     cleanup = gr.Slider(
                         minimum=0.0, maximum=1.0, step=0.05, value=0.0, label="Clean-up strength",
                         info="0: keep the photo as it is (for clean images). 1: remove JPEG blocks, "
-                             "noise and blur (for phone and web photos).", elem_id="cleanup-slider")
+                             "noise and blur (for phone and web photos).", elem_id="cleanup-slider",
+                        interactive=False)  # while the automatic choice is on, the slider would be ignored
                 color_fix = gr.Radio(
                     choices=[(_COLOR_FIX_LABELS.get(name, str(name)), _color_fix_value(name)) for name in COLOR_FIXES],
                     value=_color_fix_value(DEFAULT_COLOR_FIX), label="Colour fix",
@@ -405,6 +406,8 @@ def build_demo(
                 fn=predict_example, cache_examples=cache_examples, cache_mode=cache_mode,
                 examples_per_page=12, label="Examples (default settings): click one",
             )
+        automatic_cleanup.change(lambda automatic: gr.Slider(interactive=not automatic), inputs=automatic_cleanup,
+                                 outputs=cleanup, queue=False, api_visibility="private")
         run.click(predict, inputs=[image, color_fix, tile_size, detail, cleanup, automatic_cleanup, outscale],
                   outputs=outputs,
                   api_name="upscale",

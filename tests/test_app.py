@@ -62,7 +62,8 @@ def app_url(tmp_path_factory):
     model_dir = tmp / "tiny-model"
     torch.manual_seed(0)
     PerceptualSR(SRConfig(channels=8, residual_blocks=1)).save_pretrained(model_dir)
-    PerceptualSR(SRConfig(channels=8, residual_blocks=1)).save_pretrained(model_dir / TWIN_SUBFOLDER)  # other init
+    for subfolder in (TWIN_SUBFOLDER, "real-photo", "real-photo-pixel-twin"):  # each its own init
+        PerceptualSR(SRConfig(channels=8, residual_blocks=1)).save_pretrained(model_dir / subfolder)
     port = _free_port()
     log_path = tmp / "app.log"
     env = _app_env(tmp, PERCEPTUAL_SR_MODEL=str(model_dir), GRADIO_SERVER_PORT=str(port),
@@ -413,3 +414,13 @@ def test_on_a_phone_the_upscale_button_is_on_the_first_screen(app_url, page):
     assert caption.is_visible() and "1:1 detail" in caption.inner_text()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "demo_phone.png"))
+
+
+def test_the_cleanup_slider_is_greyed_out_while_the_automatic_choice_is_on(app_url, page):
+    page.goto(app_url)
+    strength = page.locator("#cleanup-slider input[type=range]")
+    strength.wait_for(timeout=60_000)
+    assert strength.is_disabled()  # the automatic choice would override it
+    page.locator("#cleanup-auto input[type=checkbox]").uncheck()
+    page.wait_for_function("!document.querySelector('#cleanup-slider input[type=range]').disabled", timeout=10_000)
+    assert strength.is_enabled()
