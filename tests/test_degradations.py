@@ -74,6 +74,21 @@ def test_clean_share_is_exactly_the_bicubic_lr(hr):
     assert 2 <= clean <= 16  # the default share is 20%
 
 
+def test_the_upload_share_is_a_jpeg_of_the_bicubic_lr_with_noise_on_some(hr):
+    bicubic = uint8_to_tensor(degrade(tensor_to_uint8(hr), 4, "bicubic"))
+    plain = DegradationConfig(clean_prob=0.0, upload_prob=1.0, upload_noise_prob=0.0, jpeg_quality_2=(60, 60))
+    lr, record = degrade_realistic_with_record(hr, 4, 0, plain)
+    assert record == ["bicubic", "jpeg q60"] and torch.equal(lr, jpeg_compress(bicubic, 60))
+    noisy = DegradationConfig(clean_prob=0.0, upload_prob=1.0, upload_noise_prob=1.0, noise_sigma_2=(8.0, 8.0),
+                              jpeg_quality_2=(100, 100))  # JPEG all but lossless: the noise is what differs
+    lr, record = degrade_realistic_with_record(hr, 4, 0, noisy)
+    assert record[0] == "bicubic" and record[1].startswith("gauss noise 8.0/255") and record[2] == "jpeg q100"
+    assert 5 / 255 < (lr - bicubic).std() < 11 / 255
+    # The "upload" preset: about half of the degraded samples take this path.
+    records = [degrade_realistic_with_record(hr, 4, seed, degradations.PRESETS["upload"])[1] for seed in range(60)]
+    assert 15 <= sum(r[0] == "bicubic" for r in records) <= 40
+
+
 def test_output_is_in_range_8_bit_and_input_untouched(hr):
     original = hr.clone()
     for seed in range(12):
