@@ -12,9 +12,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import numbers
 import types
 import typing
 from typing import Any, Callable
+
+import numpy as np
+
+
+def is_whole_number(value: Any) -> bool:
+    """Whether a setting's value is a whole number: a Python or numpy integer, never a bool (JSON
+    `true` is not a channel count, and `True` is not a tile size)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 
 def setting(default: Any = dataclasses.MISSING, help: str = "", *, choices: tuple | None = None,

@@ -12,7 +12,6 @@ float copy of the colour image (a greyscale result's luma is computed in float).
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, overload
@@ -23,6 +22,7 @@ from PIL import Image
 from torch import nn
 
 from perceptual_sr import inference_network
+from perceptual_sr.config_flags import is_whole_number
 from perceptual_sr.color_fix import COLOR_FIXES, DEFAULT_COLOR_FIX, apply_color_fix, match_histogram  # noqa: F401
 from perceptual_sr.image_io import (
     DEFAULT_MAX_PIXELS,
@@ -74,18 +74,15 @@ class UpscaleOptions:
             raise ValueError(f"color_fix must be one of {COLOR_FIXES}, got {self.color_fix!r}")
         for name in ("tile_size", "tile_batch", "max_pixels"):
             value = getattr(self, name)
-            if value is not None and (not _is_whole(value) or value < 1):
+            if value is not None and (not is_whole_number(value) or value < 1):
                 raise ValueError(f"{name} must be a positive whole number or None (automatic), got {value!r}")
-        if not _is_whole(self.tile_overlap) or self.tile_overlap < 0:
+        if not is_whole_number(self.tile_overlap) or self.tile_overlap < 0:
             raise ValueError(f"tile_overlap must be a whole number of pixels >= 0, got {self.tile_overlap!r}")
         # numpy integers (np.int64 from a shape, say) count as whole numbers: store them as ints.
         for name in ("tile_size", "tile_batch", "max_pixels", "tile_overlap"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, int(getattr(self, name)))
 
-
-def _is_whole(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 
 @overload

@@ -27,7 +27,7 @@ from torch import nn
 
 from perceptual_sr import model_card, weights
 from perceptual_sr.atomic_write import atomic_file, write_text
-from perceptual_sr.config_flags import setting
+from perceptual_sr.config_flags import is_whole_number, setting
 from perceptual_sr.network_ends import check_rgb_batch, output_head
 
 MODEL_TYPE = "perceptual-sr"
@@ -75,15 +75,15 @@ class SRConfig:
                              "load it with the library that wrote it")
         if self.scale not in SCALES or isinstance(self.scale, bool):
             raise ValueError(f"scale must be one of {SCALES}, got {self.scale!r}")
-        if not _is_whole(self.channels) or self.channels < 1:
+        if not is_whole_number(self.channels) or self.channels < 1:
             raise ValueError(f"channels must be a positive integer, got {self.channels!r}")
-        if not _is_whole(self.residual_blocks) or self.residual_blocks < 0:
+        if not is_whole_number(self.residual_blocks) or self.residual_blocks < 0:
             raise ValueError(f"residual_blocks must be a non-negative integer, got {self.residual_blocks!r}")
         if self.norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
         if self.upsampler not in UPSAMPLERS:
             raise ValueError(f"upsampler must be one of {UPSAMPLERS}, got {self.upsampler!r}")
-        if self.full_res_channels is not None and (not _is_whole(self.full_res_channels) or self.full_res_channels < 1):
+        if self.full_res_channels is not None and (not is_whole_number(self.full_res_channels) or self.full_res_channels < 1):
             raise ValueError(f"full_res_channels must be a positive integer or None, got {self.full_res_channels!r}")
         if self.global_skip not in GLOBAL_SKIPS:
             raise ValueError(f"global_skip must be one of {GLOBAL_SKIPS}, got {self.global_skip!r}")
@@ -307,9 +307,6 @@ class PerceptualSR(
         """Model card written next to the weights by `save_pretrained` and `push_to_hub`."""
         return model_card.build(self.config, sum(p.numel() for p in self.parameters()), **kwargs)
 
-
-def _is_whole(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)  # JSON true is not a channel count
 
 
 def check_model_folder(path: Path) -> Path:
