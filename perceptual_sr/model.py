@@ -308,7 +308,6 @@ class PerceptualSR(
         return model_card.build(self.config, sum(p.numel() for p in self.parameters()), **kwargs)
 
 
-
 def check_model_folder(path: Path) -> Path:
     """`path` if it is a folder holding a readable config.json and model.safetensors; otherwise
     FileNotFoundError / ValueError saying what is missing."""
