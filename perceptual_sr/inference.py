@@ -84,7 +84,6 @@ class UpscaleOptions:
                 object.__setattr__(self, name, int(getattr(self, name)))
 
 
-
 @overload
 def upscale(model: nn.Module, image: Image.Image | str | Path, **options: Any) -> Image.Image: ...
 @overload
