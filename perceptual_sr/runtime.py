@@ -138,8 +138,8 @@ def training_precision(device: torch.device, precision: str = "auto") -> str:
     auto is decided by the hardware alone, never by a timing, so one recipe on one machine always
     trains in the same precision (and a checkpoint can record it): bf16 on CUDA where supported
     (else fp16, with loss scaling); on CPUs bf16 where they have AMX (a whole training step 2.4-2.7x
-    faster than fp32 on a 2-core Xeon with AMX), else fp32 (5x slower in bf16 on an AVX2-only EPYC;
-    AVX-512 bf16 without AMX wins in some layers and loses in others); fp32 on Apple MPS.
+    faster than fp32 on a 2-core Xeon with AMX), else fp32 (bf16 training measured 5x slower on an
+    AVX2-only EPYC and 1.4x slower on a Xeon with AVX-512 bf16 but no AMX); fp32 on Apple MPS.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
