@@ -10,7 +10,9 @@ Every field of SRConfig (architecture) and TrainConfig (run settings) is a flag.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 
 from perceptual_sr.config_flags import add_flags, from_flags
 from perceptual_sr.model import SRConfig
@@ -30,7 +32,15 @@ def parse_args(argv: list[str] | None = None) -> tuple[SRConfig, TrainConfig]:
     return from_flags(SRConfig, args), from_flags(TrainConfig, args)
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt  # the loop saves a checkpoint on it, as on Ctrl-C
+
+
 def main(argv: list[str] | None = None) -> int:
+    # A scheduler, `kill` or a container stop sends SIGTERM, not Ctrl-C's SIGINT (which background
+    # jobs ignore): treat it alike, so the run is checkpointed up to its last step.
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
     try:
         model_config, train_config = parse_args(argv)
         # Each step frees and reallocates the same feature maps (tens of MB each); glibc would hand
@@ -44,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError, TrainingDiverged, RuntimeError) as error:
         print(f"train.py: error: {error}", file=sys.stderr)
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     print(f"model saved to {train_config.output_dir}")
     return 0
 

@@ -292,3 +292,31 @@ def test_resume_continues_exactly_with_realistic_degradation(dataset, tmp_path):
     resumed = train(TINY, _config(dataset, tmp_path / "resumed", steps=4, resume=True, **settings))
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.slow
+def test_sigterm_stops_train_py_with_a_checkpoint_of_its_last_step(dataset, tmp_path):
+    """`kill`, a scheduler or a container stop sends SIGTERM: the run is checkpointed as on Ctrl-C."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    out = tmp_path / "run"
+    command = [sys.executable, "train.py", "--data", str(dataset), "--output-dir", str(out), "--steps", "100000",
+               "--batch-size", "2", "--feature-layers", "none", "--pixel-weight", "1", "--channels", "4",
+               "--residual-blocks", "1", "--workers", "0", "--log-every", "1", "--checkpoint-every", "100000",
+               "--val-every", "100000", "--no-validate-at-start", "--precision", "fp32"]
+    process = subprocess.Popen(command, cwd=Path(train_script.__file__).parent, stderr=subprocess.PIPE, text=True)
+    log = out / "log.csv"
+    deadline = time.monotonic() + 120
+    while not (log.is_file() and len(log.read_text().splitlines()) > 3):  # a header and a few steps
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read() if process.poll() else ""
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, errors = process.communicate(timeout=60)
+    assert process.returncode == 130, errors
+    assert "interrupted: checkpoint saved; continue with --resume" in errors
+    state = torch.load(out / "checkpoint" / "training_state.pt", weights_only=True)
+    assert state["step"] >= 3
