@@ -19,6 +19,7 @@ from perceptual_sr.data import DEGRADATIONS
 from perceptual_sr.image_io import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, check_fits_format, check_outscale,
                                    header_size, is_complete_image, open_image, resize_to_outscale, save_image)
 from perceptual_sr.inference import COLOR_FIXES, DEFAULT_COLOR_FIX, DEFAULT_TILE_OVERLAP, upscale
+from perceptual_sr.interrupts import sigterm_as_interrupt
 from perceptual_sr.pipeline import SRPipeline
 from perceptual_sr.runtime import choose_device, reuse_freed_memory
 
@@ -336,9 +337,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         choose_device(args.device)  # a device this machine lacks is one error, not one per file
         model = load_model(args.model, args.detail, args.cleanup)
-        if args.command == "upscale":
-            return run_upscale(args, model)
-        return run_eval(args, model)
+        with sigterm_as_interrupt():  # a kill cleans up as Ctrl-C does: no staging file is left behind
+            if args.command == "upscale":
+                return run_upscale(args, model)
+            return run_eval(args, model)
     except KeyboardInterrupt:
         # Every file is written atomically, so what exists is whole; say how to carry on.
         follow_up = {"upscale": "; rerun with --skip-existing to continue"}.get(args.command, "")

@@ -13,6 +13,7 @@ import time
 
 from perceptual_sr.config_flags import add_flags, from_flags
 from perceptual_sr.data import SPLITS
+from perceptual_sr.interrupts import sigterm_as_interrupt
 from perceptual_sr.prepare import MANIFEST_FILE, PrepareConfig, prepare
 from perceptual_sr.prepare_arrays import format_bytes
 
@@ -34,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
         config = from_flags(PrepareConfig, vars(args))
         already_complete = (config.out / MANIFEST_FILE).is_file()
         processed = []  # images cropped by this invocation (not by an earlier, interrupted one)
-        manifest = prepare(config, on_image=processed.append)
+        with sigterm_as_interrupt():  # a killed run records its progress, as on Ctrl-C
+            manifest = prepare(config, on_image=processed.append)
     except (ValueError, OSError) as error:
         print(f"prepare_data.py: error: {error}", file=sys.stderr)
         return 1

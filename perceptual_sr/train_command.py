@@ -10,11 +10,10 @@ Every field of SRConfig (architecture) and TrainConfig (run settings) is a flag.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 
 from perceptual_sr.config_flags import add_flags, from_flags
+from perceptual_sr.interrupts import sigterm_as_interrupt
 from perceptual_sr.model import SRConfig
 from perceptual_sr.runtime import reuse_freed_memory
 from perceptual_sr.train_config import TrainConfig
@@ -32,31 +31,21 @@ def parse_args(argv: list[str] | None = None) -> tuple[SRConfig, TrainConfig]:
     return from_flags(SRConfig, args), from_flags(TrainConfig, args)
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt  # the loop saves a checkpoint on it, as on Ctrl-C
-
-
 def main(argv: list[str] | None = None) -> int:
-    # A scheduler, `kill` or a container stop sends SIGTERM, not Ctrl-C's SIGINT (which background
-    # jobs ignore): treat it alike, so the run is checkpointed up to its last step.
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
     try:
         model_config, train_config = parse_args(argv)
         # Each step frees and reallocates the same feature maps (tens of MB each); glibc would hand
         # them back to the OS and page-fault them in again, zeroed: 1.1x (bf16) to 1.2x (fp32) per
         # step on a 2-core Xeon. This process exists to train, so it keeps them.
         reuse_freed_memory()
-        train(model_config, train_config)
+        with sigterm_as_interrupt():  # a killed run is checkpointed up to its last step, as on Ctrl-C
+            train(model_config, train_config)
     except KeyboardInterrupt:
         print("interrupted: checkpoint saved; continue with --resume", file=sys.stderr)
         return 130
     except (ValueError, FileNotFoundError, FileExistsError, TrainingDiverged, RuntimeError) as error:
         print(f"train.py: error: {error}", file=sys.stderr)
         return 1
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
     print(f"model saved to {train_config.output_dir}")
     return 0
 
