@@ -26,7 +26,7 @@ from perceptual_sr import inference_network
 from perceptual_sr.atomic_write import atomic_file
 from perceptual_sr.inference_network import _PHASES, PhaseNetwork, _reflected
 from perceptual_sr.model import PerceptualSR, SRConfig
-from perceptual_sr.network_ends import check_rgb_batch, output_head
+from perceptual_sr.network_ends import output_head
 
 DEFAULT_OPSET = 17
 INPUT_NAME, OUTPUT_NAME = "low_res", "high_res"
@@ -97,23 +97,28 @@ class ExportablePhaseNetwork(nn.Module):
         self.eval()
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
-        check_rgb_batch(lr)
-        net = self.network
-        x = F.pad(net.body(net.head(lr)), (1, 1, 1, 1), mode="replicate")
-        last = len(net.stage_weights) - 1
-        for index, (weight, bias) in enumerate(zip(net.stage_weights, net.stage_biases)):
-            phases = _aligned_phases(F.relu(F.conv2d(x, weight, bias)))  # 4 x (B, C, H, W)
-            if index < last:  # interleave to (B, C, 2H, 2W), replicate-padded for the next stage
-                x = F.pad(F.pixel_shuffle(torch.stack(phases, 2).flatten(1, 2), 2), (1, 1, 1, 1), mode="replicate")
-            else:  # the phase stack (B, 4C, H + 2 pad, W + 2 pad), phase-major, reflection-padded
-                x = torch.cat([_reflect_phase(_reflect_phase(phase, 2, net.tail_pad, row), 3, net.tail_pad, column)
-                               for phase, (row, column) in zip(phases, _PHASES)], 1)
-        residual = F.pixel_shuffle(F.conv2d(x, net.tail_weight, net.tail_bias), 2)
+        return self.network.run(lr, interleave=_interleave, phase_stack=self._phase_stack,
+                                output=lambda residual: self._output(lr, residual))
+
+    def _phase_stack(self, phases: torch.Tensor) -> torch.Tensor:
+        """The phase stack (B, 4C, H + 2 pad, W + 2 pad), phase-major, reflection-padded."""
+        pad = self.network.tail_pad
+        return torch.cat([_reflect_phase(_reflect_phase(phase, 2, pad, row), 3, pad, column)
+                          for phase, (row, column) in zip(_aligned_phases(phases), _PHASES)], 1)
+
+    def _output(self, lr: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         if self.config.global_skip != "bicubic":
-            return output_head(self.config.global_skip, net.scale, lr, residual, clamp=True)
+            return output_head(self.config.global_skip, self.network.scale, lr, residual, clamp=True)
         # torch's bicubic reads clamped (replicate) pixels past the border.
-        base = F.pixel_shuffle(F.conv2d(F.pad(lr, (2, 2, 2, 2), mode="replicate"), self.bicubic_weight), net.scale)
+        base = F.pad(lr, (2, 2, 2, 2), mode="replicate")
+        base = F.pixel_shuffle(F.conv2d(base, self.bicubic_weight), self.network.scale)
         return (base + residual).clamp(0.0, 1.0)
+
+
+def _interleave(phases: torch.Tensor) -> torch.Tensor:
+    """2x2 phase-conv output -> the (B, C, 2H, 2W) map it encodes, replicate-padded for the next stage."""
+    return F.pad(F.pixel_shuffle(torch.stack(_aligned_phases(phases), 2).flatten(1, 2), 2), (1, 1, 1, 1),
+                 mode="replicate")
 
 
 def _aligned_phases(phases: torch.Tensor) -> list[torch.Tensor]:

@@ -25,6 +25,7 @@ Only resize-conv networks with BatchNorm are rewritten (the default); others get
 from __future__ import annotations
 
 import functools
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -122,15 +123,25 @@ class PhaseNetwork(nn.Module):
         return self.config.scale
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        return self.run(lr, interleave=_interleave,
+                        phase_stack=lambda phases: _pad_phase_stack(phases, self.tail_pad),
+                        output=lambda residual: output_head(self.config.global_skip, self.scale, lr, residual,
+                                                            clamp=True))
+
+    def run(self, lr: torch.Tensor, *, interleave: Callable[[torch.Tensor], torch.Tensor],
+            phase_stack: Callable[[torch.Tensor], torch.Tensor],
+            output: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """The network, with its data movement given (`export` supplies forms that keep ONNX sizes
+        dynamic): `interleave` turns a stage's phases (B, 4C, H+1, W+1) into the next stage's
+        replicate-padded (B, C, 2H+2, 2W+2) input, `phase_stack` the last stage's into the tail's
+        padded phase stack, and `output` the tail's (B, 3, sH, sW) residual into the image."""
         check_rgb_batch(lr)
         x = F.pad(self.body(self.head(lr)), (1, 1, 1, 1), mode="replicate")
         last = len(self.stage_weights) - 1
         for index, (weight, bias) in enumerate(zip(self.stage_weights, self.stage_biases)):
             phases = F.relu_(F.conv2d(x, weight, bias))
-            # The next stage's input comes replicate-padded; the tail's, as a padded phase stack.
-            x = _interleave(phases) if index < last else _pad_phase_stack(phases, self.tail_pad)
-        x = F.pixel_shuffle(F.conv2d(x, self.tail_weight, self.tail_bias), 2)
-        return output_head(self.config.global_skip, self.scale, lr, x, clamp=True)
+            x = interleave(phases) if index < last else phase_stack(phases)
+        return output(F.pixel_shuffle(F.conv2d(x, self.tail_weight, self.tail_bias), 2))
 
 
 def _phase_kernel(weight: torch.Tensor) -> torch.Tensor:
