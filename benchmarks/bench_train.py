@@ -1,7 +1,7 @@
 """Training throughput: the default fast path vs plain fp32 eager, side by side in one run.
 
 The fast path is what train.py does by default: channels_last, plus AMP on CUDA (bf16 where the
-GPU has it, else fp16); CPUs train in fp32 unless `--precision bf16` is asked for
+GPU has it, else fp16) and bf16 autocast on CPUs with AMX, fp32 on other CPUs
 (runtime.training_precision). The baseline is fp32, contiguous, eager.
 Both train the default network (SRConfig()) with the default loss on random data for the same
 number of steps; prints samples/s and HR megapixels/s of each and their ratio.
