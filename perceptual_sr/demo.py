@@ -11,6 +11,7 @@ two 1:1 detail crops).
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import tempfile
 import time
@@ -107,6 +108,17 @@ def _slider_previews(input_path: str | Path, result: Image.Image, folder: Path, 
     for image, path in zip((before, after), paths):
         image.save(path, "WEBP", quality=PREVIEW_QUALITY, method=PREVIEW_METHOD)
     return paths
+
+
+# The automatic choice as `InputQuality.describe` words it in the summary line.
+_AUTOMATIC_CHOICE = re.compile(r"cleanup (\d+(?:\.\d+)?) \(auto:")
+
+
+def _show_automatic_strength(automatic: bool, summary: str | None) -> gr.Slider | dict:
+    """After an upscale with the automatic choice on, the (greyed) strength slider shows what it
+    chose: a visitor sees it, and unticking the box starts from it. A manual strength stays."""
+    found = _AUTOMATIC_CHOICE.search(summary or "") if automatic else None
+    return gr.Slider(value=float(found.group(1))) if found else gr.skip()
 
 
 def _busiest_window(image: Image.Image, side: int) -> tuple[int, int]:
@@ -411,6 +423,8 @@ def build_demo(
         run.click(predict, inputs=[image, color_fix, tile_size, detail, cleanup, automatic_cleanup, outscale],
                   outputs=outputs,
                   api_name="upscale",
-                  concurrency_limit=concurrency_limit, concurrency_id="upscale")
+                  concurrency_limit=concurrency_limit, concurrency_id="upscale").then(
+            _show_automatic_strength, inputs=[automatic_cleanup, summary], outputs=cleanup, queue=False,
+            api_visibility="private")
     demo.queue(max_size=queue_size, default_concurrency_limit=concurrency_limit)
     return demo

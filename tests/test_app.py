@@ -424,3 +424,29 @@ def test_the_cleanup_slider_is_greyed_out_while_the_automatic_choice_is_on(app_u
     page.locator("#cleanup-auto input[type=checkbox]").uncheck()
     page.wait_for_function("!document.querySelector('#cleanup-slider input[type=range]').disabled", timeout=10_000)
     assert strength.is_enabled()
+
+
+@pytest.mark.browser
+def test_after_an_upscale_the_strength_slider_shows_the_automatic_choice(app_url, page, make_photo, tmp_path):
+    source = tmp_path / "messenger.jpg"
+    Image.fromarray(make_photo(48, 32)).save(source, quality=50)  # quality 75 and below: the full strength
+    page.goto(app_url)
+    page.locator("#input-image input[type=file]").set_input_files(str(source))
+    page.locator("#input-image img").first.wait_for(timeout=30_000)
+    page.locator("#upscale-button").click()
+    page.locator("#result-summary", has_text="cleanup 1.00 (auto: JPEG quality ~50").wait_for(timeout=120_000)
+    page.wait_for_function("document.querySelector('#cleanup-slider input[type=number]').value === '1'",
+                           timeout=10_000)
+    assert page.locator("#cleanup-slider input[type=range]").is_disabled()
+
+
+def test_the_automatic_strength_is_read_from_the_summary_line_it_wrote():
+    import gradio as gr
+
+    from perceptual_sr.auto_cleanup import InputQuality
+    from perceptual_sr.demo import _show_automatic_strength
+
+    summary = f"**48 x 32 → 192 x 128 px** (x4, RGB) in **0.1 s** on CPU; {InputQuality(80, 1.0, 0.75).describe()}."
+    assert _show_automatic_strength(True, summary).value == 0.75
+    assert _show_automatic_strength(False, summary) == gr.skip()  # a manual choice is left alone
+    assert _show_automatic_strength(True, "cleanup 0.3") == gr.skip()  # not the automatic wording
