@@ -423,8 +423,9 @@ def build_demo(
         run.click(predict, inputs=[image, color_fix, tile_size, detail, cleanup, automatic_cleanup, outscale],
                   outputs=outputs,
                   api_name="upscale",
-                  concurrency_limit=concurrency_limit, concurrency_id="upscale").then(
-            _show_automatic_strength, inputs=[automatic_cleanup, summary], outputs=cleanup, queue=False,
-            api_visibility="private")
+                  concurrency_limit=concurrency_limit, concurrency_id="upscale")
+        # Each new summary (an upscale or an example) carries the automatic choice, if it was made.
+        summary.change(_show_automatic_strength, inputs=[automatic_cleanup, summary], outputs=cleanup, queue=False,
+                       api_visibility="private")
     demo.queue(max_size=queue_size, default_concurrency_limit=concurrency_limit)
     return demo
