@@ -147,8 +147,24 @@ def read_settings(folder: Path) -> SavedSettings:
     """The settings the checkpoint in `folder` was written with; FileNotFoundError if there is none."""
     if not (folder / TRAINING_STATE).is_file():
         raise FileNotFoundError(f"--resume: no checkpoint in {folder}; run without --resume to start fresh")
-    state = torch.load(folder / TRAINING_STATE, map_location="cpu", weights_only=True)
+    state = _load_training_state(folder / TRAINING_STATE, "cpu")
     return SavedSettings(json.loads(state["train_config"]), state.get("precision"))
+
+
+def _load_training_state(path: Path, map_location: Any) -> dict[str, Any]:
+    """The training state `save_checkpoint` wrote, or one ValueError naming the file. weights_only:
+    the restricted unpickler, which admits tensors and plain containers only; what it refuses is
+    reported as damage, never retried without it (torch's own message would suggest that)."""
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+        if not isinstance(state, dict) or not isinstance(state.get("train_config"), str):
+            raise ValueError("no train_config in it")
+        json.loads(state["train_config"])
+    except Exception as error:  # noqa: BLE001 - a damaged file raises anything from UnpicklingError to IndexError
+        raise ValueError(f"cannot resume from {path}: it is damaged or was not written by train.py "
+                         f"({type(error).__name__}); start a new run in another --output-dir, or use "
+                         f"--init-from on a saved model folder") from None
+    return state
 
 
 def check_resumable(saved: dict[str, Any], config: TrainConfig, *, saved_precision: str | None = None,
@@ -187,8 +203,7 @@ def load_checkpoint(folder: Path, model: PerceptualSR, optimizer: torch.optim.Op
     if not (folder / TRAINING_STATE).is_file():
         raise FileNotFoundError(f"no checkpoint to resume from in {folder}; run without --resume to start fresh")
     load_weights_into(model, folder)
-    # weights_only: the restricted unpickler, which admits tensors and plain containers only.
-    state = torch.load(folder / TRAINING_STATE, map_location=device, weights_only=True)
+    state = _load_training_state(folder / TRAINING_STATE, device)
     optimizer.load_state_dict(state["optimizer"])
     scaler.load_state_dict(state["scaler"])
     torch.set_rng_state(state["torch_rng"].cpu())

@@ -149,6 +149,25 @@ def test_no_checkpoint_is_a_clear_error(tmp_path):
         read_settings(tmp_path / "checkpoint")
 
 
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "foreign pickle"])
+def test_a_damaged_training_state_is_one_clear_error_naming_it(tmp_path, damage):
+    model = PerceptualSR(TINY)
+    optimizer = _trained_a_little(model)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    save_checkpoint(tmp_path / "checkpoint", model, optimizer, scaler, 3, _config(), precision="fp32")
+    state = tmp_path / "checkpoint" / TRAINING_STATE
+    if damage == "garbage":
+        state.write_bytes(b"this is not a checkpoint")
+    elif damage == "truncated":
+        state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
+    else:  # a well-formed file of something else
+        torch.save({"weights": torch.zeros(2)}, state)
+    for load in (lambda: read_settings(tmp_path / "checkpoint"),
+                 lambda: load_checkpoint(tmp_path / "checkpoint", model, optimizer, scaler, torch.device("cpu"))):
+        with pytest.raises(ValueError, match=f"cannot resume from .*{TRAINING_STATE}: it is damaged"):
+            load()
+
+
 # --- The weight average ----------------------------------------------------------------------
 
 
