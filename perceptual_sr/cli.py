@@ -229,6 +229,9 @@ def run_upscale(args: argparse.Namespace, model: SRPipeline | nn.Module) -> int:
     suffix = args.suffix if args.suffix is not None else f"x{outscale:g}"
     if not suffix or "/" in suffix or "\\" in suffix:
         raise ValueError(f"--suffix must be a non-empty name without slashes, got {suffix!r}")
+    if args.output.exists() and not args.output.is_dir():
+        raise ValueError(f"--output {str(args.output)!r} is a file; -o takes a folder (outputs are named "
+                         f"<input>_{suffix}.<format> inside it)")
     targets = output_paths(files, args.output, suffix, args.format)
     args.output.mkdir(parents=True, exist_ok=True)
     done, skipped, failed = 0, 0, []

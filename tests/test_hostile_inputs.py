@@ -126,3 +126,14 @@ def test_a_32_bit_integer_image_outside_16_bits_is_refused_not_clipped(model):
     for values in ([[-5, 10], [20, 30]], [[0, 70000], [10, 20]]):
         with pytest.raises(ValueError, match="32-bit integer image with values from"):
             upscale(model, Image.fromarray(np.array(values, dtype=np.int32), mode="I"))
+
+
+def test_an_output_folder_that_is_a_file_is_one_clear_error_and_the_file_stays(make_photo, model_dir, tmp_path,
+                                                                               capsys):
+    from PIL import Image
+
+    Image.fromarray(make_photo(12, 10)).save(tmp_path / "a.png")
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "notes.txt"), "--model", str(model_dir)]) == 2
+    assert "is a file; -o takes a folder" in capsys.readouterr().err
+    assert (tmp_path / "notes.txt").read_text() == "mine"
