@@ -10,7 +10,6 @@ two 1:1 detail crops).
 
 from __future__ import annotations
 
-import hashlib
 import re
 import shutil
 import tempfile

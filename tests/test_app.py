@@ -341,8 +341,6 @@ def test_prediction_runs_under_spaces_gpu_when_spaces_is_installed(monkeypatch):
 
 
 def test_automatic_cleanup_is_shown_and_a_manual_strength_is_used(photo_file, tmp_path):
-    import io
-
     from perceptual_sr.demo import Upscaler
     from perceptual_sr.pipeline import REAL_PHOTO_SUBFOLDER
 

@@ -124,7 +124,6 @@ def test_sixteen_bit_grey_survives_every_output_format(tmp_path, suffix):
 def test_training_evaluation_and_upscale_read_every_kind_of_file_to_the_same_pixels(tmp_path):
     """One decoder: prepare_data (training), evaluate and upscale see the same RGB values."""
     from perceptual_sr import prepare
-    from perceptual_sr.evaluate import evaluate_pairs
     from perceptual_sr.image_io import decode_pil, load_rgb8, open_image, quantize
 
     rng = np.random.default_rng(0)
