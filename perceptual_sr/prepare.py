@@ -117,7 +117,7 @@ class PrepareConfig:
     def source_root(self) -> Path:
         """The source folders' common parent (the folder itself when there is one): image names are
         relative to it."""
-        return Path(os.path.commonpath([folder.resolve() for folder in self.source]))
+        return common_parent(self.source)
 
     def settings(self) -> dict:
         """The settings that determine the output (everything but `out` and `workers`), JSON-ready."""
@@ -162,13 +162,18 @@ def _probe_job(job: tuple[str, int, bool]) -> str | None:
     return probe_image(Path(job[0]), job[1], job[2])
 
 
+def common_parent(folders: tuple[Path, ...]) -> Path:
+    """The folders' deepest common parent, resolved (the folder itself when there is one)."""
+    return Path(os.path.commonpath([folder.resolve() for folder in folders]))
+
+
 def find_source_images(sources: tuple[Path, ...]) -> list[str]:
     """Relative POSIX paths, from the folders' common parent, of the image files under every folder
     in `sources`, sorted; FileNotFoundError naming a folder that does not exist."""
     for source in sources:
         if not source.is_dir():
             raise FileNotFoundError(f"source folder not found: {source}")
-    root = Path(os.path.commonpath([source.resolve() for source in sources]))
+    root = common_parent(sources)
     found = set()  # a folder inside another would list its images twice
     for source in sources:
         prefix = source.resolve().relative_to(root)
@@ -185,6 +190,7 @@ def choose_images(config: PrepareConfig, pool: ProcessPoolExecutor | None) -> di
     val_target = min(config.val_images, max(1, int(len(files) * MAX_VAL_FRACTION))) if len(files) > 1 else 0
     train_target = min(config.num_images, len(files) - val_target)
     order = np.random.default_rng(config.seed).permutation(len(files))
+    root = config.source_root
     chosen: dict[str, list[str]] = {"val": [], "train": []}
     skipped: list[dict] = []
     position = 0
@@ -195,7 +201,7 @@ def choose_images(config: PrepareConfig, pool: ProcessPoolExecutor | None) -> di
             # Validation candidates are decoded whole: a file whose data is cut short would
             # otherwise be found only when cropping, and leave the few validation rows emptier.
             decode = len(chosen["val"]) < val_target
-            jobs = [(str(config.source_root / name), config.hr_size, decode) for name in batch]
+            jobs = [(str(root / name), config.hr_size, decode) for name in batch]
             reasons = pool.map(_probe_job, jobs, chunksize=16) if pool else map(_probe_job, jobs)
             # Candidates are taken strictly in shuffled order, so the plan does not depend on batching.
             for name, reason in zip(batch, reasons):
@@ -317,11 +323,12 @@ def _settings_mismatch(expected: dict, found: dict) -> str:
 
 
 def _jobs(config: PrepareConfig, plan: dict, done: dict[str, set[int]]) -> Iterator[CropJob]:
+    root = config.source_root  # resolved once, not per image
     for split in SPLITS:
         for index, name in enumerate(plan["splits"][split]):
             if index not in done[split]:
                 seed = (config.seed, SPLIT_CODES[split], index) if split == "train" else None
-                yield CropJob(split, index, str(config.source_root / name), _crops_per_image(config, split),
+                yield CropJob(split, index, str(root / name), _crops_per_image(config, split),
                               config.hr_size, config.scale, config.degradation, seed)
 
 
