@@ -74,15 +74,15 @@ def degrade_to_image(hr: np.ndarray, scale: int, kind: str = "blur") -> Image.Im
         hr = np.clip(np.rint(blurred), 0, 255).astype(np.uint8)
     lr = Image.fromarray(hr).resize((width // scale, height // scale), Image.Resampling.BICUBIC)
     if kind == "jpeg75":
-        return _as_jpeg_file(lr, 75)
+        return as_jpeg_file(lr, 75)
     if kind == "noise":
         noise = np.random.default_rng(0).normal(0.0, NOISE_SIGMA, (lr.height, lr.width, 3))
         noisy = np.clip(np.rint(np.asarray(lr, np.float64) + noise), 0, 255).astype(np.uint8)
-        return _as_jpeg_file(Image.fromarray(noisy), NOISE_JPEG_QUALITY)
+        return as_jpeg_file(Image.fromarray(noisy), NOISE_JPEG_QUALITY)
     return lr
 
 
-def _as_jpeg_file(image: Image.Image, quality: int) -> Image.Image:
+def as_jpeg_file(image: Image.Image, quality: int) -> Image.Image:
     """`image` written as a JPEG file by libjpeg (Pillow) and read back."""
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=quality)

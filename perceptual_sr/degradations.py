@@ -25,7 +25,6 @@ are trimmed; JPEG is libjpeg through Pillow (integer quality, 4:2:0) instead of 
 
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import dataclass, fields
 from typing import Sequence
@@ -244,12 +243,8 @@ def jpeg_compress(image: torch.Tensor, quality: int) -> torch.Tensor:
     the 8x8 blocks and ringing of a real JPEG file, decoded back to [0, 1] floats."""
     if image.ndim == 4:
         return torch.stack([jpeg_compress(single, quality) for single in image])
-    buffer = io.BytesIO()
-    Image.fromarray(tensor_to_uint8(image)).save(buffer, format="JPEG", quality=int(quality))
-    buffer.seek(0)
-    with Image.open(buffer) as decoded:
-        decoded.load()
-        return uint8_to_tensor(np.asarray(decoded))  # RGB in, so RGB out
+    decoded = data.as_jpeg_file(Image.fromarray(tensor_to_uint8(image)), int(quality))
+    return uint8_to_tensor(np.asarray(decoded))  # RGB in, so RGB out
 
 
 # ----------------------------------------------------------------------------- the random chain
