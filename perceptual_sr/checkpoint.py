@@ -3,7 +3,8 @@
 A checkpoint is a folder (`<output_dir>/checkpoint`) holding the model as `save_pretrained` writes
 it (safetensors + config.json), the weight average the same way in `ema/` when one is kept, and
 `training_state.pt`: step, optimizer, loss scaler, RNG, the TrainConfig as JSON and the precision
-the run resolved to. The folder is replaced whole (`atomic_write.atomic_folder`), so a run killed
+the run resolved to; with an adversarial term, the discriminator in `discriminator.safetensors` and
+its optimizer in the training state. The folder is replaced whole (`atomic_write.atomic_folder`), so a run killed
 while saving keeps the previous checkpoint; `recover` repairs the one window a kill can leave.
 """
 
@@ -20,6 +21,9 @@ from typing import Any, NamedTuple
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from safetensors.torch import load_file, save_file
+
+from perceptual_sr.adversarial import Critic
 from perceptual_sr.atomic_write import atomic_file, atomic_folder, recover_folder
 from perceptual_sr.model import PerceptualSR
 from perceptual_sr.train_config import RENAMED_FIELDS, TrainConfig, resumable_fields
@@ -27,6 +31,7 @@ from perceptual_sr.train_config import RENAMED_FIELDS, TrainConfig, resumable_fi
 CHECKPOINT_DIR = "checkpoint"  # inside the run's output_dir
 EMA_DIR = "ema"  # inside the checkpoint folder
 TRAINING_STATE = "training_state.pt"
+DISCRIMINATOR = "discriminator.safetensors"
 
 
 # --- The weight average ----------------------------------------------------------------------
@@ -110,8 +115,8 @@ def save_final_model(model: PerceptualSR, out_dir: Path, model_card_kwargs: dict
 
 def save_checkpoint(folder: Path, model: PerceptualSR, optimizer: torch.optim.Optimizer,
                     scaler: torch.amp.GradScaler, step: int, config: TrainConfig, *, precision: str,
-                    average: AveragedModel | None = None) -> None:
-    """Atomically write the model, its weight average, optimizer, scaler and RNG state.
+                    average: AveragedModel | None = None, critic: Critic | None = None) -> None:
+    """Atomically write the model, its weight average, optimizer, scaler, RNG state and discriminator.
 
     precision: the precision the run resolved to ("bf16", "fp16", "fp32"); a resume must match it.
     """
@@ -128,6 +133,11 @@ def save_checkpoint(folder: Path, model: PerceptualSR, optimizer: torch.optim.Op
         if average is not None:
             save_weights(average.module, staging / EMA_DIR)
             state["ema_updates"] = average_updates(average)
+        if critic is not None:
+            critic_state = critic.state_dict()
+            save_file({name: tensor.contiguous() for name, tensor in critic_state["network"].items()},
+                      str(staging / DISCRIMINATOR))
+            state["discriminator_optimizer"] = critic_state["optimizer"]
         torch.save(state, staging / TRAINING_STATE)
 
 
@@ -198,7 +208,7 @@ def check_resumable(saved: dict[str, Any], config: TrainConfig, *, saved_precisi
 
 def load_checkpoint(folder: Path, model: PerceptualSR, optimizer: torch.optim.Optimizer,
                     scaler: torch.amp.GradScaler, device: torch.device,
-                    average: AveragedModel | None = None) -> int:
+                    average: AveragedModel | None = None, critic: Critic | None = None) -> int:
     """Restore a checkpoint written by `save_checkpoint`; returns the step it was taken at."""
     if not (folder / TRAINING_STATE).is_file():
         raise FileNotFoundError(f"no checkpoint to resume from in {folder}; run without --resume to start fresh")
@@ -210,4 +220,10 @@ def load_checkpoint(folder: Path, model: PerceptualSR, optimizer: torch.optim.Op
     if average is not None:
         load_weights_into(average.module, folder / EMA_DIR)
         average.n_averaged.fill_(int(state["ema_updates"]) + 1)  # + the starting copy
+    if critic is not None:
+        if not (folder / DISCRIMINATOR).is_file() or "discriminator_optimizer" not in state:
+            raise ValueError(f"cannot resume from {folder}: the run has an adversarial term but the checkpoint "
+                             f"holds no discriminator ({DISCRIMINATOR})")
+        critic.load_state_dict({"network": load_file(str(folder / DISCRIMINATOR), device=str(device)),
+                                "optimizer": state["discriminator_optimizer"]})
     return int(state["step"])

@@ -44,6 +44,9 @@ class TrainConfig:
     tv_weight: float = setting(1e-5, "total-variation weight (Johnson et al. tuned 1e-6 to 1e-4)")
     pixel_weight: float = setting(0.0, "pixel MSE weight")
     grid_weight: float = setting(0.0, "penalty on the error's 2/4-px periodic component (loss.periodic_error)")
+    adversarial_weight: float = setting(0.0, "weight of the adversarial term (adversarial.py; 0: off). Real-ESRGAN "
+                                             "uses 0.1 beside L1 and perceptual terms of weight 1")
+    discriminator_features: int = setting(32, "width of the U-Net discriminator's first stage (Real-ESRGAN: 64)")
     crop_size: int | None = setting(None, "random HR crop per sample, a multiple of scale; none: whole pairs")
     degradation: str = setting("prepared", "prepared: the LR the dataset holds; a preset of degradations.py "
                                            "(photo, realesrgan): each HR crop degraded on the fly, seeded by the step",
@@ -87,12 +90,17 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        for name in ("tv_weight", "pixel_weight", "grid_weight"):
+        for name in ("tv_weight", "pixel_weight", "grid_weight", "adversarial_weight"):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.crop_size is not None and self.crop_size < 8:
             raise ValueError(f"crop_size must be >= 8, got {self.crop_size!r}")
+        if self.discriminator_features < 1:
+            raise ValueError(f"discriminator_features must be >= 1, got {self.discriminator_features!r}")
+        if self.adversarial_weight and (self.crop_size is None or self.crop_size % 8):
+            raise ValueError(f"an adversarial term needs --crop-size a multiple of 8 (the discriminator halves "
+                             f"it three times), got {self.crop_size!r}")
         if self.push_to_hub is not None:  # refused now, not after hours of training
             from huggingface_hub.errors import HFValidationError
             from huggingface_hub.utils import validate_repo_id

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from perceptual_sr import checkpoint as checkpoints
+from perceptual_sr.adversarial import Critic
 from perceptual_sr.atomic_write import write_json
 from perceptual_sr.data import SRPairDataset
 from perceptual_sr.degradations import PRESETS, degrade_realistic_batch
@@ -109,7 +110,8 @@ class TrainingData:
 @dataclass
 class Learner:
     """What learns: the model (and `network`, the same model possibly wrapped by DDP or
-    torch.compile), the loss, the optimizer, the loss scaler and the optional weight average."""
+    torch.compile), the loss, the optimizer, the loss scaler, the optional weight average and the
+    optional discriminator of an adversarial term."""
 
     model: PerceptualSR
     network: torch.nn.Module
@@ -117,6 +119,7 @@ class Learner:
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     average: AveragedModel | None
+    critic: Critic | None = None
 
     @property
     def final_model(self) -> PerceptualSR:
@@ -175,7 +178,22 @@ def _learner(model_config: SRConfig, config: TrainConfig, runtime: Runtime) -> L
     return Learner(model=model, network=network, loss_fn=loss_fn,
                    optimizer=torch.optim.Adam(model.parameters(), lr=config.learning_rate),
                    scaler=torch.amp.GradScaler(runtime.device.type, enabled=runtime.precision == "fp16"),
-                   average=checkpoints.weight_average(model, config.ema_decay) if config.ema_decay > 0 else None)
+                   average=checkpoints.weight_average(model, config.ema_decay) if config.ema_decay > 0 else None,
+                   critic=_critic(config, runtime))
+
+
+def _critic(config: TrainConfig, runtime: Runtime) -> Critic | None:
+    """The discriminator of the adversarial term, when the recipe has one."""
+    if not config.adversarial_weight:
+        return None
+    if runtime.world_size > 1:
+        raise ValueError("--adversarial-weight is not supported under torchrun yet; train in one process")
+    if runtime.precision == "fp16":
+        raise ValueError("--adversarial-weight trains in bf16 or fp32, not fp16 (the discriminator has no loss "
+                         "scaler); pass --precision bf16 or fp32")
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    return Critic(config.adversarial_weight, config.discriminator_features, config.learning_rate, runtime.device,
+                  memory_format)
 
 
 def _restore(config: TrainConfig, runtime: Runtime, folder: Path, learner: Learner) -> int:
@@ -189,7 +207,7 @@ def _restore(config: TrainConfig, runtime: Runtime, folder: Path, learner: Learn
         checkpoints.check_resumable(saved.config, config, saved_precision=saved.precision,
                                     precision=runtime.precision)
         return checkpoints.load_checkpoint(folder, learner.model, learner.optimizer, learner.scaler,
-                                           runtime.device, learner.average)
+                                           runtime.device, learner.average, learner.critic)
     if folder.exists():
         raise FileExistsError(f"{folder} already holds a checkpoint; pass --resume to continue it "
                               "or choose another --output-dir")
@@ -256,11 +274,15 @@ def batches(run: Run) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
 def train_step(run: Run, low_res: torch.Tensor, high_res: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """One optimisation step on a batch; returns the loss and its weighted terms (unsynchronised)."""
     learner = run.learner
+    learning_rate = learning_rate_at(run.step, run.steps, run.config)
     for group in learner.optimizer.param_groups:
-        group["lr"] = learning_rate_at(run.step, run.steps, run.config)
+        group["lr"] = learning_rate
     with autocast(run.runtime.device, run.runtime.autocast_dtype):
         output = learner.network(low_res)
         loss, terms = learner.loss_fn(output, high_res)
+        if learner.critic is not None:
+            terms["adversarial"] = learner.critic.generator_loss(output)
+            loss = loss + terms["adversarial"]
     if not torch.isfinite(loss):
         raise TrainingDiverged(f"loss became {loss.item()} at step {run.step}; the last good checkpoint is "
                                f"kept in {run.checkpoint_dir}; lower --learning-rate or check the data")
@@ -268,6 +290,9 @@ def train_step(run: Run, low_res: torch.Tensor, high_res: torch.Tensor) -> tuple
     learner.scaler.scale(loss).backward()
     learner.scaler.step(learner.optimizer)
     learner.scaler.update()
+    if learner.critic is not None:  # then the discriminator, on the output the network just learned from
+        terms["discriminator"] = learner.critic.update(output, high_res, learning_rate,
+                                                       autocast(run.runtime.device, run.runtime.autocast_dtype))
     if learner.average is not None:
         learner.average.update_parameters(learner.model)
     run.step += 1
@@ -297,7 +322,9 @@ class StepLog:
                         "loss": f"{loss.item():.6g}", "feature": f"{feature:.6g}", "tv": f"{values.get('tv', 0):.6g}",
                         "pixel": f"{values.get('pixel', 0):.6g}", "grid": f"{values.get('grid', 0):.6g}",
                         "lr": f"{run.learner.optimizer.param_groups[0]['lr']:.6g}",  # what train_step used
-                        "samples_per_s": f"{samples_per_s:.3f}"})
+                        "samples_per_s": f"{samples_per_s:.3f}",
+                        "adversarial": f"{values.get('adversarial', 0):.6g}",
+                        "discriminator": f"{values.get('discriminator', 0):.6g}"})
         self.progress.set_postfix(loss=f"{loss.item():.4g}", samples_s=f"{samples_per_s:.2f}")
         self.window_start, self.window_samples = time.perf_counter(), 0
 
@@ -336,7 +363,8 @@ def checkpoint(run: Run) -> None:
     if run.runtime.is_main:
         learner = run.learner
         checkpoints.save_checkpoint(run.checkpoint_dir, learner.model, learner.optimizer, learner.scaler, run.step,
-                                    run.config, precision=run.runtime.precision, average=learner.average)
+                                    run.config, precision=run.runtime.precision, average=learner.average,
+                                    critic=learner.critic)
 
 
 def finish(run: Run) -> PerceptualSR:

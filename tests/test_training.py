@@ -16,6 +16,8 @@ from scipy.ndimage import gaussian_filter
 
 import train as train_script
 from perceptual_sr import PerceptualSR, SRConfig, runtime
+from perceptual_sr.adversarial import Critic
+from perceptual_sr.checkpoint import DISCRIMINATOR
 from perceptual_sr.prepare import PrepareConfig, prepare
 from perceptual_sr.train_config import TrainConfig
 from perceptual_sr.training import TrainingDiverged, setup_run, train
@@ -320,3 +322,33 @@ def test_sigterm_stops_train_py_with_a_checkpoint_of_its_last_step(dataset, tmp_
     assert "interrupted: checkpoint saved; continue with --resume" in errors
     state = torch.load(out / "checkpoint" / "training_state.pt", weights_only=True)
     assert state["step"] >= 3
+
+
+@pytest.mark.slow
+def test_a_run_with_an_adversarial_term_resumes_exactly_and_ships_without_its_discriminator(dataset, tmp_path):
+    recipe = dict(adversarial_weight=0.1, discriminator_features=4, crop_size=32, learning_rate=1e-3)
+    straight = train(TINY, _config(dataset, tmp_path / "straight", steps=6, **recipe))
+    train(TINY, _config(dataset, tmp_path / "resumed", steps=3, **recipe))
+    resumed = train(TINY, _config(dataset, tmp_path / "resumed", steps=6, resume=True, **recipe))
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+    discriminators = [load_file(tmp_path / run / "checkpoint" / DISCRIMINATOR) for run in ("straight", "resumed")]
+    assert discriminators[0].keys() == discriminators[1].keys()
+    for name in discriminators[0]:
+        torch.testing.assert_close(discriminators[0][name], discriminators[1][name], rtol=1e-5, atol=1e-6, msg=name)
+    # The discriminator trained, and it stays in the checkpoint: the model folder is the network alone.
+    assert not torch.equal(discriminators[0]["logits.weight"],
+                           Critic(0.1, 4, 1e-3, torch.device("cpu")).network.state_dict()["logits.weight"])
+    assert not (tmp_path / "straight" / DISCRIMINATOR).exists()
+    assert PerceptualSR.from_pretrained(tmp_path / "straight").config == TINY
+    assert all(value > 0 for value in _read_column(tmp_path / "straight" / "log.csv", "adversarial"))
+    assert all(value > 0 for value in _read_column(tmp_path / "straight" / "log.csv", "discriminator"))
+
+
+@pytest.mark.slow
+def test_a_checkpoint_that_lost_its_discriminator_is_one_clear_error(dataset, tmp_path):
+    recipe = dict(adversarial_weight=0.1, discriminator_features=4, crop_size=32)
+    train(TINY, _config(dataset, tmp_path, steps=2, **recipe))
+    (tmp_path / "checkpoint" / DISCRIMINATOR).unlink()
+    with pytest.raises(ValueError, match="holds no discriminator"):
+        train(TINY, _config(dataset, tmp_path, steps=4, resume=True, **recipe))
