@@ -5,7 +5,9 @@ to the baseline):
 - baseline: the plain fp32 eager module, one forward of the whole image;
 - `upscale()`: the default path (tiles, inference network, measured precision, colour fix);
 - `upscale()` with the ONNX Runtime backend (`OnnxSR`; skipped without onnxruntime): the file
-  `export_onnx` writes (the inference network), and the plain module as exported before it;
+  `export_onnx` writes (the inference network), and the plain module as exported before it, on
+  ONNX Runtime's CPU provider; and the file on the OpenVINO provider at the precision `OnnxSR`
+  chooses, where ONNX Runtime is the OpenVINO build (`pip install onnxruntime-openvino`);
 - with --int8 FOLDER: the inference network statically quantized by ONNX Runtime (QDQ, int8
   per-channel weights, uint8 activations calibrated on 32 crops of FOLDER's images; the tail, its
   input and the bicubic skip stay fp32): the experiment behind the README's int8 note. --onnx-dir keeps
@@ -77,7 +79,12 @@ def contenders(model: PerceptualSR, image: np.ndarray, device: torch.device, onn
         from perceptual_sr.export import OnnxSR
 
         for name, path in onnx_paths.items():
-            runs[name] = lambda onnx_model=OnnxSR(path): upscale(onnx_model, image)
+            runs[name] = lambda onnx_model=OnnxSR(path, provider="cpu"): upscale(onnx_model, image)
+        try:  # the default where ONNX Runtime is the OpenVINO build (onnxruntime-openvino)
+            openvino = OnnxSR(onnx_paths["upscale() ONNX Runtime"], provider="openvino")
+            runs[f"upscale() ONNX Runtime, OpenVINO {openvino.precision}"] = lambda: upscale(openvino, image)
+        except ValueError as error:
+            print(f"  OpenVINO provider skipped: {str(error).split(':')[0]}")
     runs["raw forward: module, bf16 + channels_last"] = lambda: forward(module_cl, batch_cl, torch.bfloat16)
     runs[f"raw forward: inference network, {precision or 'fp32'}"] = lambda: forward(network, batch_cl, precision)
     return runs

@@ -310,7 +310,9 @@ def load_model(name: str | None, detail: float, cleanup: float | str = "auto") -
         if detail != 1.0 or cleanup not in ("auto", 0.0):
             raise ValueError("--detail and --cleanup need the PyTorch weights; export the blend you want with "
                              "`perceptual-sr export --detail D --cleanup C` instead")
-        return OnnxSR(name)
+        network = OnnxSR(name)
+        print(f"{name}: {network.describe()}", file=sys.stderr)
+        return network
     pipeline = SRPipeline.from_pretrained(name or None)
     # A detail or cleanup the model cannot give is one error, not one per file.
     pipeline.network_at(detail=detail, cleanup=None if cleanup == "auto" else cleanup)

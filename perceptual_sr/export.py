@@ -6,7 +6,9 @@ and its architecture in the file's metadata; `OnnxSR("model.onnx")` loads it wit
 (CPU) as a module with the same `scale` and `config`, so tiling, colour fix and every input kind
 work unchanged: `upscale(OnnxSR("model.onnx"), "photo.jpg")`, or `perceptual-sr upscale --model
 model.onnx`. Files written before the inference form (the plain module) load the same way.
-Needs the `export` extra (onnx, onnxruntime).
+Needs the `export` extra (onnx, onnxruntime). Where ONNX Runtime is the OpenVINO build
+(`onnxruntime-openvino`), `OnnxSR` runs on its OpenVINO provider, in bf16 on CPUs with AMX: ONNX
+Runtime's own CPU provider has no bf16 convolutions (README "Speed" has the measurements).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from torch import nn
 
 import torch.nn.functional as F
 
-from perceptual_sr import inference_network
+from perceptual_sr import inference_network, runtime
 from perceptual_sr.atomic_write import atomic_file
 from perceptual_sr.inference_network import _PHASES, PhaseNetwork, _reflected
 from perceptual_sr.model import PerceptualSR, SRConfig
@@ -35,6 +37,9 @@ CONFIG_KEY = "perceptual_sr_config"  # metadata entry holding SRConfig as JSON
 # folded, other upsamplers); files without it hold the plain module. All compute the same function.
 FORM_KEY = "perceptual_sr_form"
 _PROBE_SIZE = 16  # input side of the load-time check that the graph's output is `scale` x its input
+PROVIDERS = ("auto", "openvino", "cpu")  # auto: openvino where the installed ONNX Runtime has it
+ONNX_PRECISIONS = ("auto", "bf16", "fp32")  # auto: bf16 on the OpenVINO provider where the CPU has AMX
+_OPENVINO = "OpenVINOExecutionProvider"
 
 
 def export_onnx(model: PerceptualSR, path: str | Path, opset: int = DEFAULT_OPSET) -> Path:
@@ -170,12 +175,17 @@ class OnnxSR(nn.Module):
     """An exported network run by ONNX Runtime on the CPU, usable wherever a PerceptualSR is upscaled.
 
     threads: ONNX Runtime's intra-op threads; None: as many as PyTorch uses (`torch.get_num_threads()`,
-    the physical cores unless set otherwise), so both backends share one thread policy. The file is
-    checked on load (input name, output name, and an output `scale` x a small probe input, as its
-    metadata says): a mismatched file is one ValueError here, before any image is read.
+    the physical cores unless set otherwise), so both backends share one thread policy.
+    provider: "openvino" (ONNX Runtime's OpenVINO provider, in the `onnxruntime-openvino` build),
+    "cpu" (its own CPU provider), or "auto": openvino where installed, else cpu.
+    precision: the OpenVINO provider's inference precision, "bf16", "fp32", or "auto": bf16 on CPUs
+    with AMX (as `train.py` decides), else fp32. The CPU provider runs fp32 only.
+    The file is checked on load (input name, output name, and an output `scale` x a small probe
+    input, as its metadata says): a mismatched file is one ValueError here, before any image is read.
     """
 
-    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+    def __init__(self, path: str | Path, threads: int | None = None, provider: str = "auto",
+                 precision: str = "auto") -> None:
         super().__init__()
         import onnxruntime
 
@@ -184,8 +194,10 @@ class OnnxSR(nn.Module):
             raise FileNotFoundError(f"ONNX file {str(path)!r} does not exist")
         if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
             raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
+        threads = threads or torch.get_num_threads()
+        self.provider, self.precision = _resolve_provider(onnxruntime.get_available_providers(), provider, precision)
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.intra_op_num_threads = threads
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
         options.enable_mem_pattern = True  # one arena plan per input shape: tiles repeat their shape
@@ -193,7 +205,8 @@ class OnnxSR(nn.Module):
         # threads took the cores from the ones with work (README "Speed": 0.64 against 0.53 MP/s at 512x512).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self.session = onnxruntime.InferenceSession(str(path), options,
+                                                        providers=_providers(self.provider, self.precision, threads))
         except Exception as error:  # onnxruntime raises its own exception types for unreadable files
             raise ValueError(f"cannot load {str(path)!r} with ONNX Runtime: {error}") from error
         metadata = self.session.get_modelmeta().custom_metadata_map
@@ -231,7 +244,44 @@ class OnnxSR(nn.Module):
     def scale(self) -> int:
         return self.config.scale
 
+    def describe(self) -> str:
+        """The backend in words, e.g. "ONNX Runtime, OpenVINO provider, bf16"."""
+        return f"ONNX Runtime, {'OpenVINO' if self.provider == 'openvino' else 'CPU'} provider, {self.precision}"
+
     def forward(self, low_res: torch.Tensor) -> torch.Tensor:
         batch = np.ascontiguousarray(low_res.detach().float().cpu().numpy())
         (high_res,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})
         return torch.from_numpy(high_res).to(low_res.device)
+
+
+def _resolve_provider(available: list[str], provider: str, precision: str) -> tuple[str, str]:
+    """("openvino" or "cpu", "bf16" or "fp32") for the requested provider and precision."""
+    if provider not in PROVIDERS:
+        raise ValueError(f"provider must be one of {PROVIDERS}, got {provider!r}")
+    if precision not in ONNX_PRECISIONS:
+        raise ValueError(f"precision must be one of {ONNX_PRECISIONS}, got {precision!r}")
+    if provider == "auto":
+        provider = "openvino" if _OPENVINO in available else "cpu"
+    if provider == "openvino" and _OPENVINO not in available:
+        raise ValueError("the OpenVINO provider needs ONNX Runtime's OpenVINO build: pip install "
+                         "onnxruntime-openvino (in place of onnxruntime), or use provider='cpu'")
+    if provider == "cpu":
+        if precision == "bf16":
+            raise ValueError("ONNX Runtime's CPU provider has no bf16 convolutions; use precision='fp32' or "
+                             "the OpenVINO provider (pip install onnxruntime-openvino)")
+        return "cpu", "fp32"
+    # bf16 where the CPU has AMX: measured 2.0x the OpenVINO provider's fp32 on a 2-core Xeon with AMX.
+    # Elsewhere fp32, as PyTorch: without AMX, bf16 convolutions were slower than fp32 in our network.
+    if precision == "auto":
+        precision = "bf16" if runtime.cpu_has_amx_bf16() else "fp32"
+    return "openvino", precision
+
+
+def _providers(provider: str, precision: str, threads: int) -> list:
+    """The `providers` argument of an InferenceSession for a resolved provider and precision."""
+    if provider == "cpu":
+        return ["CPUExecutionProvider"]
+    hint = {"bf16": "bf16", "fp32": "f32"}[precision]  # OpenVINO's names for ov::hint::inference_precision
+    options = {"device_type": "CPU", "num_of_threads": str(threads),
+               "load_config": json.dumps({"CPU": {"INFERENCE_PRECISION_HINT": hint}})}
+    return [(_OPENVINO, options), "CPUExecutionProvider"]

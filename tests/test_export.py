@@ -11,10 +11,12 @@ from PIL import Image
 pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
-from perceptual_sr import PerceptualSR, SRConfig  # noqa: E402
+import onnxruntime  # noqa: E402
+
+from perceptual_sr import PerceptualSR, SRConfig, runtime  # noqa: E402
 from perceptual_sr.cli import main  # noqa: E402
 from perceptual_sr.export import (  # noqa: E402
-    CONFIG_KEY, DEFAULT_OPSET, OnnxSR, _bicubic_kernel, _write_onnx, export_onnx,
+    CONFIG_KEY, DEFAULT_OPSET, OnnxSR, _bicubic_kernel, _resolve_provider, _write_onnx, export_onnx,
 )
 from perceptual_sr.inference import upscale  # noqa: E402
 
@@ -145,3 +147,38 @@ def test_the_command_line_refuses_a_bad_onnx_file_once_before_any_image(exported
     err = capsys.readouterr().err
     assert err.count("takes inputs") == 1 and "Traceback" not in err
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_the_provider_is_openvino_where_installed_and_bf16_only_where_the_cpu_has_amx(monkeypatch):
+    both, cpu_only = ["OpenVINOExecutionProvider", "CPUExecutionProvider"], ["CPUExecutionProvider"]
+    assert _resolve_provider(cpu_only, "auto", "auto") == ("cpu", "fp32")
+    assert _resolve_provider(both, "auto", "auto") == ("openvino", "fp32")  # conftest: a CPU without AMX
+    assert _resolve_provider(both, "cpu", "auto") == ("cpu", "fp32")
+    monkeypatch.setattr(runtime, "cpu_has_amx_bf16", lambda: True)
+    assert _resolve_provider(both, "auto", "auto") == ("openvino", "bf16")
+    assert _resolve_provider(both, "openvino", "fp32") == ("openvino", "fp32")
+    assert _resolve_provider(cpu_only, "auto", "auto") == ("cpu", "fp32")
+    with pytest.raises(ValueError, match="pip install onnxruntime-openvino"):
+        _resolve_provider(cpu_only, "openvino", "auto")
+    with pytest.raises(ValueError, match="no bf16"):
+        _resolve_provider(cpu_only, "auto", "bf16")
+    with pytest.raises(ValueError, match="provider must be one of"):
+        _resolve_provider(both, "cuda", "auto")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        _resolve_provider(both, "auto", "int8")
+
+
+@pytest.mark.skipif("OpenVINOExecutionProvider" not in onnxruntime.get_available_providers(),
+                    reason="ONNX Runtime's OpenVINO build (onnxruntime-openvino) is not installed")
+@pytest.mark.parametrize("precision, tolerance", [("fp32", 1e-4), ("bf16", 6 / 255)])
+def test_the_openvino_provider_computes_the_same_function(exported, precision, tolerance):
+    model, path = exported
+    onnx_model = OnnxSR(path, provider="openvino", precision=precision)
+    assert onnx_model.describe() == f"ONNX Runtime, OpenVINO provider, {precision}"
+    for shape in [(1, 3, 16, 16), (2, 3, 24, 40), (1, 3, 37, 9)]:  # one session, several sizes
+        x = torch.rand(*shape)
+        with torch.no_grad():
+            expected = model(x)
+        actual = onnx_model(x)
+        assert actual.shape == expected.shape
+        assert (actual - expected).abs().max() < tolerance
