@@ -271,7 +271,8 @@ def _resolve_provider(available: list[str], provider: str, precision: str) -> tu
                              "the OpenVINO provider (pip install onnxruntime-openvino)")
         return "cpu", "fp32"
     # bf16 where the CPU has AMX: measured 2.0x the OpenVINO provider's fp32 on a 2-core Xeon with AMX.
-    # Elsewhere fp32, as PyTorch: without AMX, bf16 convolutions were slower than fp32 in our network.
+    # Elsewhere fp32, as PyTorch decides: there, without AMX, bf16 ran our network slower than fp32
+    # (OpenVINO without AMX was not measured).
     if precision == "auto":
         precision = "bf16" if runtime.cpu_has_amx_bf16() else "fp32"
     return "openvino", precision
