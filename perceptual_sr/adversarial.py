@@ -5,8 +5,8 @@ uncertain. On clean bicubic inputs that uncertainty is small; on a JPEG or a noi
 large, and the real-photo weights learned to answer it with smooth surfaces (LPIPS 0.68x
 bicubic's on clean BSD68 against the default's 0.58x). An adversarial term rewards output that
 a discriminator cannot tell from real photos, texture included: Real-ESRGAN's recipe (Wang et al.
-2021, section 4.2) of L1 + perceptual + 0.1 x GAN loss, with its U-Net discriminator with spectral
-normalisation (section 3.3), which judges every pixel rather than the whole crop, so it can say
+2021, training details) of L1 + perceptual + 0.1 x GAN loss, with its U-Net discriminator with spectral
+normalisation (its "networks" section), which judges every pixel rather than the whole crop, so it can say
 where the output looks wrong.
 
 `Critic` holds the discriminator, its optimizer and the weight of the term; `train_step` calls
