@@ -11,7 +11,7 @@ where the output looks wrong.
 
 `Critic` holds the discriminator, its optimizer and the weight of the term; `train_step` calls
 `generator_loss` inside the network's step and `update` after it. Its weights and optimizer state
-travel in the run's checkpoint (`state_dict` / `load_state_dict`), so `--resume` stays exact.
+travel in the run's checkpoint (`checkpoint.save_checkpoint`), so `--resume` stays exact.
 The discriminator is for training only: it is never shipped with the model.
 """
 
@@ -107,10 +107,3 @@ class Critic:
         loss.backward()
         self.optimizer.step()
         return loss.detach()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"network": self.network.state_dict(), "optimizer": self.optimizer.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.network.load_state_dict(state["network"], strict=True)
-        self.optimizer.load_state_dict(state["optimizer"])

@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
 from safetensors.torch import load_file, save_file
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from perceptual_sr.adversarial import Critic
 from perceptual_sr.atomic_write import atomic_file, atomic_folder, recover_folder
@@ -134,10 +133,9 @@ def save_checkpoint(folder: Path, model: PerceptualSR, optimizer: torch.optim.Op
             save_weights(average.module, staging / EMA_DIR)
             state["ema_updates"] = average_updates(average)
         if critic is not None:
-            critic_state = critic.state_dict()
-            save_file({name: tensor.contiguous() for name, tensor in critic_state["network"].items()},
+            save_file({name: tensor.contiguous() for name, tensor in critic.network.state_dict().items()},
                       str(staging / DISCRIMINATOR))
-            state["discriminator_optimizer"] = critic_state["optimizer"]
+            state["discriminator_optimizer"] = critic.optimizer.state_dict()
         torch.save(state, staging / TRAINING_STATE)
 
 
@@ -224,6 +222,6 @@ def load_checkpoint(folder: Path, model: PerceptualSR, optimizer: torch.optim.Op
         if not (folder / DISCRIMINATOR).is_file() or "discriminator_optimizer" not in state:
             raise ValueError(f"cannot resume from {folder}: the run has an adversarial term but the checkpoint "
                              f"holds no discriminator ({DISCRIMINATOR})")
-        critic.load_state_dict({"network": load_file(str(folder / DISCRIMINATOR), device=str(device)),
-                                "optimizer": state["discriminator_optimizer"]})
+        critic.network.load_state_dict(load_file(str(folder / DISCRIMINATOR), device=str(device)), strict=True)
+        critic.optimizer.load_state_dict(state["discriminator_optimizer"])
     return int(state["step"])
