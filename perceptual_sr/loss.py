@@ -107,6 +107,57 @@ def periodic_error(output: torch.Tensor, target: torch.Tensor, period: int = 4, 
     return phases.pow(2).mean()
 
 
+# BT.601 luma weights, as metrics.rgb_to_studio_y uses (without its studio-range offset and scale).
+_LUMA = (0.299, 0.587, 0.114)
+# Power of uint8 quantization noise per pixel, (1/255)^2 / 12: a floor below which no spectrum
+# counts, so flat regions (a sky, a crop's dark corner) never divide by ~0.
+_QUANTIZATION_POWER = (1 / 255) ** 2 / 12
+
+
+def spectral_excess(output: torch.Tensor, target: torch.Tensor, margin: float = 2.0,
+                    min_frequency: float = 0.05) -> torch.Tensor:
+    """Power the output has at some spatial frequency that the target lacks: a penalty on painted
+    periodic texture at any frequency, such as the cross-hatch near (0.40, +-0.40) cycles/px that
+    `metrics.hatch_score` measures and `periodic_error` (2- and 4-px periods only) cannot see.
+
+    The luma power spectra of output and target (Hann-windowed, averaged over the batch: Welch's
+    average over its crops, which smooths the estimate enough to compare bin by bin) are compared
+    as amplitudes: a bin's excess is how far the output's amplitude stands above sqrt(`margin`)
+    times the target's, in units of the target's (margin 2: twice the power, beyond the spread of a
+    bin's estimate over 16 crops). The loss is the mean square of the excess over bins above
+    `min_frequency` cycles/px (below it every photo is dominated by its 1/f slope, and the feature
+    loss governs). Texture at the photo's power costs nothing; a peak ten times the photo's power
+    costs (sqrt(10) - sqrt(2))^2 = 3 in its bins. Noise above the photo's power counts too, spread
+    over many bins: a painted texture of any kind, not only a hatch. Amplitudes, not log power:
+    the square of an amplitude ratio pulls a peak down the harder the higher it stands, where a
+    log's pull weakens as a peak grows and explodes in bins that hold almost no power.
+    """
+    if output.shape != target.shape or output.dim() != 4 or output.shape[1] != 3:
+        raise ValueError(f"spectral_excess needs two (B, 3, H, W) batches of one shape, got "
+                         f"{tuple(output.shape)} and {tuple(target.shape)}")
+    height, width = output.shape[-2:]
+    if min(height, width) < 16:
+        raise ValueError(f"spectral_excess needs images of at least 16x16 pixels, got {tuple(output.shape)}")
+    luma = torch.tensor(_LUMA, device=output.device).view(1, 3, 1, 1)
+    window = torch.outer(torch.hann_window(height, periodic=False, device=output.device),
+                         torch.hann_window(width, periodic=False, device=output.device))
+    floor = window.pow(2).sum() * _QUANTIZATION_POWER
+
+    def power(image: torch.Tensor) -> torch.Tensor:
+        y = (image.float() * luma).sum(dim=1)
+        y = (y - y.mean(dim=(-2, -1), keepdim=True)) * window
+        spectrum = torch.view_as_real(torch.fft.rfft2(y))  # |.|^2 as re^2 + im^2: abs() has no gradient at 0
+        return spectrum.pow(2).sum(dim=-1).mean(dim=0) + floor
+
+    with torch.no_grad():
+        target_power = power(target)
+    excess = F.relu(torch.sqrt(power(output) / target_power) - margin ** 0.5)
+    fy = torch.fft.fftfreq(height, device=output.device)
+    fx = torch.fft.rfftfreq(width, device=output.device)
+    above = torch.hypot(fy[:, None], fx[None, :]) >= min_frequency
+    return excess[above].pow(2).mean()
+
+
 def parse_feature_weights(spec: str) -> dict[str, float]:
     """Parse "relu2_2" or "relu2_2:1,relu3_3:0.5" into {layer: weight}; "none" gives {} (no VGG term)."""
     if spec.strip().lower() == "none":
@@ -125,7 +176,7 @@ def parse_feature_weights(spec: str) -> dict[str, float]:
 
 class PerceptualLoss(nn.Module):
     """feature_weights * MSE(VGG features) + tv_weight * TV(output) + pixel_weight * MSE(pixels)
-    + grid_weight * periodic_error(output, target).
+    + grid_weight * periodic_error(output, target) + hatch_weight * spectral_excess(output, target).
 
     `forward` returns the total and a dict of the weighted terms (for logging).
     The target's features are computed without gradient.
@@ -133,14 +184,16 @@ class PerceptualLoss(nn.Module):
 
     def __init__(self, feature_weights: Mapping[str, float] | str = "relu2_2", tv_weight: float = 0.0,
                  pixel_weight: float = 0.0, vgg_weights: str | None = "imagenet", grid_weight: float = 0.0,
-                 grid_period: int = 4) -> None:
+                 grid_period: int = 4, hatch_weight: float = 0.0) -> None:
         super().__init__()
         if isinstance(feature_weights, str):
             feature_weights = parse_feature_weights(feature_weights)
-        if tv_weight < 0 or pixel_weight < 0 or grid_weight < 0 or any(w < 0 for w in feature_weights.values()):
+        if (min(tv_weight, pixel_weight, grid_weight, hatch_weight) < 0
+                or any(w < 0 for w in feature_weights.values())):
             raise ValueError(f"loss weights must be >= 0, got features={dict(feature_weights)}, "
-                             f"tv={tv_weight}, pixel={pixel_weight}, grid={grid_weight}")
+                             f"tv={tv_weight}, pixel={pixel_weight}, grid={grid_weight}, hatch={hatch_weight}")
         self.grid_weight, self.grid_period = grid_weight, grid_period
+        self.hatch_weight = hatch_weight
         self.feature_weights = dict(feature_weights)
         self.tv_weight = tv_weight
         self.pixel_weight = pixel_weight
@@ -158,6 +211,8 @@ class PerceptualLoss(nn.Module):
             terms["tv"] = self.tv_weight * total_variation(output.float())
         if self.grid_weight:
             terms["grid"] = self.grid_weight * periodic_error(output, target, self.grid_period)
+        if self.hatch_weight:
+            terms["hatch"] = self.hatch_weight * spectral_excess(output, target)
         if self.pixel_weight:
             terms["pixel"] = self.pixel_weight * F.mse_loss(output.float(), target.float())
         total = sum(terms.values(), torch.zeros((), device=output.device))

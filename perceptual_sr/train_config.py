@@ -44,6 +44,8 @@ class TrainConfig:
     tv_weight: float = setting(1e-5, "total-variation weight (Johnson et al. tuned 1e-6 to 1e-4)")
     pixel_weight: float = setting(0.0, "pixel MSE weight")
     grid_weight: float = setting(0.0, "penalty on the error's 2/4-px periodic component (loss.periodic_error)")
+    hatch_weight: float = setting(0.0, "penalty on output power the target lacks at any frequency above 0.05 "
+                                       "cycles/px, such as a painted cross-hatch (loss.spectral_excess)")
     adversarial_weight: float = setting(0.0, "weight of the adversarial term (adversarial.py; 0: off). Real-ESRGAN "
                                              "uses 0.1 beside L1 and perceptual terms of weight 1")
     discriminator_features: int = setting(32, "width of the U-Net discriminator's first stage (Real-ESRGAN: 64)")
@@ -90,7 +92,7 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        for name in ("tv_weight", "pixel_weight", "grid_weight", "adversarial_weight"):
+        for name in ("tv_weight", "pixel_weight", "grid_weight", "hatch_weight", "adversarial_weight"):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")

@@ -19,7 +19,7 @@ from perceptual_sr.model import PerceptualSR
 
 # New columns go last: a resumed run keeps its log's header.
 TRAIN_LOG_FIELDS = ["step", "epoch", "loss", "feature", "tv", "pixel", "grid", "lr", "samples_per_s", "adversarial",
-                    "discriminator"]
+                    "discriminator", "hatch"]
 VAL_FIELDS = ["step", "set", "psnr_y", "ssim_y", "lpips", "grid", "bicubic_psnr_y", "bicubic_ssim_y",
               "bicubic_lpips", "bicubic_grid"]
 
@@ -37,6 +37,18 @@ class CsvLog:
         self.path, self.fields = path, fields
         if not path.exists():
             write_text(path, _csv_text([fields]))
+            return
+        with path.open(newline="") as handle:
+            rows = list(csv.reader(handle))
+        header = rows[0] if rows else []
+        if header != fields:
+            # A run resumed by a newer version that logs more columns: they were added last, so
+            # the old rows gain empty cells and every row keeps lining up with the header.
+            if fields[:len(header)] != header:
+                raise ValueError(f"{path} has columns {header}, not the {fields} this version logs; "
+                                 "move it aside to start a new log")
+            padded = [row + [""] * (len(fields) - len(row)) for row in rows[1:]]
+            write_text(path, _csv_text([fields] + padded))  # atomically, as truncate_log
 
     def write(self, row: dict[str, Any]) -> None:
         with self.path.open("a", newline="") as handle:

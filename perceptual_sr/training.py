@@ -168,7 +168,8 @@ def _learner(model_config: SRConfig, config: TrainConfig, runtime: Runtime) -> L
         checkpoints.load_weights_into(model, Path(config.init_from))
     model = model.to(runtime.device).train()
     loss_fn = PerceptualLoss(config.feature_layers, tv_weight=config.tv_weight, pixel_weight=config.pixel_weight,
-                             grid_weight=config.grid_weight, grid_period=model_config.scale).to(runtime.device)
+                             grid_weight=config.grid_weight, grid_period=model_config.scale,
+                             hatch_weight=config.hatch_weight).to(runtime.device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
         loss_fn = loss_fn.to(memory_format=torch.channels_last)
@@ -324,7 +325,8 @@ class StepLog:
                         "lr": f"{run.learner.optimizer.param_groups[0]['lr']:.6g}",  # what train_step used
                         "samples_per_s": f"{samples_per_s:.3f}",
                         "adversarial": f"{values.get('adversarial', 0):.6g}",
-                        "discriminator": f"{values.get('discriminator', 0):.6g}"})
+                        "discriminator": f"{values.get('discriminator', 0):.6g}",
+                        "hatch": f"{values.get('hatch', 0):.6g}"})
         self.progress.set_postfix(loss=f"{loss.item():.4g}", samples_s=f"{samples_per_s:.2f}")
         self.window_start, self.window_samples = time.perf_counter(), 0
 

@@ -95,3 +95,59 @@ def test_grid_term_is_reported_and_weighted():
     target = torch.rand(1, 3, 32, 32)
     _, terms = loss(target + 0.01 * (torch.arange(32) % 2).float(), target)
     assert set(terms) == {"grid", "pixel"} and terms["grid"] > 0
+
+
+def _with_hatch(image: torch.Tensor, amplitude: float, frequency=(0.40, 0.39)) -> torch.Tensor:
+    """`image` plus a diagonal cross-hatch: the periodic texture of metrics.hatch_score."""
+    rows, cols = torch.meshgrid(torch.arange(image.shape[-2]), torch.arange(image.shape[-1]), indexing="ij")
+    fy, fx = frequency
+    hatch = torch.cos(2 * torch.pi * (fy * rows + fx * cols)) + torch.cos(2 * torch.pi * (fy * rows - fx * cols))
+    return image + amplitude / 255 * hatch
+
+
+def test_spectral_excess_sees_a_hatch_and_not_blur_or_the_photos_own_spectrum(photo):
+    from perceptual_sr.loss import spectral_excess
+
+    photos = photo.repeat(2, 1, 1, 1)
+    assert spectral_excess(photos, photos) == 0
+    assert spectral_excess(_blur(photos, 1.5), photos) == 0  # less power than the photo costs nothing
+    assert spectral_excess(photos + 0.1, photos) == 0  # nor does a brightness shift
+    faint, strong = (spectral_excess(_with_hatch(photos, amplitude), photos) for amplitude in (3.0, 12.0))
+    assert 0 < faint < strong
+    # Texture the photo has costs nothing wherever it lands: turned by 180 degrees every pixel is
+    # wrong (the pixel and feature terms see that), but the power spectrum is the photo's.
+    turned = photos.flip(-2, -1)
+    assert (turned - photos).abs().mean() > 0.1 and spectral_excess(turned, photos) == 0
+
+
+def test_spectral_excess_gradient_removes_the_hatch(photo):
+    from perceptual_sr.loss import spectral_excess
+
+    hatched = _with_hatch(photo, 12.0)
+    output = hatched.clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([output], lr=0.5 / 255)
+    for _ in range(40):
+        optimizer.zero_grad()
+        spectral_excess(output, photo).backward()
+        optimizer.step()
+    output = output.detach()
+    assert spectral_excess(output, photo) < spectral_excess(hatched, photo) / 10
+    hatch = hatched - photo  # what descent took away is the hatch, not the photo
+    assert ((output - photo) * hatch).sum() < 0.6 * (hatch * hatch).sum()  # 0.49 of it left, measured
+
+
+def test_spectral_excess_inputs_are_checked(photo):
+    from perceptual_sr.loss import spectral_excess
+
+    with pytest.raises(ValueError, match="one shape"):
+        spectral_excess(photo[..., :64, :64], photo)
+    with pytest.raises(ValueError, match="at least 16x16"):
+        spectral_excess(photo[..., :8, :8], photo[..., :8, :8])
+
+
+def test_hatch_term_is_reported_weighted_and_refused_when_negative(photo):
+    loss = PerceptualLoss("none", hatch_weight=10.0, vgg_weights=None)
+    _, terms = loss(_with_hatch(photo, 12.0), photo)
+    assert set(terms) == {"hatch"} and terms["hatch"] > 0
+    with pytest.raises(ValueError, match="hatch=-1"):
+        PerceptualLoss("none", hatch_weight=-1.0, vgg_weights=None)

@@ -14,7 +14,8 @@ from perceptual_sr.train_config import TrainConfig, learning_rate_at
 @pytest.mark.parametrize("bad, name", [(dict(batch_size=0), "batch_size"), (dict(precision="fp8"), "precision"),
                                        (dict(learning_rate=-1.0), "learning_rate"),
                                        (dict(feature_layers="relu9_9"), "relu9_9"), (dict(steps=0), "steps"),
-                                       (dict(ema_decay=1.0), "ema_decay"), (dict(lr_schedule="step"), "lr_schedule")])
+                                       (dict(ema_decay=1.0), "ema_decay"), (dict(lr_schedule="step"), "lr_schedule"),
+                                       (dict(hatch_weight=-1.0), "hatch_weight")])
 def test_bad_train_config_names_the_value(bad, name):
     with pytest.raises(ValueError, match=name):
         TrainConfig(data="x", **bad)

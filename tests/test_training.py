@@ -20,6 +20,7 @@ from perceptual_sr.adversarial import Critic
 from perceptual_sr.checkpoint import DISCRIMINATOR
 from perceptual_sr.prepare import PrepareConfig, prepare
 from perceptual_sr.train_config import TrainConfig
+from perceptual_sr.train_logs import TRAIN_LOG_FIELDS, CsvLog
 from perceptual_sr.training import TrainingDiverged, setup_run, train
 
 TINY = SRConfig(channels=8, residual_blocks=1, upsampler="resize-conv")
@@ -71,10 +72,25 @@ def test_a_few_steps_lower_the_loss_and_write_a_loadable_model(dataset, tmp_path
 def test_resume_continues_exactly(dataset, tmp_path):
     straight = train(TINY, _config(dataset, tmp_path / "straight", steps=6))
     train(TINY, _config(dataset, tmp_path / "resumed", steps=3))
+    # As an older version wrote it, before the last columns were added: a resume must keep the
+    # log readable, the old rows padded and the new ones under the new header.
+    log = tmp_path / "resumed" / "log.csv"
+    old_columns = TRAIN_LOG_FIELDS.index("adversarial")
+    log.write_text("".join(",".join(line.split(",")[:old_columns]) + "\n" for line in log.read_text().splitlines()))
     resumed = train(TINY, _config(dataset, tmp_path / "resumed", steps=6, resume=True))
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
-    assert _read_column(tmp_path / "resumed" / "log.csv", "step") == [1, 2, 3, 4, 5, 6]
+    assert _read_column(log, "step") == [1, 2, 3, 4, 5, 6]
+    rows = [line.split(",") for line in log.read_text().splitlines()]
+    assert rows[0] == TRAIN_LOG_FIELDS and all(len(row) == len(TRAIN_LOG_FIELDS) for row in rows)
+    assert _read_column(log, "loss")[:3] == _read_column(tmp_path / "straight" / "log.csv", "loss")[:3]
+
+
+def test_a_log_from_another_program_is_refused_not_appended_to(tmp_path):
+    (tmp_path / "log.csv").write_text("time,reading\n1,2\n")
+    with pytest.raises(ValueError, match="move it aside"):
+        CsvLog(tmp_path / "log.csv", TRAIN_LOG_FIELDS)
+    assert (tmp_path / "log.csv").read_text() == "time,reading\n1,2\n"
 
 
 @pytest.mark.slow
@@ -326,7 +342,7 @@ def test_sigterm_stops_train_py_with_a_checkpoint_of_its_last_step(dataset, tmp_
 
 @pytest.mark.slow
 def test_a_run_with_an_adversarial_term_resumes_exactly_and_ships_without_its_discriminator(dataset, tmp_path):
-    recipe = dict(adversarial_weight=0.1, discriminator_features=4, crop_size=32, learning_rate=1e-3)
+    recipe = dict(adversarial_weight=0.1, discriminator_features=4, crop_size=32, learning_rate=1e-3, hatch_weight=1.0)
     straight = train(TINY, _config(dataset, tmp_path / "straight", steps=6, **recipe))
     train(TINY, _config(dataset, tmp_path / "resumed", steps=3, **recipe))
     resumed = train(TINY, _config(dataset, tmp_path / "resumed", steps=6, resume=True, **recipe))
@@ -343,6 +359,7 @@ def test_a_run_with_an_adversarial_term_resumes_exactly_and_ships_without_its_di
     assert PerceptualSR.from_pretrained(tmp_path / "straight").config == TINY
     assert all(value > 0 for value in _read_column(tmp_path / "straight" / "log.csv", "adversarial"))
     assert all(value > 0 for value in _read_column(tmp_path / "straight" / "log.csv", "discriminator"))
+    assert any(value > 0 for value in _read_column(tmp_path / "straight" / "log.csv", "hatch"))
 
 
 @pytest.mark.slow
