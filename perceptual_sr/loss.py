@@ -114,48 +114,51 @@ _LUMA = (0.299, 0.587, 0.114)
 _QUANTIZATION_POWER = (1 / 255) ** 2 / 12
 
 
-def spectral_excess(output: torch.Tensor, target: torch.Tensor, margin: float = 2.0,
+def spectral_excess(output: torch.Tensor, target: torch.Tensor, margin: float = 2.0, tile: int = 32,
                     min_frequency: float = 0.05) -> torch.Tensor:
-    """Power the output has at some spatial frequency that the target lacks: a penalty on painted
+    """Power the output has at some spatial frequency that its target lacks: a penalty on painted
     periodic texture at any frequency, such as the cross-hatch near (0.40, +-0.40) cycles/px that
     `metrics.hatch_score` measures and `periodic_error` (2- and 4-px periods only) cannot see.
 
-    The luma power spectra of output and target (Hann-windowed, averaged over the batch: Welch's
-    average over its crops, which smooths the estimate enough to compare bin by bin) are compared
-    as amplitudes: a bin's excess is how far the output's amplitude stands above sqrt(`margin`)
-    times the target's, in units of the target's (margin 2: twice the power, beyond the spread of a
-    bin's estimate over 16 crops). The loss is the mean square of the excess over bins above
-    `min_frequency` cycles/px (below it every photo is dominated by its 1/f slope, and the feature
-    loss governs). Texture at the photo's power costs nothing; a peak ten times the photo's power
-    costs (sqrt(10) - sqrt(2))^2 = 3 in its bins. Noise above the photo's power counts too, spread
-    over many bins: a painted texture of any kind, not only a hatch. Amplitudes, not log power:
-    the square of an amplitude ratio pulls a peak down the harder the higher it stands, where a
-    log's pull weakens as a peak grows and explodes in bins that hold almost no power.
+    Each image's luma power spectrum is Welch's average over `tile`-px Hann-windowed tiles
+    overlapping by half (as the metric's, on smaller tiles: a 96 px crop gives 25 of them, enough
+    to compare bin by bin); each image is compared with its own target, so a hatch on one crop is
+    not averaged away by the rest of the batch. A bin's excess is how far the output's amplitude
+    stands above sqrt(`margin`) times the target's, in units of the target's (margin 2: twice the
+    power, beyond the spread of the estimate). The loss is the mean square of the excess over
+    images and over bins above `min_frequency` cycles/px (below it every photo is dominated by its
+    1/f slope, and the feature loss governs). Texture at the photo's power costs nothing; a peak
+    ten times the photo's power costs (sqrt(10) - sqrt(2))^2 = 3 in its bins. Noise above the
+    photo's power counts too, spread over many bins: a painted texture of any kind, not only a
+    hatch. Amplitudes, not log power: the square of an amplitude ratio pulls a peak down the
+    harder the higher it stands, where a log's pull weakens as a peak grows and explodes in bins
+    that hold almost no power.
     """
     if output.shape != target.shape or output.dim() != 4 or output.shape[1] != 3:
         raise ValueError(f"spectral_excess needs two (B, 3, H, W) batches of one shape, got "
                          f"{tuple(output.shape)} and {tuple(target.shape)}")
-    height, width = output.shape[-2:]
-    if min(height, width) < 16:
+    tile = min(tile, *output.shape[-2:])
+    if tile < 16:
         raise ValueError(f"spectral_excess needs images of at least 16x16 pixels, got {tuple(output.shape)}")
     luma = torch.tensor(_LUMA, device=output.device).view(1, 3, 1, 1)
-    window = torch.outer(torch.hann_window(height, periodic=False, device=output.device),
-                         torch.hann_window(width, periodic=False, device=output.device))
+    hann = torch.hann_window(tile, periodic=False, device=output.device)
+    window = torch.outer(hann, hann)
     floor = window.pow(2).sum() * _QUANTIZATION_POWER
 
-    def power(image: torch.Tensor) -> torch.Tensor:
+    def power(image: torch.Tensor) -> torch.Tensor:  # (B, tile, tile // 2 + 1)
         y = (image.float() * luma).sum(dim=1)
-        y = (y - y.mean(dim=(-2, -1), keepdim=True)) * window
-        spectrum = torch.view_as_real(torch.fft.rfft2(y))  # |.|^2 as re^2 + im^2: abs() has no gradient at 0
-        return spectrum.pow(2).sum(dim=-1).mean(dim=0) + floor
+        tiles = y.unfold(1, tile, tile // 2).unfold(2, tile, tile // 2)  # (B, rows, cols, tile, tile)
+        tiles = (tiles - tiles.mean(dim=(-2, -1), keepdim=True)) * window
+        spectrum = torch.view_as_real(torch.fft.rfft2(tiles))  # |.|^2 as re^2 + im^2: abs() has no gradient at 0
+        return spectrum.pow(2).sum(dim=-1).mean(dim=(1, 2)) + floor
 
     with torch.no_grad():
         target_power = power(target)
     excess = F.relu(torch.sqrt(power(output) / target_power) - margin ** 0.5)
-    fy = torch.fft.fftfreq(height, device=output.device)
-    fx = torch.fft.rfftfreq(width, device=output.device)
+    fy = torch.fft.fftfreq(tile, device=output.device)
+    fx = torch.fft.rfftfreq(tile, device=output.device)
     above = torch.hypot(fy[:, None], fx[None, :]) >= min_frequency
-    return excess[above].pow(2).mean()
+    return excess[:, above].pow(2).mean()
 
 
 def parse_feature_weights(spec: str) -> dict[str, float]:

@@ -133,7 +133,7 @@ def test_spectral_excess_gradient_removes_the_hatch(photo):
     output = output.detach()
     assert spectral_excess(output, photo) < spectral_excess(hatched, photo) / 10
     hatch = hatched - photo  # what descent took away is the hatch, not the photo
-    assert ((output - photo) * hatch).sum() < 0.6 * (hatch * hatch).sum()  # 0.49 of it left, measured
+    assert ((output - photo) * hatch).sum() < 0.3 * (hatch * hatch).sum()  # 0.17 of it left, measured
 
 
 def test_spectral_excess_inputs_are_checked(photo):

@@ -6,7 +6,7 @@
 For each LR degradation of `data.degrade_to_image` (bicubic, jpeg75, noise, realistic) and each
 cleanup setting, every set is evaluated as `perceptual-sr eval` does (x4, colour fix luma, fp32);
 the table gives the model's LPIPS-alex as a multiple of plain bicubic upscaling's on the same LR
-(lower is better), and PSNR-Y. Writes `<out>.md` and `<out>.csv`.
+(lower is better), PSNR-Y, and the cross-hatch score (`metrics.hatch_score`). Writes `<out>.md` and `<out>.csv`.
 """
 
 from __future__ import annotations
@@ -51,9 +51,11 @@ def main() -> None:
                 rows.append({"set": result.name, "degradation": degradation, "cleanup": cleanup,
                              "lpips_vs_bicubic": means["model"]["lpips"] / means["bicubic"]["lpips"],
                              "model_lpips": means["model"]["lpips"], "bicubic_lpips": means["bicubic"]["lpips"],
-                             "model_psnr": means["model"]["psnr"], "bicubic_psnr": means["bicubic"]["psnr"]})
+                             "model_psnr": means["model"]["psnr"], "bicubic_psnr": means["bicubic"]["psnr"],
+                             "model_hatch": means["model"]["hatch"]})
                 print(f"{result.name} {degradation} cleanup {cleanup}: LPIPS {rows[-1]['lpips_vs_bicubic']:.2f}x "
-                      f"bicubic, PSNR-Y {means['model']['psnr']:.2f} dB", flush=True)
+                      f"bicubic, PSNR-Y {means['model']['psnr']:.2f} dB, hatch {means['model']['hatch']:.2f}",
+                      flush=True)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
     writer.writeheader()
