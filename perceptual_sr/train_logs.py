@@ -17,7 +17,7 @@ from perceptual_sr.atomic_write import atomic_file, write_text
 from perceptual_sr.data import SRPairDataset, tensor_to_uint8
 from perceptual_sr.model import PerceptualSR
 
-# New columns go last: a resumed run keeps its log's header.
+# New columns go last: the log of a run resumed by a newer version gains them (CsvLog).
 TRAIN_LOG_FIELDS = ["step", "epoch", "loss", "feature", "tv", "pixel", "grid", "lr", "samples_per_s", "adversarial",
                     "discriminator", "hatch"]
 VAL_FIELDS = ["step", "set", "psnr_y", "ssim_y", "lpips", "grid", "bicubic_psnr_y", "bicubic_ssim_y",
