@@ -25,10 +25,10 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from perceptual_sr import demo
-from perceptual_sr.image_io import open_image, save_image
-from perceptual_sr.pipeline import SRPipeline
-from perceptual_sr.runtime import reuse_freed_memory
+from perceptual_sr.app import demo
+from perceptual_sr.inference.pipeline import SRPipeline
+from perceptual_sr.utils.image_io import open_image, save_image
+from perceptual_sr.utils.runtime import reuse_freed_memory
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -39,10 +39,16 @@ from typing import Callable
 import numpy as np
 import torch
 
-from perceptual_sr import PerceptualSR, inference_network
-from perceptual_sr.inference import upscale
-from perceptual_sr.runtime import (
-    autocast, choose_device, cpu_bf16_is_faster, cpu_has_fast_bf16, resolve_precision, reuse_freed_memory,
+from perceptual_sr import PerceptualSR
+from perceptual_sr.inference.upscale import upscale
+from perceptual_sr.networks import inference_network
+from perceptual_sr.utils.runtime import (
+    autocast,
+    choose_device,
+    cpu_bf16_is_faster,
+    cpu_has_fast_bf16,
+    resolve_precision,
+    reuse_freed_memory,
 )
 
 
@@ -76,7 +82,7 @@ def contenders(model: PerceptualSR, image: np.ndarray, device: torch.device, onn
         "upscale() default": lambda: upscale(model, image, device=device),
     }
     if onnx_paths:
-        from perceptual_sr.export import OnnxSR
+        from perceptual_sr.inference.onnx_export import OnnxSR
 
         for name, path in onnx_paths.items():
             runs[name] = lambda onnx_model=OnnxSR(path, provider="cpu"): upscale(onnx_model, image)
@@ -96,7 +102,7 @@ def onnx_files(model: PerceptualSR, folder: Path, int8_calibration: Path | None)
     import dataclasses
     import json
 
-    from perceptual_sr.export import CONFIG_KEY, DEFAULT_OPSET, _write_onnx, export_onnx
+    from perceptual_sr.inference.onnx_export import CONFIG_KEY, DEFAULT_OPSET, _write_onnx, export_onnx
 
     folder.mkdir(parents=True, exist_ok=True)
     metadata = {CONFIG_KEY: json.dumps(dataclasses.asdict(model.config))}

@@ -26,7 +26,7 @@ DEFAULT_SOURCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "imag
 
 def _child(source: str, out: str, workers: int, crops: int) -> None:
     """One measured run; prints a JSON line."""
-    from perceptual_sr.prepare import PrepareConfig, prepare
+    from perceptual_sr.data.prepare import PrepareConfig, prepare
 
     import_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     config = PrepareConfig(source=Path(source), out=Path(out), crops_per_image=crops, workers=workers)

@@ -17,8 +17,13 @@ import time
 import torch
 
 from perceptual_sr import PerceptualLoss, PerceptualSR, SRConfig
-from perceptual_sr.runtime import (choose_device, cpu_bf16_is_faster, cpu_has_fast_bf16, resolve_precision,
-                                   training_precision)
+from perceptual_sr.utils.runtime import (
+    choose_device,
+    cpu_bf16_is_faster,
+    cpu_has_fast_bf16,
+    resolve_precision,
+    training_precision,
+)
 
 
 def samples_per_second(fast: bool, hr_size: int, batch_size: int, steps: int, device: torch.device,

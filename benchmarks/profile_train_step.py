@@ -36,11 +36,11 @@ import torch
 import torch.nn.functional as F
 
 from perceptual_sr import PerceptualLoss, PerceptualSR, SRConfig
-from perceptual_sr.data import DATASET_FORMAT_VERSION, SRPairDataset
-from perceptual_sr.loss import periodic_error, total_variation
-from perceptual_sr.phase_training import phase_forward
-from perceptual_sr.runtime import cpu_has_fast_bf16
-from perceptual_sr.weights import DEFAULT_WEIGHTS_DIR
+from perceptual_sr.data.dataset import DATASET_FORMAT_VERSION, SRPairDataset
+from perceptual_sr.hub.weights import DEFAULT_WEIGHTS_DIR
+from perceptual_sr.networks.phase_training import phase_forward
+from perceptual_sr.training.loss import periodic_error, total_variation
+from perceptual_sr.utils.runtime import cpu_has_fast_bf16
 
 PARTS = ["data", "net fwd", "vgg fwd", "grid+pix fwd", "vgg bwd", "grid+pix bwd", "net bwd", "adam"]
 RECIPE = dict(feature_weights="relu2_2", tv_weight=1e-5, pixel_weight=10.0, grid_weight=15_000.0)
@@ -61,7 +61,7 @@ class DataSource:
     """Batches as training's `batches` makes them (workers=0: the CPU cost of the data path)."""
 
     def __init__(self, root: Path, batch_size: int, crop_size: int, scale: int) -> None:
-        from perceptual_sr import training  # the augmentation lives with the training loop
+        from perceptual_sr.training import loop as training  # the augmentation lives with the training loop
 
         self.training, self.scale, self.crop_size = training, scale, crop_size
         self.loader = torch.utils.data.DataLoader(SRPairDataset(root, "train"), batch_size=batch_size,

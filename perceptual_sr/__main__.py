@@ -2,6 +2,6 @@
 
 import sys
 
-from perceptual_sr.cli import main
+from perceptual_sr.commands.cli import main
 
 sys.exit(main())

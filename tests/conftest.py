@@ -37,6 +37,5 @@ def make_photo():
 def _train_in_fp32_on_any_cpu(monkeypatch):
     """`--precision auto` trains in bf16 on CPUs with AMX and fp32 elsewhere; CI machines differ from
     session to session, so every test sees a CPU without AMX unless it says otherwise."""
-    from perceptual_sr import runtime
-
+    from perceptual_sr.utils import runtime
     monkeypatch.setattr(runtime, "cpu_has_amx_bf16", lambda: False)

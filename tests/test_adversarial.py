@@ -4,9 +4,9 @@ reaches the network only (training runs with it: test_training.py)."""
 import pytest
 import torch
 
-from perceptual_sr.adversarial import Critic, UNetDiscriminator
-from perceptual_sr.runtime import autocast
-from perceptual_sr.train_config import TrainConfig
+from perceptual_sr.networks.discriminator import Critic, UNetDiscriminator
+from perceptual_sr.training.config import TrainConfig
+from perceptual_sr.utils.runtime import autocast
 
 CPU = torch.device("cpu")
 

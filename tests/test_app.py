@@ -21,12 +21,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-import torch
-
 from perceptual_sr import PerceptualSR, SRConfig
-from perceptual_sr.pipeline import TWIN_SUBFOLDER, SRPipeline
+from perceptual_sr.inference.pipeline import TWIN_SUBFOLDER, SRPipeline
 
 REPO = Path(__file__).resolve().parent.parent
 APP = REPO / "app.py"
@@ -256,7 +255,7 @@ def test_browser_upload_upscale_and_download(photo_file, app_url, page, tmp_path
 
 
 def test_prediction_function_takes_tiny_images_every_tile_size_and_detail(photo_file, tmp_path):
-    from perceptual_sr.demo import MAX_TILE_SIZE, Upscaler
+    from perceptual_sr.app.demo import MAX_TILE_SIZE, Upscaler
 
     torch.manual_seed(0)
     config = SRConfig(channels=4, residual_blocks=1)
@@ -274,8 +273,7 @@ def test_prediction_function_takes_tiny_images_every_tile_size_and_detail(photo_
 
 
 def test_slider_gets_light_previews_and_the_download_every_pixel(photo_file, tmp_path, monkeypatch):
-    from perceptual_sr import demo
-
+    from perceptual_sr.app import demo
     monkeypatch.setattr(demo, "PREVIEW_MAX_SIDE", 256)  # a small cap keeps the test fast; the rule is the same
     model = PerceptualSR(SRConfig(channels=4, residual_blocks=1))
     predict = demo.Upscaler(model, output_dir=tmp_path / "out")
@@ -295,8 +293,7 @@ def test_slider_gets_light_previews_and_the_download_every_pixel(photo_file, tmp
 
 @pytest.mark.slow
 def test_slider_payload_for_a_1024px_photo_is_under_2_mb(tmp_path):
-    from perceptual_sr import demo
-
+    from perceptual_sr.app import demo
     photo = Image.open(demo.example_paths()[0]).convert("RGB").resize((1024, 1024), Image.Resampling.BICUBIC)
     photo.save(tmp_path / "photo.png")
     model = PerceptualSR(SRConfig(channels=4, residual_blocks=1, upsampler="resize-conv", global_skip="bicubic"))
@@ -310,8 +307,7 @@ def test_slider_payload_for_a_1024px_photo_is_under_2_mb(tmp_path):
 
 
 def test_detail_crop_is_the_same_window_of_both_and_the_busiest_one(tmp_path):
-    from perceptual_sr import demo
-
+    from perceptual_sr.app import demo
     flat = np.full((100, 120, 3), 128, np.uint8)
     flat[60:80, 10:40] = np.random.default_rng(0).integers(0, 256, (20, 30, 3))  # the only texture
     Image.fromarray(flat).save(tmp_path / "flat.png")
@@ -328,8 +324,7 @@ def test_detail_crop_is_the_same_window_of_both_and_the_busiest_one(tmp_path):
 def test_prediction_runs_under_spaces_gpu_when_spaces_is_installed(monkeypatch):
     import types
 
-    from perceptual_sr import demo
-
+    from perceptual_sr.app import demo
     decorated = []
     fake = types.ModuleType("spaces")
     fake.GPU = lambda function: decorated.append(function) or function
@@ -341,8 +336,8 @@ def test_prediction_runs_under_spaces_gpu_when_spaces_is_installed(monkeypatch):
 
 
 def test_automatic_cleanup_is_shown_and_a_manual_strength_is_used(photo_file, tmp_path):
-    from perceptual_sr.demo import Upscaler
-    from perceptual_sr.pipeline import REAL_PHOTO_SUBFOLDER
+    from perceptual_sr.app.demo import Upscaler
+    from perceptual_sr.inference.pipeline import REAL_PHOTO_SUBFOLDER
 
     torch.manual_seed(0)
     config = SRConfig(channels=4, residual_blocks=1)
@@ -375,7 +370,7 @@ def test_a_port_in_use_is_one_clear_line(monkeypatch):
 
 
 def test_examples_larger_than_the_input_limit_are_left_out():
-    from perceptual_sr.demo import EXAMPLES_DIR, _fits, example_paths
+    from perceptual_sr.app.demo import EXAMPLES_DIR, _fits, example_paths
 
     sizes = {path.name: Image.open(path).size for path in example_paths(EXAMPLES_DIR)}
     small = min(width * height for width, height in sizes.values())
@@ -385,7 +380,7 @@ def test_examples_larger_than_the_input_limit_are_left_out():
 
 
 def test_the_app_gives_smaller_output_sizes(photo_file, tmp_path):
-    from perceptual_sr.demo import Upscaler
+    from perceptual_sr.app.demo import Upscaler
 
     torch.manual_seed(0)
     predict = Upscaler(PerceptualSR(SRConfig(channels=4, residual_blocks=1)), output_dir=tmp_path / "out")
@@ -441,8 +436,8 @@ def test_after_an_upscale_the_strength_slider_shows_the_automatic_choice(app_url
 def test_the_automatic_strength_is_read_from_the_summary_line_it_wrote():
     import gradio as gr
 
-    from perceptual_sr.auto_cleanup import InputQuality
-    from perceptual_sr.demo import _show_automatic_strength
+    from perceptual_sr.app.demo import _show_automatic_strength
+    from perceptual_sr.inference.auto_cleanup import InputQuality
 
     summary = f"**48 x 32 → 192 x 128 px** (x4, RGB) in **0.1 s** on CPU; {InputQuality(80, 1.0, 0.75).describe()}."
     assert _show_automatic_strength(True, summary).value == 0.75

@@ -1,4 +1,4 @@
-"""perceptual_sr/atomic_write.py: a kill or an error mid-write leaves the old file or folder, never half."""
+"""perceptual_sr/utils/atomic_write.py: a kill or an error mid-write leaves the old file or folder, never half."""
 
 import json
 import os
@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from perceptual_sr.atomic_write import atomic_file, atomic_folder, recover_folder, write_json, write_text
+from perceptual_sr.utils.atomic_write import atomic_file, atomic_folder, recover_folder, write_json, write_text
 
 
 def _mode(path) -> int:

@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from perceptual_sr.auto_cleanup import assess, cleanup_strength, jpeg_quality, noise_sigma
+from perceptual_sr.inference.auto_cleanup import assess, cleanup_strength, jpeg_quality, noise_sigma
 
 
 def _jpeg(image: Image.Image, quality: int) -> Image.Image:

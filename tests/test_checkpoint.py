@@ -6,10 +6,19 @@ import json
 import pytest
 import torch
 
-from perceptual_sr import PerceptualSR, SRConfig, model_card
-from perceptual_sr.checkpoint import (TRAINING_STATE, check_resumable, load_checkpoint, read_settings, recover,
-                                      save_checkpoint, save_final_model, weight_average)
-from perceptual_sr.train_config import TrainConfig
+from perceptual_sr import PerceptualSR, SRConfig
+from perceptual_sr.hub import model_card
+from perceptual_sr.training.checkpoint import (
+    TRAINING_STATE,
+    check_resumable,
+    load_checkpoint,
+    read_settings,
+    recover,
+    save_checkpoint,
+    save_final_model,
+    weight_average,
+)
+from perceptual_sr.training.config import TrainConfig
 
 TINY = SRConfig(channels=8, residual_blocks=1, upsampler="resize-conv")
 

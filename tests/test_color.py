@@ -1,4 +1,4 @@
-"""perceptual_sr/color.py: BT.601 luma in studio range (the metrics') and full range (grey, colour fix)."""
+"""perceptual_sr/utils/color.py: BT.601 luma in studio range (the metrics') and full range (grey, colour fix)."""
 
 import numpy as np
 import pytest
@@ -6,8 +6,13 @@ from PIL import Image
 from skimage import color as skcolor
 from skimage import data
 
-from perceptual_sr.color import (
-    LUMA_WEIGHTS, RGB_TO_YCBCR, STUDIO_Y_WEIGHTS, YCBCR_TO_RGB, rgb_to_grey, rgb_to_studio_y,
+from perceptual_sr.utils.color import (
+    LUMA_WEIGHTS,
+    RGB_TO_YCBCR,
+    STUDIO_Y_WEIGHTS,
+    YCBCR_TO_RGB,
+    rgb_to_grey,
+    rgb_to_studio_y,
 )
 
 

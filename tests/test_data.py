@@ -9,9 +9,10 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, DistributedSampler
 
-from perceptual_sr.data import SRPairDataset, degrade
-from perceptual_sr.image_io import load_rgb8 as load_rgb
-from perceptual_sr.image_io import tensor_to_uint8
+from perceptual_sr.data.dataset import SRPairDataset
+from perceptual_sr.data.degradations import degrade
+from perceptual_sr.utils.image_io import load_rgb8 as load_rgb
+from perceptual_sr.utils.image_io import tensor_to_uint8
 
 # ----------------------------------------------------------------------------- load_rgb
 
@@ -187,8 +188,8 @@ def test_bad_dataset_folders_raise_clear_errors(tmp_path):
 
 
 def test_real_photo_degradations_are_what_they_claim(make_photo):
-    from perceptual_sr.auto_cleanup import jpeg_quality
-    from perceptual_sr.data import NOISE_SIGMA, degrade_to_image
+    from perceptual_sr.data.degradations import NOISE_SIGMA, degrade_to_image
+    from perceptual_sr.inference.auto_cleanup import jpeg_quality
 
     hr = make_photo(64, 48)
     clean = degrade(hr, 4, "bicubic").astype(np.float64)

@@ -1,4 +1,4 @@
-"""The real-photo degradation chain (`perceptual_sr.degradations`) and its contact-sheet tool."""
+"""The real-photo degradation chain (`perceptual_sr.data.degradations`) and its contact-sheet tool."""
 
 import io
 import random
@@ -11,14 +11,14 @@ import pytest
 import torch
 from PIL import Image
 
-from perceptual_sr import degradations
-from perceptual_sr.data import degrade
-from perceptual_sr.degradations import (
+from perceptual_sr.data import degradations
+from perceptual_sr.data.degradations import (
     KERNEL_TYPES,
     DegradationConfig,
     add_gaussian_noise,
     add_poisson_noise,
     blur,
+    degrade,
     degrade_realistic,
     degrade_realistic_batch,
     degrade_realistic_with_record,
@@ -26,7 +26,7 @@ from perceptual_sr.degradations import (
     jpeg_compress,
     sinc_kernel,
 )
-from perceptual_sr.image_io import tensor_to_uint8, uint8_to_tensor
+from perceptual_sr.utils.image_io import tensor_to_uint8, uint8_to_tensor
 
 ROOT = Path(__file__).resolve().parents[1]
 DEGRADED = DegradationConfig(clean_prob=0.0)

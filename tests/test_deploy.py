@@ -4,13 +4,13 @@ import sys
 
 import pytest
 
-from perceptual_sr.cli import main
-from perceptual_sr.deploy import stage_space
+from perceptual_sr.app.deploy import stage_space
+from perceptual_sr.commands.cli import main
 
 
 def test_the_space_gets_exactly_what_it_runs(tmp_path):
     files = {str(path) for path in stage_space(tmp_path)}
-    assert {"app.py", "requirements.txt", "README.md", "perceptual_sr/demo.py",
+    assert {"app.py", "requirements.txt", "README.md", "perceptual_sr/app/demo.py",
             "perceptual_sr/pretrained/perceptual-sr-x4/model.safetensors",
             "perceptual_sr/pretrained/perceptual-sr-x4/real-photo/model.safetensors",
             "examples/animal_cat.jpg"} <= files
@@ -25,7 +25,7 @@ def test_the_staged_app_starts_from_the_staged_folder_alone(tmp_path):
     stage_space(tmp_path)
     script = ("import perceptual_sr, app\n"
               "from perceptual_sr import SRPipeline\n"
-              "from perceptual_sr.demo import build_demo\n"
+              "from perceptual_sr.app.demo import build_demo\n"
               "assert perceptual_sr.__file__.startswith(%r), perceptual_sr.__file__\n"
               "build_demo(SRPipeline.from_pretrained(), cache_examples=False)\n"
               "print('ok')\n") % str(tmp_path)
@@ -58,5 +58,5 @@ def test_deploy_space_creates_a_gradio_space_and_uploads_the_staged_folder(tmp_p
     assert "https://huggingface.co/spaces/someone/sr-demo" in capsys.readouterr().out
     assert main(["deploy-space", "someone/sr-demo", "--dry-run"]) == 0
     listed = capsys.readouterr().out.split()
-    assert "app.py" in listed and "perceptual_sr/demo.py" in listed
+    assert "app.py" in listed and "perceptual_sr/app/demo.py" in listed
     assert main(["deploy-space", "not a space!!"]) == 2 and "expected a Space id" in capsys.readouterr().err

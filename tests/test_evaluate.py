@@ -7,8 +7,8 @@ from PIL import Image
 from skimage import data
 
 from perceptual_sr import PerceptualSR, SRConfig
-from perceptual_sr.evaluate import evaluate, evaluate_folder, write_tables
-from perceptual_sr.metrics import LPIPSMetric, psnr_y
+from perceptual_sr.evaluation.evaluate import evaluate, evaluate_folder, write_tables
+from perceptual_sr.evaluation.metrics import LPIPSMetric, psnr_y
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +46,9 @@ def test_evaluate_folder_scores_bicubic_and_model(model, lpips_metric, hr_folder
 
 
 def test_bicubic_scores_follow_the_protocol(model, lpips_metric, hr_folder):
-    from perceptual_sr.data import crop_to_multiple, degrade
-    from perceptual_sr.image_io import resize_bicubic as bicubic_upscale
+    from perceptual_sr.data.dataset import crop_to_multiple
+    from perceptual_sr.data.degradations import degrade
+    from perceptual_sr.utils.image_io import resize_bicubic as bicubic_upscale
 
     result = evaluate_folder(model, hr_folder, lpips_metric=lpips_metric, degradation="blur", max_images=1)
     hr = crop_to_multiple(np.asarray(Image.open(hr_folder / "astronaut.png")), 4)
@@ -71,8 +72,8 @@ def test_tables_written(model, lpips_metric, hr_folder, tmp_path):
 
 
 def test_hatch_is_scored_on_images_large_enough(model, lpips_metric):
-    from perceptual_sr.data import degrade
-    from perceptual_sr.evaluate import evaluate_pairs
+    from perceptual_sr.data.degradations import degrade
+    from perceptual_sr.evaluation.evaluate import evaluate_pairs
 
     hr = data.astronaut()[::4, ::4]  # 128x128
     result = evaluate_pairs(model, [("astronaut", degrade(hr, 4, "bicubic"), hr)], "one", scale=4,

@@ -13,12 +13,19 @@ onnx = pytest.importorskip("onnx")
 
 import onnxruntime  # noqa: E402
 
-from perceptual_sr import PerceptualSR, SRConfig, runtime  # noqa: E402
-from perceptual_sr.cli import main  # noqa: E402
-from perceptual_sr.export import (  # noqa: E402
-    CONFIG_KEY, DEFAULT_OPSET, OnnxSR, _bicubic_kernel, _resolve_provider, _write_onnx, export_onnx,
+from perceptual_sr import PerceptualSR, SRConfig  # noqa: E402
+from perceptual_sr.commands.cli import main  # noqa: E402
+from perceptual_sr.inference.onnx_export import (  # noqa: E402
+    CONFIG_KEY,
+    DEFAULT_OPSET,
+    OnnxSR,
+    _bicubic_kernel,
+    _resolve_provider,
+    _write_onnx,
+    export_onnx,
 )
-from perceptual_sr.inference import upscale  # noqa: E402
+from perceptual_sr.inference.upscale import upscale  # noqa: E402
+from perceptual_sr.utils import runtime
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,10 @@ import torch
 from PIL import Image
 
 from perceptual_sr import PerceptualSR, SRConfig
-from perceptual_sr.cli import main
-from perceptual_sr.image_io import save_image
-from perceptual_sr.inference import upscale
-from perceptual_sr.pipeline import WEIGHT_SETS, SRPipeline
+from perceptual_sr.commands.cli import main
+from perceptual_sr.inference.pipeline import WEIGHT_SETS, SRPipeline
+from perceptual_sr.inference.upscale import upscale
+from perceptual_sr.utils.image_io import save_image
 
 
 @pytest.fixture(scope="module")

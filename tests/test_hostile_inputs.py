@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from perceptual_sr import PerceptualSR, SRConfig
-from perceptual_sr.cli import main
-from perceptual_sr.inference import UpscaleOptions, upscale
+from perceptual_sr.commands.cli import main
+from perceptual_sr.inference.upscale import UpscaleOptions, upscale
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def test_eval_refuses_two_sets_with_one_name(model_dir, tmp_path, capsys):
 
 
 def test_train_refuses_a_bad_hub_repo_id_before_training():
-    from perceptual_sr.train_config import TrainConfig
+    from perceptual_sr.training.config import TrainConfig
 
     with pytest.raises(ValueError, match="push_to_hub must be a Hub repo id"):
         TrainConfig(push_to_hub="not a repo id!!")
@@ -97,7 +97,7 @@ def test_train_refuses_a_bad_hub_repo_id_before_training():
 def test_prepare_caps_workers_at_the_cpu_count_and_refuses_crops_too_small_to_train(tmp_path, capsys):
     import os
 
-    from perceptual_sr.prepare import PrepareConfig
+    from perceptual_sr.data.prepare import PrepareConfig
 
     config = PrepareConfig(source=tmp_path, out=tmp_path / "out", workers=10_000)
     assert config.workers == (os.cpu_count() or 1) and "capped" in capsys.readouterr().err
@@ -108,7 +108,7 @@ def test_prepare_caps_workers_at_the_cpu_count_and_refuses_crops_too_small_to_tr
 def test_the_apps_own_result_folder_is_removed_with_it(model):
     import gc
 
-    from perceptual_sr.demo import Upscaler
+    from perceptual_sr.app.demo import Upscaler
 
     upscaler = Upscaler(model)
     folder = upscaler.output_dir

@@ -5,8 +5,13 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from perceptual_sr.image_io import (
-    DecodedImage, ImageTooLargeError, decode_pil, encode_pil, open_image, save_image,
+from perceptual_sr.utils.image_io import (
+    DecodedImage,
+    ImageTooLargeError,
+    decode_pil,
+    encode_pil,
+    open_image,
+    save_image,
 )
 
 
@@ -110,7 +115,7 @@ def test_unsupported_mode_is_a_value_error():
 
 @pytest.mark.parametrize("suffix", [".webp", ".gif", ".jpg", ".bmp", ".png", ".tif"])
 def test_sixteen_bit_grey_survives_every_output_format(tmp_path, suffix):
-    from perceptual_sr.image_io import save_image
+    from perceptual_sr.utils.image_io import save_image
 
     ramp = np.tile(np.linspace(0, 65535, 64).astype(np.uint16), (16, 1))
     path = tmp_path / f"grey{suffix}"
@@ -123,8 +128,8 @@ def test_sixteen_bit_grey_survives_every_output_format(tmp_path, suffix):
 
 def test_training_evaluation_and_upscale_read_every_kind_of_file_to_the_same_pixels(tmp_path):
     """One decoder: prepare_data (training), evaluate and upscale see the same RGB values."""
-    from perceptual_sr import prepare
-    from perceptual_sr.image_io import decode_pil, load_rgb8, open_image, quantize
+    from perceptual_sr.data import prepare
+    from perceptual_sr.utils.image_io import decode_pil, load_rgb8, open_image, quantize
 
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (24, 20, 3), dtype=np.uint8)
@@ -140,7 +145,7 @@ def test_training_evaluation_and_upscale_read_every_kind_of_file_to_the_same_pix
     for name, image in files.items():
         image.save(tmp_path / name)
     rotated.save(tmp_path / "rotated.png", exif=exif.tobytes())
-    from perceptual_sr import evaluate
+    from perceptual_sr.evaluation import evaluate
 
     # One function reads files for training and evaluation alike...
     assert prepare.load_rgb8 is load_rgb8 and evaluate.load_rgb8 is load_rgb8
@@ -188,7 +193,7 @@ def test_flattening_alpha_keeps_icc_and_exif(tmp_path):
 
 
 def test_quantize_between_bit_depths_is_exact_integer_rounding():
-    from perceptual_sr.image_io import quantize
+    from perceptual_sr.utils.image_io import quantize
 
     every = np.arange(65536, dtype=np.uint16)
     assert np.array_equal(quantize(every, np.uint8), np.rint(every / 65535.0 * 255).astype(np.uint8))
@@ -208,7 +213,7 @@ def test_encode_pil_takes_16_bit_integers_as_it_takes_floats(mode):
 def test_quantize_and_dequantize_agree_for_numpy_and_tensors():
     import torch
 
-    from perceptual_sr.image_io import dequantize, dequantize_tensor, quantize, quantize_tensor
+    from perceptual_sr.utils.image_io import dequantize, dequantize_tensor, quantize, quantize_tensor
 
     values = np.concatenate([np.linspace(-0.5, 1.5, 4001), [0.5 / 255, 1.5 / 255, 0.5 / 65535]]).astype(np.float32)
     for numpy_dtype, torch_dtype in ((np.uint8, torch.uint8), (np.uint16, torch.uint16), (np.float32, torch.float32)):
@@ -228,7 +233,7 @@ def test_quantize_and_dequantize_agree_for_numpy_and_tensors():
 def test_uint8_arrays_and_tensors_cross_exactly_and_leave_their_input_alone():
     import torch
 
-    from perceptual_sr.image_io import tensor_to_uint8, uint8_to_tensor
+    from perceptual_sr.utils.image_io import tensor_to_uint8, uint8_to_tensor
 
     image = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
     image.setflags(write=False)  # as a memory map or a PIL image's bytes
@@ -270,7 +275,7 @@ def _profile(space: bytes) -> bytes:
                                                ("L", b"GRAY", True), ("L", b"RGB ", False),
                                                ("RGB", b"CMYK", False), ("RGB", b"junk", False)])
 def test_an_icc_profile_is_written_only_when_it_describes_the_pixels(tmp_path, mode, space, kept):
-    from perceptual_sr.image_io import save_image
+    from perceptual_sr.utils.image_io import save_image
 
     image = Image.new(mode, (8, 8), 128 if mode == "L" else (10, 20, 30))
     image.info["icc_profile"] = _profile(space)
@@ -279,7 +284,7 @@ def test_an_icc_profile_is_written_only_when_it_describes_the_pixels(tmp_path, m
 
 
 def test_exif_too_long_for_jpeg_costs_the_metadata_not_the_image(tmp_path):
-    from perceptual_sr.image_io import save_image
+    from perceptual_sr.utils.image_io import save_image
 
     exif = Image.Exif()
     exif[0x010F] = "camera"
@@ -295,7 +300,7 @@ def test_exif_too_long_for_jpeg_costs_the_metadata_not_the_image(tmp_path):
 
 @pytest.mark.parametrize("format, side", [("JPEG", 65536), ("WEBP", 16384)])
 def test_a_size_the_format_cannot_hold_is_refused_naming_png(format, side):
-    from perceptual_sr.image_io import check_fits_format
+    from perceptual_sr.utils.image_io import check_fits_format
 
     check_fits_format(side - 1, 10, format)
     with pytest.raises(ValueError, match="too large for .*--format png"):

@@ -4,13 +4,22 @@ import torch
 from PIL import Image, ImageCms
 from skimage.exposure import match_histograms
 
-from perceptual_sr import PerceptualSR, SRConfig
-from perceptual_sr import color, color_fix, inference, inference_network, tiling
-from perceptual_sr.image_io import resize_bicubic
-from perceptual_sr.inference import (
-    COLOR_FIXES, DEFAULT_COLOR_FIX, ImageTooLargeError, apply_color_fix, choose_device, match_histogram, upscale,
+from perceptual_sr import PerceptualSR, SRConfig, SRPipeline
+from perceptual_sr.inference import tiling
+from perceptual_sr.inference import upscale as inference
+from perceptual_sr.inference.upscale import (
+    COLOR_FIXES,
+    DEFAULT_COLOR_FIX,
+    ImageTooLargeError,
+    apply_color_fix,
+    choose_device,
+    match_histogram,
+    upscale,
     upscale_array,
 )
+from perceptual_sr.networks import inference_network
+from perceptual_sr.utils import color
+from perceptual_sr.utils.image_io import resize_bicubic
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +124,7 @@ def test_path_gives_pil_with_icc_and_orientation(make_photo, model, tmp_path):
     exif[0x0112] = 8  # rotate 90 degrees counter-clockwise on display
     path = tmp_path / "phone.jpg"
     image.save(path, exif=exif.tobytes(), icc_profile=icc)
-    out = model.upscale(str(path))
+    out = SRPipeline.from_network(model).upscale(str(path))
     assert isinstance(out, Image.Image) and out.size == (48, 80)
     assert out.info["icc_profile"] == icc
     assert out.getexif()[0x0112] == 1  # the EXIF block is kept, its orientation reset: pixels are upright
@@ -216,7 +225,7 @@ def test_luma_fix_keeps_network_luma_and_bicubic_chroma(make_photo):
 @pytest.mark.parametrize("size", [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (6, 6), (7, 7), (8, 8), (1, 37), (29, 1),
                                   (2, 50)])
 def test_tiny_images_and_strips_upscale_close_to_bicubic(size):
-    bundled = PerceptualSR.from_pretrained()
+    bundled = SRPipeline.from_network(PerceptualSR.from_pretrained())
     height, width = size
     rows, cols = np.mgrid[0:height, 0:width]
     smooth = np.stack([0.3 + 0.02 * rows, 0.5 + 0.01 * cols, 0.6 - 0.01 * (rows + cols)], -1).astype(np.float32)
@@ -249,8 +258,7 @@ def test_tile_plan_covers_exactly_with_equal_tiles_and_enough_overlap(length):
 def test_bf16_is_used_on_cpu_only_where_measured_faster(monkeypatch, bf16_seconds, chosen):
     """The decision follows the timing: a fake clock makes each fp32 call take 1 s and each bf16
     call `bf16_seconds`; bf16 must win by 10%."""
-    from perceptual_sr import runtime
-
+    from perceptual_sr.utils import runtime
     clock = [0.0]
 
     class Timed(torch.nn.Module):
@@ -303,9 +311,8 @@ def test_reuse_freed_memory_applies_in_its_own_process_and_is_a_no_op_without_gl
     import subprocess
     import sys
 
-    from perceptual_sr import runtime
-
-    code = "from perceptual_sr.runtime import reuse_freed_memory as reuse; print(reuse(), reuse())"
+    from perceptual_sr.utils import runtime
+    code = "from perceptual_sr.utils.runtime import reuse_freed_memory as reuse; print(reuse(), reuse())"
     answer = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     expected = str(platform.libc_ver()[0] == "glibc")
     assert answer == [expected, expected]  # and asking again is harmless

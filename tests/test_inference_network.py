@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from perceptual_sr import PerceptualSR, SRConfig, inference, inference_network
-from perceptual_sr.inference import upscale
+from perceptual_sr import PerceptualSR, SRConfig
+from perceptual_sr.inference import upscale as inference
+from perceptual_sr.inference.upscale import upscale
+from perceptual_sr.networks import inference_network
 
 
 def _trained_looking(config: SRConfig) -> PerceptualSR:

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from perceptual_sr import PerceptualSR, SRConfig
-from perceptual_sr.interrupts import sigterm_as_interrupt
+from perceptual_sr.utils.interrupts import sigterm_as_interrupt
 
 
 def test_within_the_block_sigterm_is_a_keyboard_interrupt_and_the_old_handler_returns():

@@ -3,8 +3,8 @@ import torch
 from scipy.ndimage import gaussian_filter
 from skimage import data as skdata
 
-from perceptual_sr.image_io import uint8_to_tensor
-from perceptual_sr.loss import PerceptualLoss, VGG16Features, parse_feature_weights, total_variation
+from perceptual_sr.training.loss import PerceptualLoss, VGG16Features, parse_feature_weights, total_variation
+from perceptual_sr.utils.image_io import uint8_to_tensor
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_bad_layer_spec_is_a_clear_error(bad):
 
 
 def test_periodic_error_sees_a_grid_and_not_aperiodic_texture():
-    from perceptual_sr.loss import periodic_error
+    from perceptual_sr.training.loss import periodic_error
 
     generator = torch.Generator().manual_seed(0)
     target = torch.rand(2, 3, 64, 64, generator=generator)
@@ -106,7 +106,7 @@ def _with_hatch(image: torch.Tensor, amplitude: float, frequency=(0.40, 0.39)) -
 
 
 def test_spectral_excess_sees_a_hatch_and_not_blur_or_the_photos_own_spectrum(photo):
-    from perceptual_sr.loss import spectral_excess
+    from perceptual_sr.training.loss import spectral_excess
 
     photos = photo.repeat(2, 1, 1, 1)
     assert spectral_excess(photos, photos) == 0
@@ -121,7 +121,7 @@ def test_spectral_excess_sees_a_hatch_and_not_blur_or_the_photos_own_spectrum(ph
 
 
 def test_spectral_excess_gradient_removes_the_hatch(photo):
-    from perceptual_sr.loss import spectral_excess
+    from perceptual_sr.training.loss import spectral_excess
 
     hatched = _with_hatch(photo, 12.0)
     output = hatched.clone().requires_grad_(True)
@@ -137,7 +137,7 @@ def test_spectral_excess_gradient_removes_the_hatch(photo):
 
 
 def test_spectral_excess_inputs_are_checked(photo):
-    from perceptual_sr.loss import spectral_excess
+    from perceptual_sr.training.loss import spectral_excess
 
     with pytest.raises(ValueError, match="one shape"):
         spectral_excess(photo[..., :64, :64], photo)

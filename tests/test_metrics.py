@@ -6,9 +6,9 @@ from scipy.ndimage import gaussian_filter
 from skimage import data
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from perceptual_sr.color import rgb_to_studio_y
-from perceptual_sr.metrics import LPIPSMetric, psnr_y, ssim_y
-from perceptual_sr.weights import ALEXNET_WEIGHTS, loss_network_weights
+from perceptual_sr.evaluation.metrics import LPIPSMetric, psnr_y, ssim_y
+from perceptual_sr.hub.weights import ALEXNET_WEIGHTS, loss_network_weights
+from perceptual_sr.utils.color import rgb_to_studio_y
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def test_lpips_load_is_strict(tmp_path):
 def test_grid_score_is_high_for_a_periodic_pattern_and_zero_for_the_ground_truth():
     from scipy.ndimage import gaussian_filter
 
-    from perceptual_sr.metrics import grid_score
+    from perceptual_sr.evaluation.metrics import grid_score
 
     rng = np.random.default_rng(0)
     photo = np.clip(gaussian_filter(rng.normal(size=(128, 128, 3)), sigma=(3, 3, 0)) * 80 + 128, 0, 255)
@@ -119,8 +119,8 @@ def _add_hatch(image, amplitude, frequency=(0.40, 0.39)):
 
 
 def test_hatch_score_is_zero_for_bicubic_and_for_aperiodic_texture():
-    from perceptual_sr.image_io import resize_bicubic
-    from perceptual_sr.metrics import hatch_score
+    from perceptual_sr.evaluation.metrics import hatch_score
+    from perceptual_sr.utils.image_io import resize_bicubic
 
     for name, hr in _textures().items():
         assert hatch_score(hr, hr) == 0.0, name
@@ -133,7 +133,7 @@ def test_hatch_score_is_zero_for_bicubic_and_for_aperiodic_texture():
 
 
 def test_hatch_score_sees_a_faint_diagonal_hatch_at_its_frequency_and_grid_score_does_not():
-    from perceptual_sr.metrics import grid_score, hatch_peak
+    from perceptual_sr.evaluation.metrics import grid_score, hatch_peak
 
     for name, hr in _textures().items():
         score, (fy, fx) = hatch_peak(_add_hatch(hr, 6.0), hr)  # +-6 grey levels, on white noise of sd 30 too
@@ -146,7 +146,7 @@ def test_hatch_score_sees_a_faint_diagonal_hatch_at_its_frequency_and_grid_score
 
 
 def test_hatch_inputs_are_checked():
-    from perceptual_sr.metrics import hatch_score
+    from perceptual_sr.evaluation.metrics import hatch_score
 
     photo = _textures()["photo"]
     with pytest.raises(ValueError, match="same shape"):

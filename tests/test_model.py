@@ -1,13 +1,12 @@
 import json
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
 from perceptual_sr import PerceptualSR, SRConfig
-from perceptual_sr.model import UPSAMPLERS
-from perceptual_sr.weights import DEFAULT_WEIGHTS_DIR
+from perceptual_sr.hub.weights import DEFAULT_WEIGHTS_DIR
+from perceptual_sr.networks.upscaler import UPSAMPLERS
 
 TINY = dict(channels=8, residual_blocks=1)
 
@@ -126,9 +125,9 @@ def test_the_bundled_default_loads_offline():
 
 
 def test_missing_default_weights_are_a_clear_error(tmp_path, monkeypatch):
-    import perceptual_sr.weights
+    import perceptual_sr.hub.weights
 
-    monkeypatch.setattr(perceptual_sr.weights, "DEFAULT_WEIGHTS_DIR", tmp_path / "absent")
+    monkeypatch.setattr(perceptual_sr.hub.weights, "DEFAULT_WEIGHTS_DIR", tmp_path / "absent")
     with pytest.raises(FileNotFoundError, match="no default weights"):
         PerceptualSR.from_pretrained()
 
@@ -172,15 +171,6 @@ def test_a_network_is_one_weight_set_and_points_to_the_pipeline_for_detail(tmp_p
         PerceptualSR.from_pretrained(tmp_path / "m", detail=0.5)
 
 
-def test_the_upscale_shortcut_runs_these_weights(tmp_path):
-    from perceptual_sr.pipeline import SRPipeline
-
-    model = PerceptualSR(SRConfig(upsampler="resize-conv", **TINY)).eval()
-    image = np.random.default_rng(0).random((10, 12, 3)).astype(np.float32)
-    np.testing.assert_array_equal(model.upscale(image, color_fix=None),
-                                  SRPipeline.from_network(model).upscale(image, color_fix=None))
-
-
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
 def test_weights_holding_nan_or_inf_are_refused(tmp_path, value):
     model = PerceptualSR(SRConfig(**TINY))
@@ -199,6 +189,7 @@ def test_a_weights_file_instead_of_its_folder_says_what_to_pass(tmp_path):
 
 def test_saved_files_are_readable_by_others_and_the_save_is_atomic(tmp_path, monkeypatch):
     import os
+
     import safetensors.torch
 
     model = PerceptualSR(SRConfig(**TINY))

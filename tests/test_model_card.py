@@ -1,7 +1,7 @@
 """The model card of a trained model: the dataset's real scale and degradation, the validation scores."""
 
 from perceptual_sr import SRConfig
-from perceptual_sr.model_card import build, training_card_kwargs
+from perceptual_sr.hub.model_card import build, training_card_kwargs
 
 ROW = {"set": "held-out", "psnr_y": 30.0, "ssim_y": 0.9, "lpips": 0.2, "grid": 0.1,
        "bicubic_psnr_y": 29.0, "bicubic_ssim_y": 0.85, "bicubic_lpips": 0.3, "bicubic_grid": -0.5}
@@ -40,7 +40,7 @@ def test_the_card_carries_the_final_validation_scores():
 
 def test_the_code_location_is_the_publishers_and_never_guessed():
     from perceptual_sr import SRConfig
-    from perceptual_sr.model_card import build
+    from perceptual_sr.hub.model_card import build
 
     assert "https://github.com/someone/perceptual_sr" in build(SRConfig(), 1, code_url="https://github.com/someone/perceptual_sr").text
     assert "http" not in build(SRConfig(), 1).text.split("## Usage")[1].split("## Architecture")[0]

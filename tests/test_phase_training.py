@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from perceptual_sr import PerceptualLoss, PerceptualSR, SRConfig
-from perceptual_sr.phase_training import PhaseTrainingNetwork, phase_forward, supports_phase_training
+from perceptual_sr.networks.phase_training import PhaseTrainingNetwork, phase_forward, supports_phase_training
 
 RESIZE_CONV = dict(channels=8, residual_blocks=1, upsampler="resize-conv")
 
@@ -155,15 +155,15 @@ def test_bf16_autocast_stays_close():
 @pytest.mark.parametrize("height, width, pad", [(12, 10, 2), (7, 9, 2), (6, 6, 1), (5, 8, 3)])
 def test_the_phase_stacks_backward_is_its_exact_adjoint(layout, height, width, pad):
     """<stack(x), g> == <x, adjoint(g)> for every x and g: the backward of the tail's phase stack."""
-    from perceptual_sr.inference_network import _PHASES, _stack_phases, _stack_phases_adjoint
+    from perceptual_sr.networks.phases import PHASES, stack_phases, stack_phases_adjoint
 
     generator = torch.Generator().manual_seed(height * width + pad)
     full = torch.randn(2, 3, 2 * height, 2 * width, dtype=torch.float64, generator=generator)
     full = full.contiguous(memory_format=layout)
-    stacked = _stack_phases([full[:, :, row::2, column::2] for row, column in _PHASES], pad, like=full)
+    stacked = stack_phases([full[:, :, row::2, column::2] for row, column in PHASES], pad, like=full)
     grad = torch.randn(stacked.shape, dtype=torch.float64, generator=generator).contiguous(memory_format=layout)
     kept = grad.clone()
-    adjoint = _stack_phases_adjoint(grad, pad)
+    adjoint = stack_phases_adjoint(grad, pad)
     assert adjoint.shape == full.shape and adjoint.is_contiguous(memory_format=layout)
     torch.testing.assert_close((stacked * grad).sum(), (full * adjoint).sum(), rtol=1e-12, atol=1e-10)
     assert torch.equal(grad, kept)  # the incoming gradient is not written to

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from perceptual_sr import PerceptualSR, SRConfig, SRPipeline
-from perceptual_sr.pipeline import MAX_CACHED_BLENDS, REAL_PHOTO_SUBFOLDER, TWIN_SUBFOLDER
+from perceptual_sr.inference.pipeline import MAX_CACHED_BLENDS, REAL_PHOTO_SUBFOLDER, TWIN_SUBFOLDER
 
 CONFIG = SRConfig(channels=8, residual_blocks=1, upsampler="resize-conv")
 
@@ -121,7 +121,7 @@ def test_push_to_hub_uploads_every_weight_set(tmp_path, monkeypatch):
 
 
 def test_a_hub_repo_is_downloaded_once_with_the_weight_files_only(tmp_path, monkeypatch):
-    import perceptual_sr.pipeline
+    import perceptual_sr.inference.pipeline
 
     folder = _pair(tmp_path)
     calls = []
@@ -130,7 +130,7 @@ def test_a_hub_repo_is_downloaded_once_with_the_weight_files_only(tmp_path, monk
         calls.append((repo_id, sorted(allow_patterns), kwargs))
         return str(folder)
 
-    monkeypatch.setattr(perceptual_sr.pipeline, "snapshot_download", fake_snapshot_download)
+    monkeypatch.setattr(perceptual_sr.inference.pipeline, "snapshot_download", fake_snapshot_download)
     pipeline = SRPipeline.from_pretrained("someone/sr", revision="v1")
     assert pipeline.has_axis("detail")
     subfolders = [TWIN_SUBFOLDER, "real-photo", "real-photo-pixel-twin"]

@@ -9,10 +9,10 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
-from perceptual_sr.data import degrade
-from perceptual_sr.image_io import load_rgb8 as load_rgb
-from perceptual_sr.prepare import PrepareConfig, crop_positions, find_images, prepare
-from perceptual_sr.prepare_command import main
+from perceptual_sr.commands.prepare import main
+from perceptual_sr.data.degradations import degrade
+from perceptual_sr.data.prepare import PrepareConfig, crop_positions, find_images, prepare
+from perceptual_sr.utils.image_io import load_rgb8 as load_rgb
 
 HR, SCALE = 32, 4
 ARRAYS = ("train_hr", "train_lr", "val_hr", "val_lr")

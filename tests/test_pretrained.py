@@ -6,10 +6,12 @@ import torch
 from skimage import data as skdata
 
 from perceptual_sr import PerceptualSR, SRPipeline
-from perceptual_sr.data import crop_to_multiple, degrade, uint8_to_tensor
-from perceptual_sr.image_io import resize_bicubic as bicubic_upscale
-from perceptual_sr.inference import upscale_array
-from perceptual_sr.metrics import LPIPSMetric, psnr_y
+from perceptual_sr.data.dataset import crop_to_multiple
+from perceptual_sr.data.degradations import degrade
+from perceptual_sr.evaluation.metrics import LPIPSMetric, psnr_y
+from perceptual_sr.inference.upscale import upscale_array
+from perceptual_sr.utils.image_io import resize_bicubic as bicubic_upscale
+from perceptual_sr.utils.image_io import uint8_to_tensor
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +41,7 @@ def test_bundled_model_is_the_documented_architecture(model):
 
 
 def test_bundled_model_has_its_pixel_loss_twin_and_little_grid_texture(model):
-    from perceptual_sr.metrics import grid_score
+    from perceptual_sr.evaluation.metrics import grid_score
 
     pipeline = SRPipeline.from_pretrained()
     assert pipeline.has_axis("detail")
@@ -69,7 +71,7 @@ def test_the_bundled_real_photo_pair_loads_offline_and_auto_cleans_jpegs_only(tm
     assert pipeline.assess(clean).cleanup == 0.0
     # Auto on a clean PNG is exactly the default's output (the benchmark protocol is unchanged).
     np.testing.assert_array_equal(np.asarray(pipeline.upscale(clean, fast=False)),
-                                  np.asarray(PerceptualSR.from_pretrained().upscale(clean, fast=False)))
+                                  np.asarray(SRPipeline.from_network(PerceptualSR.from_pretrained()).upscale(clean, fast=False)))
     buffer = io.BytesIO()
     lr.save(buffer, "JPEG", quality=50)
     jpeg = Image.open(io.BytesIO(buffer.getvalue()))

@@ -41,7 +41,7 @@ def test_no_committed_file_names_a_machine_path():
 @pytest.mark.slow  # a fresh interpreter imports torch and loads the bundled model
 def test_upscaling_does_not_import_the_training_stack():
     code = ("import sys, numpy as np, perceptual_sr; "
-            "perceptual_sr.PerceptualSR.from_pretrained().upscale(np.zeros((8, 8, 3), np.uint8)); "
+            "perceptual_sr.SRPipeline.from_pretrained().upscale(np.zeros((8, 8, 3), np.uint8)); "
             "print(sorted(m for m in ('torchvision', 'lpips', 'matplotlib', 'gradio', 'scipy') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

@@ -7,8 +7,8 @@ import pytest
 
 import train as train_script
 from perceptual_sr import SRConfig
-from perceptual_sr.config_flags import add_flags, from_flags, setting
-from perceptual_sr.train_config import TrainConfig, learning_rate_at
+from perceptual_sr.training.config import TrainConfig, learning_rate_at
+from perceptual_sr.utils.config_flags import add_flags, from_flags, setting
 
 
 @pytest.mark.parametrize("bad, name", [(dict(batch_size=0), "batch_size"), (dict(precision="fp8"), "precision"),

@@ -2,7 +2,7 @@
 
 import torch
 
-from perceptual_sr.train_samples import ResumableSampler, random_crops, random_dihedral
+from perceptual_sr.training.samples import ResumableSampler, random_crops, random_dihedral
 
 
 def test_each_sample_gets_its_own_crop_and_flip_and_pairs_stay_aligned():

@@ -15,13 +15,14 @@ from safetensors.torch import load_file, save_file
 from scipy.ndimage import gaussian_filter
 
 import train as train_script
-from perceptual_sr import PerceptualSR, SRConfig, runtime
-from perceptual_sr.adversarial import Critic
-from perceptual_sr.checkpoint import DISCRIMINATOR
-from perceptual_sr.prepare import PrepareConfig, prepare
-from perceptual_sr.train_config import TrainConfig
-from perceptual_sr.train_logs import TRAIN_LOG_FIELDS, CsvLog
-from perceptual_sr.training import TrainingDiverged, setup_run, train
+from perceptual_sr import PerceptualSR, SRConfig
+from perceptual_sr.data.prepare import PrepareConfig, prepare
+from perceptual_sr.networks.discriminator import Critic
+from perceptual_sr.training.checkpoint import DISCRIMINATOR
+from perceptual_sr.training.config import TrainConfig
+from perceptual_sr.training.logs import TRAIN_LOG_FIELDS, CsvLog
+from perceptual_sr.training.loop import TrainingDiverged, setup_run, train
+from perceptual_sr.utils import runtime
 
 TINY = SRConfig(channels=8, residual_blocks=1, upsampler="resize-conv")
 PIXEL_LOSS = dict(feature_layers="none", pixel_weight=1.0)  # no VGG to load: for tests of the set-up alone
@@ -104,8 +105,7 @@ def test_a_second_run_into_a_used_folder_must_resume(dataset, tmp_path):
 
 @pytest.mark.slow
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(dataset, tmp_path, monkeypatch):
-    from perceptual_sr import loss as loss_module
-
+    from perceptual_sr.training import loss as loss_module
     original = loss_module.PerceptualLoss.forward
     calls = {"n": 0}
 
@@ -267,7 +267,7 @@ def test_a_run_resumed_on_another_cpu_keeps_the_precision_it_started_in(dataset,
 
 
 def test_a_resumed_run_starts_where_the_checkpoint_left_off(dataset, tmp_path):
-    from perceptual_sr.training import checkpoint
+    from perceptual_sr.training.loop import checkpoint
 
     run = setup_run(TINY, _config(dataset, tmp_path, **PIXEL_LOSS))
     torch.nn.init.normal_(run.learner.model.tail.weight)
@@ -279,15 +279,15 @@ def test_a_resumed_run_starts_where_the_checkpoint_left_off(dataset, tmp_path):
 
 
 def _batch_at(run, step):
-    from perceptual_sr.training import batches
+    from perceptual_sr.training.loop import batches
 
     run.step = step
     return next(batches(run))
 
 
 def test_realistic_degradation_makes_each_lr_from_its_hr_crop_seeded_by_the_step(dataset, tmp_path):
-    from perceptual_sr.data import degrade
-    from perceptual_sr.image_io import tensor_to_uint8, uint8_to_tensor
+    from perceptual_sr.data.degradations import degrade
+    from perceptual_sr.utils.image_io import tensor_to_uint8, uint8_to_tensor
 
     config = _config(dataset, tmp_path, degradation="photo", crop_size=16, **PIXEL_LOSS)
     low_res, high_res = _batch_at(setup_run(TINY, config), 7)

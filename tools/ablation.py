@@ -23,9 +23,9 @@ from pathlib import Path
 
 import torch
 
-from perceptual_sr.model import SRConfig
-from perceptual_sr.train_config import TrainConfig
-from perceptual_sr.training import batches, setup_run, train, train_step
+from perceptual_sr.networks.upscaler import SRConfig
+from perceptual_sr.training.config import TrainConfig
+from perceptual_sr.training.loop import batches, setup_run, train, train_step
 
 # Today's shipped recipe (run E in docs/training.md), the reference point of every candidate.
 BASE_MODEL = dict(upsampler="resize-conv", global_skip="bicubic", residual_blocks=4, channels=64)

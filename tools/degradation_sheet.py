@@ -1,4 +1,4 @@
-"""Write a contact sheet of the real-photo degradation chain (`perceptual_sr.degradations`), to look at.
+"""Write a contact sheet of the real-photo degradation chain (`perceptual_sr.data.degradations`), to look at.
 
 Each row is one photo (a centred square crop): the clean bicubic LR, then `--samples` random draws of
 the chain (never the clean share), each labelled with the operations applied. LR images are shown
@@ -14,9 +14,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from perceptual_sr.data import degrade
-from perceptual_sr.degradations import DegradationConfig, degrade_realistic_with_record
-from perceptual_sr.image_io import IMAGE_SUFFIXES, load_rgb8, tensor_to_uint8, uint8_to_tensor
+from perceptual_sr.data.degradations import DegradationConfig, degrade, degrade_realistic_with_record
+from perceptual_sr.utils.image_io import IMAGE_SUFFIXES, load_rgb8, tensor_to_uint8, uint8_to_tensor
 
 LINE_HEIGHT = 12
 MARGIN = 4

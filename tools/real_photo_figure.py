@@ -14,9 +14,9 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 from skimage import data
 
-from perceptual_sr.atomic_write import atomic_file
-from perceptual_sr.image_io import resize_to
-from perceptual_sr.pipeline import SRPipeline
+from perceptual_sr.inference.pipeline import SRPipeline
+from perceptual_sr.utils.atomic_write import atomic_file
+from perceptual_sr.utils.image_io import resize_to
 
 QUALITY = 50
 CROP = (90, 40, 346, 296)  # 256 x 256 output pixels around the cat's eye and whiskers

@@ -3,7 +3,7 @@
     python tools/real_photo_table.py --model perceptual_sr/pretrained/perceptual-sr-x4 \
         --data ../shared/data/benchmarks/{Set5,Set14,BSD68} --max-images 10 --out docs/eval/real_photos
 
-For each LR degradation of `data.degrade_to_image` (bicubic, jpeg75, noise, realistic) and each
+For each LR degradation of `degradations.degrade_to_image` (bicubic, jpeg75, noise, realistic) and each
 cleanup setting, every set is evaluated as `perceptual-sr eval` does (x4, colour fix luma, fp32);
 the table gives the model's LPIPS-alex as a multiple of plain bicubic upscaling's on the same LR
 (lower is better), PSNR-Y, and the cross-hatch score (`metrics.hatch_score`). Writes `<out>.md` and `<out>.csv`.
@@ -18,10 +18,10 @@ import io
 import sys
 from pathlib import Path
 
-from perceptual_sr.atomic_write import write_text
-from perceptual_sr.evaluate import evaluate
-from perceptual_sr.metrics import LPIPSMetric
-from perceptual_sr.pipeline import SRPipeline
+from perceptual_sr.evaluation.evaluate import evaluate
+from perceptual_sr.evaluation.metrics import LPIPSMetric
+from perceptual_sr.inference.pipeline import SRPipeline
+from perceptual_sr.utils.atomic_write import write_text
 
 DEGRADATIONS = ("bicubic", "jpeg75", "noise", "realistic")
 CLEANUPS = (0.0, 1.0, "auto")

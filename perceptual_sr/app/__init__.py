@@ -1,0 +1,1 @@
+"""The Gradio demo, its server and the Hugging Face Space deploy."""

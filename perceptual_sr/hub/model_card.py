@@ -1,0 +1,135 @@
+"""The model card (README.md) written next to saved weights, and the upload of a finished run to the Hub.
+
+One source of truth: the metadata (`ModelCardData`, with the measured metrics as `EvalResult`s, so
+the Hub shows a `model-index`) and the Markdown are built here from the architecture, the recipe,
+the dataset's manifest and the measurements; nothing is copied from elsewhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+PAPER = "https://arxiv.org/abs/1603.08155"
+LIBRARY = "perceptual-sr"
+TAGS = ["image-super-resolution", "super-resolution", "image-to-image", "perceptual-loss", "pytorch",
+        "pytorch_model_hub_mixin", "model_hub_mixin"]
+METRIC_NAMES = {"psnr": "PSNR-Y", "ssim": "SSIM-Y", "lpips": "LPIPS-alex", "grid": "grid texture (log10 vs ground truth)"}
+# How each degradation of `degradations.degrade` (the manifest's "degradation") reads in the card.
+DEGRADATION_TEXT = {"bicubic": "bicubic downscaling", "blur": "a Gaussian blur then bicubic downscaling"}
+# The files of a finished run folder that `push` uploads.
+UPLOADED_FILES = ["config.json", "model.safetensors", "README.md", "train_config.json", "log.csv", "val.csv",
+                  "loss.png"]
+
+
+def eval_results(scores: list[dict[str, Any]], scale: int) -> list[EvalResult]:
+    """`EvalResult`s from rows {"dataset": name, "metric": psnr|ssim|lpips|grid, "value": float}."""
+    return [EvalResult(task_type="image-to-image", task_name=f"Image super-resolution x{scale}", dataset_type=row["dataset"],
+                       dataset_name=row["dataset"], metric_type=row["metric"],
+                       metric_name=METRIC_NAMES.get(row["metric"], row["metric"]), metric_value=round(row["value"], 4))
+            for row in scores]
+
+
+def build(config: Any, parameters: int, *, training: dict | None = None, evaluation: str | None = None,
+          notes: str | None = None, scores: list[dict[str, Any]] | None = None, repo_id: str | None = None,
+          degradation: str | None = None, code_url: str | None = None) -> ModelCard:
+    """A model card for a model of architecture `config` (an SRConfig) with `parameters` weights.
+
+    training: the run's settings (TrainConfig as a dict) and data summary, shown as JSON.
+    evaluation: a Markdown table of measured metrics; scores: the same numbers for the metadata.
+    notes: free Markdown appended at the end (e.g. provenance of bundled weights).
+    repo_id: filled into the usage snippet (else the bundled default's call).
+    degradation: how the training inputs were made from the originals (a dataset manifest's
+    "degradation": "blur" or "bicubic"); None where it is not known.
+    code_url: where the code lives, as the publisher sets it (never guessed).
+    """
+    results = eval_results(scores or [], config.scale)
+    made_by = DEGRADATION_TEXT.get(degradation, degradation) if degradation else f"x{config.scale} downscaling"
+    data = ModelCardData(
+        model_name=f"perceptual_sr x{config.scale}",
+        library_name=LIBRARY,
+        license="mit",
+        pipeline_tag="image-to-image",
+        tags=[*TAGS, f"x{config.scale}"],
+        datasets=["imagenet-1k"],
+        metrics=["psnr", "ssim", "lpips"],
+        eval_results=results or None,
+    )
+    load = f'SRPipeline.from_pretrained("{repo_id}")' if repo_id else "SRPipeline.from_pretrained()"
+    code = f"the `perceptual_sr` package ({code_url})" if code_url else "the `perceptual_sr` package"
+    sections = [
+        f"---\n{data.to_yaml()}\n---",
+        f"# perceptual_sr x{config.scale}",
+        "Feed-forward photo super-resolution trained with a perceptual (VGG-16 feature) loss, after Johnson, "
+        f"Alahi & Fei-Fei, *Perceptual Losses for Real-Time Style Transfer and Super-Resolution* (ECCV 2016, "
+        f"[{PAPER}]({PAPER})).",
+        f"## Usage\n\nInstall {code} (in a checkout of its repository: `pip install .`), then:\n\n"
+        "```python\nfrom perceptual_sr import SRPipeline\n"
+        f"pipeline = {load}\npipeline.upscale(\"photo.jpg\").save(\"photo_x{config.scale}.png\")\n```\n\n"
+        "`pipeline.upscale(image, detail=..., cleanup=...)` blends the weight sets this repository holds "
+        "(`detail` needs `pixel-twin/`, `cleanup` the `real-photo` pair).",
+        f"## Architecture\n\n{parameters:,} parameters.\n\n```json\n"
+        f"{json.dumps(dataclasses.asdict(config), indent=2)}\n```",
+        f"## Limitations\n\nTrained for clean inputs degraded by {made_by}: camera noise, JPEG artifacts "
+        "or other blur in the input are not what it learned to undo, and it invents plausible texture rather than "
+        "recovering the true one (use a lower `detail`, where available, when fidelity matters).",
+    ]
+    sections.append(
+        "## Licence\n\nThe code is MIT-licensed. The weights were trained on ImageNet photos, whose terms allow "
+        "non-commercial research use only (the real-photo weights also on BSDS500 photos, released for research); "
+        "check those terms before any other use.")
+    if training:
+        sections.append(f"## Training\n\n```json\n{json.dumps(training, indent=2, default=str)}\n```")
+    if evaluation:
+        sections.append(f"## Evaluation\n\n{evaluation}")
+    if notes:
+        sections.append(notes)
+    return ModelCard("\n\n".join(sections) + "\n")
+
+
+def training_card_kwargs(train_config: dict[str, Any], manifest: dict[str, Any], rows: list[dict[str, Any]],
+                         repo_id: str | None = None) -> dict[str, Any]:
+    """`build`'s keyword arguments for a model a training run saves.
+
+    train_config: the run's TrainConfig as a dict; manifest: its dataset's manifest.json (the real
+    scale and degradation); rows: the final validation rows (training's val.csv columns).
+    """
+    degradation = manifest.get("degradation", "blur")  # manifests from before the choice existed: blur
+    data_summary = {key: manifest.get(key) for key in ("scale", "hr_size", "degradation", "counts", "seed")}
+    evaluation, scores = None, []
+    if rows:
+        lines = [f"Validation at the end of training ({degradation} degradation; "
+                 "`held-out` is the dataset's held-out split):", "",
+                 "| set | method | PSNR-Y | SSIM-Y | LPIPS-alex | grid |", "| --- | --- | --- | --- | --- | --- |"]
+        for row in rows:
+            for method, prefix in (("bicubic", "bicubic_"), ("model", "")):
+                lines.append(f"| {row['set']} | {method} | {row[prefix + 'psnr_y']:.2f} | {row[prefix + 'ssim_y']:.4f} "
+                             f"| {row[prefix + 'lpips']:.4f} | {row[prefix + 'grid']:.2f} |")
+            scores += [{"dataset": row["set"], "metric": metric, "value": float(row[column])}
+                       for metric, column in (("psnr", "psnr_y"), ("ssim", "ssim_y"), ("lpips", "lpips"), ("grid", "grid"))]
+        evaluation = "\n".join(lines)
+    return {"training": {"train_config": train_config, "data": data_summary}, "evaluation": evaluation,
+            "scores": scores, "repo_id": repo_id, "degradation": degradation}
+
+
+def push(out_dir: Path, repo_id: str) -> str:
+    """Upload a finished run folder to the Hub: the weights with the card training wrote, the logs
+    and the settings (UPLOADED_FILES); returns the repo's URL. (`model.push_to_hub` would save a
+    fresh folder with a bare card instead.) RuntimeError, saying what to do, if the upload fails."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
+
+    try:
+        api = HfApi()
+        url = api.create_repo(repo_id, exist_ok=True)
+        api.upload_folder(repo_id=repo_id, folder_path=str(out_dir), allow_patterns=UPLOADED_FILES,
+                          commit_message="Upload model and training logs from perceptual_sr train.py")
+        return str(url)
+    except (HfHubHTTPError, LocalTokenNotFoundError, OSError) as error:
+        raise RuntimeError(f"could not push to the Hub repo {repo_id!r} ({type(error).__name__}: "
+                           f"{error}); log in with `hf auth login` or set HF_TOKEN, and check your connection. "
+                           f"The model is saved in {out_dir}") from error

@@ -1,0 +1,236 @@
+"""Upscaling real images: the front door. Any input kind in, the same kind out.
+
+`upscale(model, image)` accepts a Pillow image, a file path (-> Pillow image), a numpy array
+(H, W[, C], uint8 / uint16 / float in [0, 1]) or a torch tensor ((C, H, W) or (B, C, H, W) float
+in [0, 1]) and returns the same kind. C may be 1 (grey), 3 (RGB) or 4 (RGBA). The pixels are
+read and written by `image_io`, upscaled in tiles by `tiling`, on the network `inference_network`
+builds, and colour-fixed by `color_fix`. Integer images stay integer all the way: an 8-bit
+photo is upscaled to 16-bit integers, colour-fixed, and rounded to 8 bits, with no full-size
+float copy of the colour image (a greyscale result's luma is computed in float).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, overload
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from perceptual_sr.inference.color_fix import COLOR_FIXES, DEFAULT_COLOR_FIX, apply_color_fix, match_histogram  # noqa: F401
+from perceptual_sr.inference.tiling import DEFAULT_TILE_OVERLAP, upscale_tiled
+from perceptual_sr.networks import inference_network
+from perceptual_sr.utils.config_flags import is_whole_number
+from perceptual_sr.utils.image_io import (
+    DEFAULT_MAX_PIXELS,
+    DecodedImage,
+    ImageTooLargeError,
+    check_pixel_count,
+    decode_pil,
+    encode_pil,
+    open_image,
+    quantize,
+    resize_bicubic,
+    rgb_to_grey,
+)
+from perceptual_sr.utils.runtime import choose_device, resolve_precision
+
+__all__ = ["upscale", "upscale_with", "upscale_array", "UpscaleOptions", "apply_color_fix", "choose_device", "COLOR_FIXES",
+           "DEFAULT_COLOR_FIX", "ImageTooLargeError", "DEFAULT_MAX_PIXELS"]
+
+_TORCH_DTYPES = {np.uint8: torch.uint8, np.uint16: torch.uint16, np.float32: torch.float32}
+
+
+@dataclass(frozen=True)
+class UpscaleOptions:
+    """How to upscale, checked once at the front door and passed down whole.
+
+    color_fix: "histogram", "luma" or None (see `apply_color_fix`).
+    tile_size / tile_overlap: tile side and overlap in input pixels; tile_size None picks one
+        for the device. Out-of-memory errors are retried with smaller batches and tiles.
+    max_pixels: largest accepted input (width x height); above it ImageTooLargeError. None: no limit.
+    device: None picks CUDA, then MPS, then CPU. The model itself is never moved: a copy runs there.
+    fast: the rewritten network (`inference_network`), channels_last, bf16 autocast on CPUs where
+        it is measured faster, fp16/bf16 autocast on CUDA; False runs a plain fp32 copy of the model.
+    tile_batch: tiles per forward pass; None: what fits the device.
+    progress: a tqdm bar over the tiles.
+    """
+
+    color_fix: str | None = DEFAULT_COLOR_FIX
+    tile_size: int | None = None
+    tile_overlap: int = DEFAULT_TILE_OVERLAP
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    device: str | torch.device | None = None
+    fast: bool = True
+    tile_batch: int | None = None
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.color_fix not in COLOR_FIXES:
+            raise ValueError(f"color_fix must be one of {COLOR_FIXES}, got {self.color_fix!r}")
+        for name in ("tile_size", "tile_batch", "max_pixels"):
+            value = getattr(self, name)
+            if value is not None and (not is_whole_number(value) or value < 1):
+                raise ValueError(f"{name} must be a positive whole number or None (automatic), got {value!r}")
+        if not is_whole_number(self.tile_overlap) or self.tile_overlap < 0:
+            raise ValueError(f"tile_overlap must be a whole number of pixels >= 0, got {self.tile_overlap!r}")
+        # numpy integers (np.int64 from a shape, say) count as whole numbers: store them as ints.
+        for name in ("tile_size", "tile_batch", "max_pixels", "tile_overlap"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, int(getattr(self, name)))
+
+
+@overload
+def upscale(model: nn.Module, image: Image.Image | str | Path, **options: Any) -> Image.Image: ...
+@overload
+def upscale(model: nn.Module, image: np.ndarray, **options: Any) -> np.ndarray: ...
+@overload
+def upscale(model: nn.Module, image: torch.Tensor, **options: Any) -> torch.Tensor: ...
+
+
+def upscale(model: nn.Module, image: Any, **options: Any) -> Image.Image | np.ndarray | torch.Tensor:
+    """Upscale `image` by `model.scale`; returns the same kind as the input (a path gives PIL).
+
+    model: a `PerceptualSR` (run as `inference_network.prepare` makes it, never moved or changed)
+        or a ready network such as `export.OnnxSR`. `options`: the fields of `UpscaleOptions`.
+    Tensors stay on their device; without a colour fix they are upscaled there end to end.
+    Raises ValueError (or FileNotFoundError for a missing path) with a user-facing message.
+    """
+    settings = UpscaleOptions(**options)
+    device = choose_device(settings.device)
+    return upscale_with(inference_network.prepare(model, device, settings.fast), image, settings, device)
+
+
+def upscale_with(network: nn.Module, image: Any, options: UpscaleOptions, device: torch.device) -> Any:
+    """`upscale` with a network already prepared for `device` (the pipeline keeps one per blend)."""
+    if isinstance(image, (str, Path)):
+        image = open_image(image, max_pixels=options.max_pixels)
+    if isinstance(image, Image.Image):
+        decoded = decode_pil(image, max_pixels=options.max_pixels)
+        return encode_pil(*_upscale_decoded(network, decoded, options, device), like=decoded)  # uint16 -> mode
+    if isinstance(image, np.ndarray):
+        return _upscale_numpy(network, image, options, device)
+    if isinstance(image, torch.Tensor):
+        return _upscale_tensor(network, image, options, device)
+    raise ValueError(f"cannot upscale a {type(image).__name__}; pass a PIL image, a path, a numpy array or a tensor")
+
+
+def _upscale_decoded(network: nn.Module, decoded: DecodedImage, options: UpscaleOptions,
+                     device: torch.device) -> tuple[np.ndarray, np.ndarray | None]:
+    """DecodedImage -> (upscaled uint16 RGB, upscaled float alpha or None)."""
+    scale = network.scale
+    # 16-bit integers: exact for 8-bit and 16-bit output, and memory-light for huge images.
+    rgb = _upscale_rgb(network, decoded.rgb, np.uint16, options, device)
+    alpha = None
+    if decoded.alpha is not None:
+        # Alpha is not a colour: the network never saw one, so it is upscaled bicubically.
+        alpha = np.clip(resize_bicubic(decoded.alpha[..., None], scale)[..., 0], 0.0, 1.0)
+    return rgb, alpha
+
+
+def _upscale_numpy(network: nn.Module, array: np.ndarray, options: UpscaleOptions, device: torch.device) -> np.ndarray:
+    if array.ndim == 2:
+        channels = 1
+    elif array.ndim == 3 and array.shape[2] in (1, 3, 4):
+        channels = array.shape[2]
+    else:
+        raise ValueError(f"expected a numpy image of shape (H, W) or (H, W, 1|3|4), got {array.shape}")
+    check_pixel_count(array.shape[1], array.shape[0], options.max_pixels)
+    values = _to_unit_float(array)
+    planes = values.reshape(array.shape[0], array.shape[1], channels)
+    rgb = np.repeat(planes, 3, axis=2) if channels == 1 else planes[..., :3]
+    alpha = planes[..., 3] if channels == 4 else None
+    # Integers work in 16 bits (as Pillow images do) and are rounded to the caller's depth at the end.
+    out_dtype = np.uint16 if array.dtype in (np.uint8, np.uint16) else np.float32
+    upscaled = _upscale_rgb(network, np.ascontiguousarray(rgb), out_dtype, options, device)
+    if channels == 1:
+        upscaled = quantize(rgb_to_grey(quantize(upscaled, np.float32)), array.dtype.type)[..., None]
+    else:
+        upscaled = quantize(upscaled, array.dtype.type)  # uint16 -> uint8 exactly; float32 -> the caller's float
+    if alpha is not None:
+        alpha_up = resize_bicubic(alpha[..., None], network.scale)
+        upscaled = np.concatenate([upscaled, quantize(alpha_up, array.dtype.type)], axis=2)
+    return upscaled.reshape(upscaled.shape[0], upscaled.shape[1]) if array.ndim == 2 else upscaled
+
+
+def _upscale_tensor(network: nn.Module, tensor: torch.Tensor, options: UpscaleOptions,
+                    device: torch.device) -> torch.Tensor:
+    if tensor.ndim not in (3, 4) or tensor.shape[-3] not in (1, 3, 4):
+        raise ValueError(f"expected a tensor of shape (C, H, W) or (B, C, H, W) with C in 1, 3, 4, got {tuple(tensor.shape)}")
+    if not tensor.is_floating_point():
+        raise ValueError(f"expected a float tensor in [0, 1], got dtype {tensor.dtype}")
+    if tensor.is_meta or tensor.layout != torch.strided:
+        raise ValueError(f"expected a dense tensor holding pixels, got a {tensor.layout} tensor on {tensor.device}; "
+                         "pass tensor.to_dense() or one that holds data")
+    batch = tensor.unsqueeze(0) if tensor.ndim == 3 else tensor
+    if batch.shape[0] == 0:
+        raise ValueError(f"the batch is empty (shape {tuple(tensor.shape)}); pass at least one image")
+    check_pixel_count(batch.shape[-1], batch.shape[-2], options.max_pixels)
+    if options.color_fix is not None or batch.shape[1] != 3:
+        # The colour fix, grey and alpha live in numpy: round-trip through the array path.
+        outputs = [torch.from_numpy(_upscale_numpy(network, item.detach().float().permute(1, 2, 0).cpu().numpy(),
+                                                   options, device)).permute(2, 0, 1) for item in batch]
+    else:  # RGB without a colour fix: tensor in, tensor out, on the tensor's device
+        _check_unit_range(float(batch.min()), float(batch.max()))
+        outputs = [_upscale_planes(network, item.detach().float(), torch.float32, options, device) for item in batch]
+    result = torch.stack(outputs).to(device=tensor.device, dtype=tensor.dtype)
+    return result[0] if tensor.ndim == 3 else result
+
+
+def _check_unit_range(low: float, high: float) -> None:
+    if not (math.isfinite(low) and math.isfinite(high)) or low < -1e-3 or high > 1 + 1e-3:
+        raise ValueError(f"float images must hold finite values in [0, 1], got range [{low}, {high}]")
+
+
+def _to_unit_float(array: np.ndarray) -> np.ndarray:
+    if array.size == 0:
+        raise ValueError(f"image is empty (shape {array.shape})")
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / 255.0
+    if array.dtype == np.uint16:
+        return array.astype(np.float32) / 65535.0
+    if np.issubdtype(array.dtype, np.floating):
+        values = array.astype(np.float32)
+        _check_unit_range(float(values.min()), float(values.max()))
+        return np.clip(values, 0.0, 1.0)
+    raise ValueError(f"unsupported image dtype {array.dtype}; use uint8, uint16 or float in [0, 1]")
+
+
+# --- device, network and tiles ---------------------------------------------------------------
+
+
+def upscale_array(model: nn.Module, rgb: np.ndarray, *, out_dtype: type = np.uint8, **options: Any) -> np.ndarray:
+    """(H, W, 3) float32 RGB in [0, 1] -> (sH, sW, 3) array of `out_dtype` (uint8, uint16 or float32).
+    `model` and `options` as for `upscale`."""
+    settings = UpscaleOptions(**options)
+    device = choose_device(settings.device)
+    return _upscale_rgb(inference_network.prepare(model, device, settings.fast), rgb, out_dtype, settings, device)
+
+
+def _upscale_rgb(network: nn.Module, rgb: np.ndarray, out_dtype: type, options: UpscaleOptions,
+                 device: torch.device) -> np.ndarray:
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise ValueError(f"expected a non-empty (H, W, 3) array, got shape {rgb.shape}")
+    out_dtype = np.dtype(out_dtype).type  # np.uint8 and np.dtype("uint8") alike
+    if out_dtype not in _TORCH_DTYPES:
+        raise ValueError(f"out_dtype must be one of uint8, uint16, float32, got {out_dtype!r}")
+    planes = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)  # a view
+    out = _upscale_planes(network, planes, _TORCH_DTYPES[out_dtype], options, device).permute(1, 2, 0).numpy()
+    if options.color_fix is not None:
+        out = apply_color_fix(out, rgb, network.scale, options.color_fix)
+    return out
+
+
+def _upscale_planes(network: nn.Module, planes: torch.Tensor, out_dtype: torch.dtype, options: UpscaleOptions,
+                    device: torch.device) -> torch.Tensor:
+    """(3, H, W) float in [0, 1] -> (3, sH, sW) of `out_dtype`, on the planes' device."""
+    fast = options.fast and device.type != "mps"
+    precision = resolve_precision(device, "auto") if fast else None
+    with torch.inference_mode():
+        return upscale_tiled(network, planes, out_dtype=out_dtype, tile_size=options.tile_size,
+                             tile_overlap=options.tile_overlap, tile_batch=options.tile_batch, device=device,
+                             precision=precision, channels_last=fast, progress=options.progress)

@@ -1,0 +1,1 @@
+"""The training loop, its configuration, loss, samples, checkpoints and logs."""
