@@ -433,13 +433,11 @@ def test_after_an_upscale_the_strength_slider_shows_the_automatic_choice(app_url
     assert page.locator("#cleanup-slider input[type=range]").is_disabled()
 
 
-def test_the_automatic_strength_is_read_from_the_summary_line_it_wrote():
+def test_the_slider_shows_the_strength_the_upscale_ran_at_only_while_automatic():
     import gradio as gr
 
     from perceptual_sr.app.demo import _show_automatic_strength
-    from perceptual_sr.inference.auto_cleanup import InputQuality
 
-    summary = f"**48 x 32 → 192 x 128 px** (x4, RGB) in **0.1 s** on CPU; {InputQuality(80, 1.0, 0.75).describe()}."
-    assert _show_automatic_strength(True, summary).value == 0.75
-    assert _show_automatic_strength(False, summary) == gr.skip()  # a manual choice is left alone
-    assert _show_automatic_strength(True, "cleanup 0.3") == gr.skip()  # not the automatic wording
+    assert _show_automatic_strength(True, 0.75).value == 0.75
+    assert _show_automatic_strength(False, 0.75) == gr.skip()  # a manual choice is left alone
+    assert _show_automatic_strength(True, None) == gr.skip()  # nothing ran yet

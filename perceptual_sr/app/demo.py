@@ -10,7 +10,6 @@ two 1:1 detail crops).
 
 from __future__ import annotations
 
-import re
 import shutil
 import tempfile
 import time
@@ -109,15 +108,23 @@ def _slider_previews(input_path: str | Path, result: Image.Image, folder: Path, 
     return paths
 
 
-# The automatic choice as `InputQuality.describe` words it in the summary line.
-_AUTOMATIC_CHOICE = re.compile(r"cleanup (\d+(?:\.\d+)?) \(auto:")
+def _show_automatic_strength(automatic: bool, ran_at: float | None) -> gr.Slider | dict:
+    """The strength slider after an upscale: the automatic choice while the box is ticked, else
+    left as the visitor set it."""
+    return gr.Slider(value=ran_at) if automatic and ran_at is not None else gr.skip()
 
 
-def _show_automatic_strength(automatic: bool, summary: str | None) -> gr.Slider | dict:
-    """After an upscale with the automatic choice on, the (greyed) strength slider shows what it
-    chose: a visitor sees it, and unticking the box starts from it. A manual strength stays."""
-    found = _AUTOMATIC_CHOICE.search(summary or "") if automatic else None
-    return gr.Slider(value=float(found.group(1))) if found else gr.skip()
+def _button_label(factor: float) -> str:
+    return f"Upscale {factor:g}x"
+
+
+def _upright_size(image: Image.Image) -> tuple[int, int]:
+    """(width, height) as the photo is shown: EXIF orientations 5-8 turn it a quarter."""
+    try:
+        orientation = image.getexif().get(0x0112, 1)
+    except Exception:  # an unreadable EXIF block: decoding has already refused it, or ignores it
+        orientation = 1
+    return (image.height, image.width) if orientation in (5, 6, 7, 8) else image.size
 
 
 def _busiest_window(image: Image.Image, side: int) -> tuple[int, int]:
@@ -166,7 +173,8 @@ def _prune(folder: Path, max_age_s: float) -> None:
 
 
 class Upscaler:
-    """The demo's prediction function: (file path, colour fix, tile size) -> slider, PNG, summary."""
+    """The demo's prediction function: (file path, colour fix, tile size, detail, clean-up strength,
+    automatic clean-up, output size) -> the slider's previews, the PNG, the summary, the 1:1 crops."""
 
     def __init__(
         self,
@@ -191,32 +199,40 @@ class Upscaler:
         detail: float | None = None, cleanup: float | None = None, automatic_cleanup: bool = True,
         outscale: float | None = None,
     ) -> tuple[tuple[str, str], str, str, tuple[str, str]]:
+        """The app's outputs: the slider's two previews, the PNG's path, the summary line, the two crops."""
+        return self.run(image_path, color_fix, tile_size, detail, cleanup, automatic_cleanup, outscale)[0]
+
+    def run(
+        self, image_path: str | None, color_fix: str | None = None, tile_size: float | None = DEFAULT_TILE_SIZE,
+        detail: float | None = None, cleanup: float | None = None, automatic_cleanup: bool = True,
+        outscale: float | None = None,
+    ) -> tuple[tuple[tuple[str, str], str, str, tuple[str, str]], float]:
+        """`__call__`'s outputs and the clean-up strength the upscale ran at (what "auto" chose)."""
         if not image_path:
             raise gr.Error("Please upload, paste or take a photo first (or click an example).", title="No image")
         color_fix = _color_fix_value(DEFAULT_COLOR_FIX) if color_fix is None else color_fix
         fixes = {_color_fix_value(name): name for name in COLOR_FIXES}
         if color_fix not in fixes:
             raise gr.Error(f"Unknown colour fix {color_fix!r}; choose one of {sorted(fixes)}.", title="Bad option")
-        tile = int(tile_size or 0)
-        if tile < 0 or tile > MAX_TILE_SIZE:
-            raise gr.Error(f"Tile size must be between 0 (automatic) and {MAX_TILE_SIZE}, got {tile}.",
+        tile = tile_size or 0
+        if (isinstance(tile, bool) or not isinstance(tile, (int, float, np.integer, np.floating))
+                or not np.isfinite(tile) or tile != int(tile) or not 0 <= tile <= MAX_TILE_SIZE):
+            raise gr.Error(f"Tile size must be a whole number from 0 (automatic) to {MAX_TILE_SIZE}, "
+                           f"got {tile_size!r}.", title="Bad option")
+        tile = int(tile)
+        if not isinstance(automatic_cleanup, (bool, np.bool_)):  # "false" would read as true
+            raise gr.Error(f"The automatic clean-up switch must be true or false, got {automatic_cleanup!r}.",
                            title="Bad option")
-        detail = 1.0 if detail is None else float(detail)
-        if not 0.0 <= detail <= 1.0:
-            raise gr.Error(f"Detail must be between 0 and 1, got {detail}.", title="Bad option")
-        if detail != 1.0 and not self.pipeline.has_axis("detail"):
-            raise gr.Error("This model has no pixel-loss twin, so only detail 1 is available.", title="Bad option")
-        cleanup = 0.0 if cleanup is None else float(cleanup)
-        if not 0.0 <= cleanup <= 1.0:
-            raise gr.Error(f"Clean-up must be between 0 and 1, got {cleanup}.", title="Bad option")
-        outscale = float(self.pipeline.scale if outscale is None else outscale)
+        can_clean_up = self.pipeline.has_axis("cleanup")
+        try:  # the pipeline owns the settings' ranges; the app only says which control was wrong
+            detail, cleanup, outscale = self.pipeline.check_settings(
+                detail, "auto" if automatic_cleanup and can_clean_up else (cleanup or 0.0), outscale)
+        except ValueError as error:
+            raise gr.Error(f"{error}.", title="Bad option") from error
         if not outscale.is_integer() or not 1 <= outscale <= self.pipeline.scale:
             raise gr.Error(f"Output size must be a whole factor from 1 to {self.pipeline.scale}, got {outscale:g}.",
                            title="Bad option")
         outscale = int(outscale)
-        can_clean_up = self.pipeline.has_axis("cleanup")
-        if cleanup != 0.0 and not automatic_cleanup and not can_clean_up:
-            raise gr.Error("This model has no real-photo weights, so only clean-up 0 is available.", title="Bad option")
         size = header_size(image_path)
         if size is not None and size[0] * size[1] > self.max_input_pixels:
             raise gr.Error(_too_large_message(size, self.max_input_pixels), title="Image too large")
@@ -224,16 +240,11 @@ class Upscaler:
         try:
             # Small tiles get a proportionally smaller overlap (it must stay under half a tile).
             overlap = min(DEFAULT_TILE_OVERLAP, tile // 4) if tile else DEFAULT_TILE_OVERLAP
-            image = open_image(image_path, max_pixels=self.max_input_pixels)
-            if automatic_cleanup and can_clean_up:
-                measured = self.pipeline.assess(image)  # the file as uploaded: a JPEG keeps its tables
-                cleanup, cleanup_note = measured.cleanup, f"; {measured.describe()}"
-            else:
-                cleanup_note = f"; cleanup {cleanup:g}" if can_clean_up else ""
-            result = self.pipeline.upscale(image, detail=detail, cleanup=cleanup, outscale=outscale,
-                                           color_fix=fixes[color_fix],
-                                           tile_size=tile or None, tile_overlap=overlap,
-                                           max_pixels=self.max_input_pixels, device=self.device)
+            image = open_image(image_path, max_pixels=self.max_input_pixels)  # a JPEG keeps its tables
+            run = self.pipeline.run(image, detail=detail, cleanup=cleanup, outscale=outscale,
+                                    color_fix=fixes[color_fix], tile_size=tile or None, tile_overlap=overlap,
+                                    max_pixels=self.max_input_pixels, device=self.device)
+            result = run.image
         except ImageTooLargeError as error:  # e.g. a decompression bomb with a lying header
             raise gr.Error(_too_large_message(size, self.max_input_pixels), title="Image too large") from error
         except ValueError as error:  # messages are meant for users; show the file's name, not our temp path
@@ -251,14 +262,17 @@ class Upscaler:
             bicubic_path, preview_path = _slider_previews(image_path, result, folder, stem)
             bicubic_crop, crop = _detail_crops(image_path, result, folder, stem, outscale)
             download.result()  # its errors are this call's errors
+        width, height = _upright_size(image)
+        cleanup_note = f"; {run.describe()}" if can_clean_up else ""
         summary = (
-            f"**{image.width} x {image.height} → "
+            f"**{width} x {height} → "
             f"{result.width} x {result.height} px** "
             f"(x{outscale}, {result.mode}) in **{seconds:.2f} s** on {self.device.type.upper()}"
             f"{f', {tile} px tiles' if tile else ''}; colour fix: {color_fix}"
             f"{f'; detail {detail:g}' if self.pipeline.has_axis('detail') else ''}{cleanup_note}."
         )
-        return (str(bicubic_path), str(preview_path)), str(output_path), summary, (str(bicubic_crop), str(crop))
+        outputs = (str(bicubic_path), str(preview_path)), str(output_path), summary, (str(bicubic_crop), str(crop))
+        return outputs, run.cleanup
 
 
 def _friendly_read_errors(component: gr.Image) -> gr.Image:
@@ -340,10 +354,12 @@ def build_demo(
     @on_zero_gpu
     def predict(image_path: str | None, color_fix: str | None = None, tile_size: float | None = DEFAULT_TILE_SIZE,
                 detail: float | None = None, cleanup: float | None = None, automatic_cleanup: bool = True,
-                outscale: float | None = None) -> tuple[tuple[str, str], str, str, tuple[str, str]]:
-        return upscaler(image_path, color_fix, tile_size, detail, cleanup, automatic_cleanup, outscale)
+                outscale: float | None = None) -> tuple[Any, ...]:
+        """The outputs, then the strength the upscale ran at (into a State: not part of the API)."""
+        outputs, ran_at = upscaler.run(image_path, color_fix, tile_size, detail, cleanup, automatic_cleanup, outscale)
+        return (*outputs, ran_at)
 
-    def predict_example(image_path: str) -> tuple[tuple[str, str], str, str, tuple[str, str]]:
+    def predict_example(image_path: str) -> tuple[Any, ...]:
         return predict(image_path, _color_fix_value(DEFAULT_COLOR_FIX), default_tile_size)
 
     with gr.Blocks(title=f"perceptual_sr: {scale}x photo super-resolution", analytics_enabled=False,
@@ -363,7 +379,7 @@ def build_demo(
                     label="Low-resolution photo", type="filepath", image_mode=None,
                     sources=["upload", "clipboard", "webcam"], format="png", elem_id="input-image"))
                 # Right under the photo: on a phone (390 x 844) it stays on the first screen.
-                run = gr.Button(f"Upscale {scale}x", variant="primary", elem_id="upscale-button")
+                run = gr.Button(_button_label(scale), variant="primary", elem_id="upscale-button")
                 detail = gr.Slider(
                     minimum=0.0, maximum=1.0, step=0.05, value=1.0, label="Fidelity ↔ Detail",
                     info="0: faithful and smooth, for documents, screenshots and faces. "
@@ -407,7 +423,8 @@ def build_demo(
                             "photo): bicubic (left) vs perceptual_sr (right)", elem_id="detail-crop-caption")
                 crop = gr.ImageSlider(label="1:1 detail", show_label=False, type="filepath", format="webp",
                                       interactive=False, max_height=CROP_SIDE, elem_id="detail-crop")
-        outputs = [slider, download, summary, crop]
+        ran_at_cleanup = gr.State()  # the strength of the last upscale, for the slider to show
+        outputs = [slider, download, summary, crop, ran_at_cleanup]
         paths = example_paths(examples_dir) if examples_dir is not None else []
         # Examples larger than this app accepts would fail at start-up (cached) or on click: left out.
         paths = [path for path in paths if _fits(path, max_input_pixels)]
@@ -419,12 +436,18 @@ def build_demo(
             )
         automatic_cleanup.change(lambda automatic: gr.Slider(interactive=not automatic), inputs=automatic_cleanup,
                                  outputs=cleanup, queue=False, api_visibility="private")
+        # On a phone the result sits below the controls: scroll to it, or a tap seems to do nothing.
         run.click(predict, inputs=[image, color_fix, tile_size, detail, cleanup, automatic_cleanup, outscale],
-                  outputs=outputs,
-                  api_name="upscale",
+                  outputs=outputs, api_name="upscale", scroll_to_output=True,
                   concurrency_limit=concurrency_limit, concurrency_id="upscale")
-        # Each new summary (an upscale or an example) carries the automatic choice, if it was made.
-        summary.change(_show_automatic_strength, inputs=[automatic_cleanup, summary], outputs=cleanup, queue=False,
-                       api_visibility="private")
+        # After an automatic upscale (or an example) the greyed slider shows the strength chosen:
+        # a visitor sees it, and unticking the box starts from it. A manual strength stays.
+        ran_at_cleanup.change(_show_automatic_strength, inputs=[automatic_cleanup, ran_at_cleanup], outputs=cleanup,
+                              queue=False, api_visibility="private")
+        # A new photo has not been measured yet: back to automatic, the slider at rest.
+        image.change(lambda _: (gr.Checkbox(value=True), gr.Slider(value=0.0, interactive=False)), inputs=image,
+                     outputs=[automatic_cleanup, cleanup], queue=False, api_visibility="private")
+        outscale.change(lambda factor: gr.Button(value=_button_label(factor)), inputs=outscale, outputs=run,
+                        queue=False, api_visibility="private")
     demo.queue(max_size=queue_size, default_concurrency_limit=concurrency_limit)
     return demo

@@ -16,8 +16,14 @@ from tqdm.auto import tqdm
 
 from perceptual_sr import __version__
 from perceptual_sr.data.degradations import DEGRADATIONS
-from perceptual_sr.inference.pipeline import SRPipeline
-from perceptual_sr.inference.upscale import COLOR_FIXES, DEFAULT_COLOR_FIX, DEFAULT_TILE_OVERLAP, upscale
+from perceptual_sr.inference.pipeline import SRPipeline, check_axis_value
+from perceptual_sr.inference.upscale import (
+    COLOR_FIXES,
+    DEFAULT_COLOR_FIX,
+    DEFAULT_TILE_OVERLAP,
+    apply_outscale,
+    upscale,
+)
 from perceptual_sr.utils.image_io import (
     DEFAULT_MAX_PIXELS,
     IMAGE_SUFFIXES,
@@ -25,8 +31,6 @@ from perceptual_sr.utils.image_io import (
     check_outscale,
     header_size,
     is_complete_image,
-    open_image,
-    resize_to_outscale,
     save_image,
 )
 from perceptual_sr.utils.interrupts import sigterm_as_interrupt
@@ -163,15 +167,13 @@ def _whole_number(minimum: int):
 
 
 def _cleanup_value(text: str) -> float | str:
+    """--cleanup's text as the pipeline takes it: "auto", or a number in the range it checks."""
     if text == "auto":
         return text
     try:
-        value = float(text)
+        return check_axis_value("cleanup", float(text))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected auto or a number from 0 to 1, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected auto or a number from 0 to 1, got {text!r}")
-    return value
 
 
 def collect_inputs(inputs: list[Path]) -> list[Path]:
@@ -255,11 +257,12 @@ def run_upscale(args: argparse.Namespace, model: SRPipeline | nn.Module) -> int:
                            tile_overlap=args.tile_overlap, max_pixels=args.max_pixels, device=args.device,
                            fast=args.fast)
             if isinstance(model, SRPipeline):
-                image = _upscale_with_pipeline(model, path, args, options)
+                result = model.run(path, detail=args.detail, cleanup=args.cleanup, outscale=outscale, **options)
+                if result.quality is not None and model.has_axis("cleanup"):
+                    tqdm.write(f"{path.name}: {result.describe()}")
+                image = result.image
             else:
-                image = upscale(model, path, **options)
-            if outscale != model.scale:
-                image = resize_to_outscale(image, (image.width // model.scale, image.height // model.scale), outscale)
+                image = apply_outscale(upscale(model, path, **options), model.scale, outscale)
             save_image(image, target)
             done += 1
         except (ValueError, OSError) as error:
@@ -270,16 +273,6 @@ def run_upscale(args: argparse.Namespace, model: SRPipeline | nn.Module) -> int:
     print(f"upscaled {done}, skipped {skipped} existing, failed {len(failed)} of {len(files)} images "
           f"in {seconds:.1f} s -> {args.output}")
     return 1 if failed else 0
-
-
-def _upscale_with_pipeline(pipeline: SRPipeline, path: Path, args: argparse.Namespace, options: dict):
-    image = open_image(path, max_pixels=args.max_pixels)
-    cleanup = args.cleanup
-    if cleanup == "auto" and pipeline.has_axis("cleanup"):
-        measured = pipeline.assess(image)
-        tqdm.write(f"{path.name}: {measured.describe()}")
-        cleanup = measured.cleanup
-    return pipeline.upscale(image, detail=args.detail, cleanup=cleanup, **options)
 
 
 def run_eval(args: argparse.Namespace, model: SRPipeline | nn.Module) -> int:
@@ -322,8 +315,7 @@ def load_model(name: str | None, detail: float, cleanup: float | str = "auto") -
         print(f"{name}: {network.describe()}", file=sys.stderr)
         return network
     pipeline = SRPipeline.from_pretrained(name or None)
-    # A detail or cleanup the model cannot give is one error, not one per file.
-    pipeline.network_at(detail=detail, cleanup=None if cleanup == "auto" else cleanup)
+    pipeline.check_settings(detail, cleanup)  # one error for a setting this model cannot give, not one per file
     return pipeline
 
 

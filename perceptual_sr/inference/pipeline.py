@@ -22,13 +22,14 @@ import hashlib
 import tempfile
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 import torch
 from huggingface_hub import snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
-from PIL import Image
 from torch import nn
 
 from perceptual_sr.hub import weights
@@ -37,7 +38,7 @@ from perceptual_sr.inference import upscale as inference
 from perceptual_sr.inference.auto_cleanup import InputQuality
 from perceptual_sr.networks import inference_network
 from perceptual_sr.networks.upscaler import PerceptualSR, check_model_folder
-from perceptual_sr.utils.image_io import check_outscale, open_image, resize_to_outscale
+from perceptual_sr.utils.image_io import check_outscale, open_image
 from perceptual_sr.utils.runtime import choose_device
 
 # Axes of the blend space and the value each takes when a caller does not say.
@@ -210,39 +211,81 @@ class SRPipeline:
         outscale: the final size as a multiple of the input's (e.g. 2 or 3 from this x4 model: the
         result resized with Lanczos); None: `scale`. For PIL images, paths and numpy arrays.
         Other options: the fields of `inference.UpscaleOptions`.
+        `run` takes the same arguments and also says what it chose.
         """
+        return self.run(image, detail=detail, cleanup=cleanup, outscale=outscale, **options).image
+
+    def run(self, image: Any, *, detail: float | None = None, cleanup: float | str | None = "auto",
+            outscale: float | None = None, **options: Any) -> "UpscaleResult":
+        """`upscale`, returning the image with the settings it ran at (`UpscaleResult`): the
+        detail, the cleanup `auto` chose and what it read, and the output scale. Every setting is
+        checked before the input is read, and the input before it is measured."""
         settings = inference.UpscaleOptions(**options)
-        if outscale is not None:
-            outscale = check_outscale(outscale)
-            if isinstance(image, torch.Tensor) and outscale != self.scale:
-                raise ValueError("outscale works on PIL images, paths and numpy arrays; resize a tensor result "
-                                 "with torch.nn.functional.interpolate")
+        detail, cleanup, outscale = self.check_settings(detail, cleanup, outscale)
+        if isinstance(image, torch.Tensor) and outscale != self.scale:
+            raise ValueError("outscale works on PIL images, paths and numpy arrays; resize a tensor result "
+                             "with torch.nn.functional.interpolate")
         if isinstance(image, (str, Path)):
             image = open_image(image, max_pixels=settings.max_pixels)
+        inference.check_input(image, settings.max_pixels)
+        quality = self.assess(image) if cleanup == "auto" else None
+        if quality is not None:
+            cleanup = quality.cleanup
         device = choose_device(settings.device)
-        network = self.inference_network(device, settings.fast, detail=detail,
-                                         cleanup=self._cleanup_for(image, cleanup))
+        network = self.inference_network(device, settings.fast, detail=detail, cleanup=cleanup)
         result = inference.upscale_with(network, image, settings, device)
-        if outscale is None or outscale == self.scale:
-            return result
-        size = image.size if isinstance(image, Image.Image) else (image.shape[1], image.shape[0])
-        return resize_to_outscale(result, size, outscale)
+        return UpscaleResult(inference.apply_outscale(result, self.scale, outscale), detail, cleanup, quality, outscale)
+
+    def check_settings(self, detail: Any = None, cleanup: Any = "auto",
+                       outscale: Any = None) -> tuple[float, float | str, float]:
+        """`detail`, `cleanup` and `outscale` checked for this model, with defaults filled in:
+        (detail, cleanup or "auto", outscale). ValueError naming the setting otherwise. The one
+        place these settings are validated; the CLI and the app ask here."""
+        detail = AXES["detail"] if detail is None else check_axis_value("detail", detail)
+        if cleanup is None:
+            cleanup = AXES["cleanup"]
+        elif not (isinstance(cleanup, str) and cleanup == "auto"):
+            if isinstance(cleanup, str):
+                raise ValueError(f"cleanup must be \"auto\" or a number from 0.0 to 1.0, got {cleanup!r}")
+            cleanup = check_axis_value("cleanup", cleanup)
+        self._point({"detail": detail, "cleanup": None if cleanup == "auto" else cleanup})  # axes this model has
+        outscale = float(self.scale) if outscale is None else check_outscale(outscale)
+        return detail, cleanup, outscale
 
     def network_for(self, image: Any, *, detail: float | None = None,
                     cleanup: float | str | None = "auto") -> PerceptualSR:
         """The network `upscale` would run for `image` (as `network_at`; cleanup "auto" measured on
         it): what evaluation scores per image."""
-        return self.network_at(detail=detail, cleanup=self._cleanup_for(image, cleanup))
+        detail, cleanup, _ = self.check_settings(detail, cleanup)
+        return self.network_at(detail=detail, cleanup=self.assess(image).cleanup if cleanup == "auto" else cleanup)
 
-    def _cleanup_for(self, image: Any, cleanup: float | str | None) -> float | None:
-        return self.assess(image).cleanup if cleanup == "auto" else cleanup
-
-    def assess(self, image: Any) -> InputQuality:
-        """What `cleanup="auto"` chooses for `image` (a PIL image as opened, so a JPEG keeps its
-        tables; or an array or tensor), and why. 0 when this model has no real-photo weights."""
+    def assess(self, image: Any, max_pixels: int | None = inference.DEFAULT_MAX_PIXELS) -> InputQuality:
+        """What `cleanup="auto"` chooses for `image`, and why: a path, a PIL image as opened (so a
+        JPEG keeps its quantization tables), or an array or tensor as `upscale` takes them (noise
+        only: pixels carry no tables). Always 0 when this model has no real-photo weights. The
+        input is checked as `upscale` checks it, so what it refuses is refused here too."""
+        if isinstance(image, (str, Path)):
+            image = open_image(image, max_pixels=max_pixels)
+        inference.check_input(image, max_pixels)
         if not self.has_axis("cleanup"):
             return InputQuality(None, 0.0, 0.0)
         return auto_cleanup.assess(image)
+
+
+@dataclass(frozen=True)
+class UpscaleResult:
+    """What `SRPipeline.run` made and the settings it ran at. `quality` is what `cleanup="auto"`
+    read off the input (None when the cleanup was given)."""
+
+    image: Any
+    detail: float
+    cleanup: float
+    quality: InputQuality | None
+    outscale: float
+
+    def describe(self) -> str:
+        """One line for people: "cleanup 0.75 (auto: JPEG quality ~80, noise ~2.1/255)"."""
+        return self.quality.describe() if self.quality is not None else f"cleanup {self.cleanup:.2f}"
 
 
 def load_weight_sets(folder: Path) -> dict[str, PerceptualSR]:
@@ -309,8 +352,10 @@ def _spanned_axes(names: set[str]) -> tuple[str, ...]:
     return tuple(spanned)
 
 
-def check_axis_value(axis: str, value: float) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
+def check_axis_value(axis: str, value: Any) -> float:
+    """A blend-axis value as a float in [0, 1] (numpy numbers included); ValueError otherwise."""
+    if (not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, (bool, np.bool_))
+            or not 0.0 <= value <= 1.0):
         raise ValueError(f"{axis} must be a number from 0.0 to 1.0, got {value!r}")
     return float(value)
 

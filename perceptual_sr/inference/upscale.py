@@ -35,6 +35,7 @@ from perceptual_sr.utils.image_io import (
     open_image,
     quantize,
     resize_bicubic,
+    resize_to_outscale,
     rgb_to_grey,
 )
 from perceptual_sr.utils.runtime import choose_device, resolve_precision
@@ -105,6 +106,34 @@ def upscale(model: nn.Module, image: Any, **options: Any) -> Image.Image | np.nd
     return upscale_with(inference_network.prepare(model, device, settings.fast), image, settings, device)
 
 
+def check_input(image: Any, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
+    """Raise ValueError (ImageTooLargeError above `max_pixels`) for anything `upscale` would refuse,
+    from its kind, shape, dtype and size alone: cheap, so it runs before anything reads the pixels."""
+    if isinstance(image, Image.Image):
+        check_pixel_count(image.width, image.height, max_pixels)
+    elif isinstance(image, np.ndarray):
+        if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3, 4))):
+            raise ValueError(f"expected a numpy image of shape (H, W) or (H, W, 1|3|4), got {image.shape}")
+        if not (image.dtype in (np.uint8, np.uint16) or np.issubdtype(image.dtype, np.floating)):
+            raise ValueError(f"unsupported image dtype {image.dtype}; use uint8, uint16 or float in [0, 1]")
+        check_pixel_count(image.shape[1], image.shape[0], max_pixels)
+    elif isinstance(image, torch.Tensor):
+        if image.is_meta or image.layout != torch.strided:
+            raise ValueError(f"expected a dense tensor holding pixels, got a {image.layout} tensor on "
+                             f"{image.device}; pass tensor.to_dense() or one that holds data")
+        if image.ndim not in (3, 4) or image.shape[-3] not in (1, 3, 4):
+            raise ValueError(f"expected a tensor of shape (C, H, W) or (B, C, H, W) with C in 1, 3, 4, "
+                             f"got {tuple(image.shape)}")
+        if not image.is_floating_point():
+            raise ValueError(f"expected a float tensor in [0, 1], got dtype {image.dtype}")
+        if image.ndim == 4 and image.shape[0] == 0:
+            raise ValueError(f"the batch is empty (shape {tuple(image.shape)}); pass at least one image")
+        check_pixel_count(image.shape[-1], image.shape[-2], max_pixels)
+    elif not isinstance(image, (str, Path)):
+        raise ValueError(f"cannot upscale a {type(image).__name__}; pass a PIL image, a path, a numpy array "
+                         "or a tensor")
+
+
 def upscale_with(network: nn.Module, image: Any, options: UpscaleOptions, device: torch.device) -> Any:
     """`upscale` with a network already prepared for `device` (the pipeline keeps one per blend)."""
     if isinstance(image, (str, Path)):
@@ -117,6 +146,16 @@ def upscale_with(network: nn.Module, image: Any, options: UpscaleOptions, device
     if isinstance(image, torch.Tensor):
         return _upscale_tensor(network, image, options, device)
     raise ValueError(f"cannot upscale a {type(image).__name__}; pass a PIL image, a path, a numpy array or a tensor")
+
+
+def apply_outscale(result: Any, scale: int, outscale: float) -> Any:
+    """An x`scale` result (PIL or numpy) resized with Lanczos to `outscale` times its input's size.
+    The size comes from the result, not the input: an EXIF-rotated photo is upright only after
+    decoding, so its file's width is the result's height."""
+    if outscale == scale:
+        return result
+    size = result.size if isinstance(result, Image.Image) else (result.shape[1], result.shape[0])
+    return resize_to_outscale(result, (size[0] // scale, size[1] // scale), outscale)
 
 
 def _upscale_decoded(network: nn.Module, decoded: DecodedImage, options: UpscaleOptions,
