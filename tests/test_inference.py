@@ -7,13 +7,13 @@ from skimage.exposure import match_histograms
 from perceptual_sr import PerceptualSR, SRConfig, SRPipeline
 from perceptual_sr.inference import tiling
 from perceptual_sr.inference import upscale as inference
+from perceptual_sr.inference.color_fix import match_histogram
 from perceptual_sr.inference.upscale import (
     COLOR_FIXES,
     DEFAULT_COLOR_FIX,
     ImageTooLargeError,
     apply_color_fix,
     choose_device,
-    match_histogram,
     upscale,
     upscale_array,
 )

@@ -43,4 +43,35 @@ def test_the_code_location_is_the_publishers_and_never_guessed():
     from perceptual_sr.hub.model_card import build
 
     assert "https://github.com/someone/perceptual_sr" in build(SRConfig(), 1, code_url="https://github.com/someone/perceptual_sr").text
-    assert "http" not in build(SRConfig(), 1).text.split("## Usage")[1].split("## Architecture")[0]
+    usage = build(SRConfig(), 1).text.split("## Usage")[1].split("## Architecture")[0]
+    assert "not on PyPI" in usage and "pip install ." in usage  # says how to install without a URL
+    assert {word for word in usage.replace("`", " ").split() if "://" in word} == {"https://download.pytorch.org/whl/cpu"}
+
+
+def test_the_card_speaks_of_the_weight_sets_its_folder_holds(tmp_path):
+    from perceptual_sr import SRPipeline
+
+    pipeline = SRPipeline.from_pretrained()
+    pipeline.save_pretrained(tmp_path / "all")
+    card = (tmp_path / "all" / "README.md").read_text()
+    assert "model-index" in card and "real-photo/" in card and "`cleanup`" in card  # the bundled record is kept
+    alone = SRPipeline.from_network(pipeline.network_at())
+    text = alone.save_pretrained(tmp_path / "one").joinpath("README.md").read_text()
+    limitations = text.split("## Limitations")[1].split("## ")[0]
+    assert "Default weights" in limitations and "real-photo" not in limitations and "pixel-twin" not in limitations
+
+
+def test_a_loaded_models_record_survives_a_save_over_itself(tmp_path):
+    import shutil
+
+    from huggingface_hub import ModelCard
+
+    from perceptual_sr import SRPipeline
+    from perceptual_sr.hub.weights import DEFAULT_WEIGHTS_DIR
+
+    shutil.copytree(DEFAULT_WEIGHTS_DIR, tmp_path / "m")
+    before = ModelCard.load(tmp_path / "m" / "README.md")
+    SRPipeline.from_pretrained(tmp_path / "m").save_pretrained(tmp_path / "m")
+    after = ModelCard.load(tmp_path / "m" / "README.md")
+    assert after.data.eval_results == before.data.eval_results and after.data.eval_results
+    assert "## Training" in after.text and "## Provenance" in after.text

@@ -120,7 +120,7 @@ def test_push_to_hub_uploads_every_weight_set(tmp_path, monkeypatch):
                                        f"{TWIN_SUBFOLDER}/config.json", f"{TWIN_SUBFOLDER}/model.safetensors"]}
 
 
-def test_a_hub_repo_is_downloaded_once_with_the_weight_files_only(tmp_path, monkeypatch):
+def test_a_hub_repo_is_downloaded_once_with_the_weight_files_and_the_card_only(tmp_path, monkeypatch):
     import perceptual_sr.inference.pipeline
 
     folder = _pair(tmp_path)
@@ -134,7 +134,7 @@ def test_a_hub_repo_is_downloaded_once_with_the_weight_files_only(tmp_path, monk
     pipeline = SRPipeline.from_pretrained("someone/sr", revision="v1")
     assert pipeline.has_axis("detail")
     subfolders = [TWIN_SUBFOLDER, "real-photo", "real-photo-pixel-twin"]
-    expected = ["config.json", "model.safetensors",
+    expected = ["README.md", "config.json", "model.safetensors",  # the card: its record is kept on a re-save
                 *(f"{name}/{file}" for name in subfolders for file in ("config.json", "model.safetensors"))]
     assert calls == [("someone/sr", sorted(expected), {"revision": "v1"})]
 

@@ -34,18 +34,40 @@ def eval_results(scores: list[dict[str, Any]], scale: int) -> list[EvalResult]:
             for row in scores]
 
 
-def build(config: Any, parameters: int, *, training: dict | None = None, evaluation: str | None = None,
+# What each weight set of a model folder is for and where it falls short, for the card's
+# Limitations: written per set present (keys as the pipeline's WEIGHT_SETS).
+WEIGHT_SET_LIMITATIONS = {
+    "": "**Default weights** (`detail` 1, `cleanup` 0): trained for clean inputs degraded by {made_by}. They "
+        "invent plausible texture rather than recover the true one, so fine detail (hair, foliage, text) can "
+        "differ from the real scene; JPEG blocks and camera noise are sharpened, not removed.",
+    "pixel-twin": "**`pixel-twin/`** (`detail` 0): trained on pixel error alone, so it is faithful but smooth; "
+                  "blend toward it (lower `detail`) for documents, screenshots and faces.",
+    "real-photo": "**`real-photo/`** (`cleanup` 1): fine-tuned on photos degraded by blur, noise and JPEG. It "
+                  "removes those at the cost of some fine texture, so on a clean input it is softer than the "
+                  "default: leave `cleanup=\"auto\"`, which reads the file's JPEG tables and noise.",
+    "real-photo-pixel-twin": "**`real-photo-pixel-twin/`** (`detail` 0, `cleanup` 1): the real-photo weights' "
+                             "pixel-loss end, the smoothest of the four.",
+}
+# The card's hand-written or measured parts, kept when a loaded model is saved again (`carried_from`).
+CARRIED_SECTIONS = ("Training", "Evaluation")
+
+
+def build(config: Any, parameters: int, *, training: dict | str | None = None, evaluation: str | None = None,
           notes: str | None = None, scores: list[dict[str, Any]] | None = None, repo_id: str | None = None,
-          degradation: str | None = None, code_url: str | None = None) -> ModelCard:
+          degradation: str | None = None, code_url: str | None = None,
+          weight_sets: tuple[str, ...] = ("",)) -> ModelCard:
     """A model card for a model of architecture `config` (an SRConfig) with `parameters` weights.
 
-    training: the run's settings (TrainConfig as a dict) and data summary, shown as JSON.
+    training: the run's settings (TrainConfig as a dict) and data summary, shown as JSON; or the
+    section's Markdown as an earlier card had it.
     evaluation: a Markdown table of measured metrics; scores: the same numbers for the metadata.
     notes: free Markdown appended at the end (e.g. provenance of bundled weights).
     repo_id: filled into the usage snippet (else the bundled default's call).
     degradation: how the training inputs were made from the originals (a dataset manifest's
     "degradation": "blur" or "bicubic"); None where it is not known.
     code_url: where the code lives, as the publisher sets it (never guessed).
+    weight_sets: the weight sets of the folder ("" the default, "pixel-twin", ...): the usage and
+    the limitations speak of these only.
     """
     results = eval_results(scores or [], config.scale)
     made_by = DEGRADATION_TEXT.get(degradation, degradation) if degradation else f"x{config.scale} downscaling"
@@ -60,29 +82,35 @@ def build(config: Any, parameters: int, *, training: dict | None = None, evaluat
         eval_results=results or None,
     )
     load = f'SRPipeline.from_pretrained("{repo_id}")' if repo_id else "SRPipeline.from_pretrained()"
-    code = f"the `perceptual_sr` package ({code_url})" if code_url else "the `perceptual_sr` package"
+    install = (f"Install the `perceptual_sr` package: `pip install \"perceptual-sr @ git+{code_url}\"`" if code_url else
+               "Install the `perceptual_sr` package. It is not on PyPI: from a copy of its source repository, "
+               "run `pip install .` in that folder (PyTorch first; a CPU-only machine can take it from "
+               "`--index-url https://download.pytorch.org/whl/cpu`)")
+    axes = [text for sets, text in ((("pixel-twin",), "`detail` (0 faithful ... 1 sharp)"),
+                                    (("real-photo",), "`cleanup` (0 ... 1, or \"auto\")")) if set(sets) <= set(weight_sets)]
     sections = [
         f"---\n{data.to_yaml()}\n---",
         f"# perceptual_sr x{config.scale}",
         "Feed-forward photo super-resolution trained with a perceptual (VGG-16 feature) loss, after Johnson, "
         f"Alahi & Fei-Fei, *Perceptual Losses for Real-Time Style Transfer and Super-Resolution* (ECCV 2016, "
         f"[{PAPER}]({PAPER})).",
-        f"## Usage\n\nInstall {code} (in a checkout of its repository: `pip install .`), then:\n\n"
+        f"## Usage\n\n{install}, then:\n\n"
         "```python\nfrom perceptual_sr import SRPipeline\n"
-        f"pipeline = {load}\npipeline.upscale(\"photo.jpg\").save(\"photo_x{config.scale}.png\")\n```\n\n"
-        "`pipeline.upscale(image, detail=..., cleanup=...)` blends the weight sets this repository holds "
-        "(`detail` needs `pixel-twin/`, `cleanup` the `real-photo` pair).",
+        f"pipeline = {load}\npipeline.upscale(\"photo.jpg\").save(\"photo_x{config.scale}.png\")\n```"
+        + (f"\n\n`pipeline.upscale(image, ...)` blends the weight sets this folder holds along {' and '.join(axes)}."
+           if axes else ""),
         f"## Architecture\n\n{parameters:,} parameters.\n\n```json\n"
         f"{json.dumps(dataclasses.asdict(config), indent=2)}\n```",
-        f"## Limitations\n\nTrained for clean inputs degraded by {made_by}: camera noise, JPEG artifacts "
-        "or other blur in the input are not what it learned to undo, and it invents plausible texture rather than "
-        "recovering the true one (use a lower `detail`, where available, when fidelity matters).",
+        "## Limitations\n\n" + "\n\n".join(f"- {WEIGHT_SET_LIMITATIONS[name].format(made_by=made_by)}"
+                                           for name in WEIGHT_SET_LIMITATIONS if name in weight_sets),
     ]
     sections.append(
         "## Licence\n\nThe code is MIT-licensed. The weights were trained on ImageNet photos, whose terms allow "
         "non-commercial research use only (the real-photo weights also on BSDS500 photos, released for research); "
         "check those terms before any other use.")
-    if training:
+    if isinstance(training, str):
+        sections.append(f"## Training\n\n{training}")
+    elif training:
         sections.append(f"## Training\n\n```json\n{json.dumps(training, indent=2, default=str)}\n```")
     if evaluation:
         sections.append(f"## Evaluation\n\n{evaluation}")
@@ -133,3 +161,43 @@ def push(out_dir: Path, repo_id: str) -> str:
         raise RuntimeError(f"could not push to the Hub repo {repo_id!r} ({type(error).__name__}: "
                            f"{error}); log in with `hf auth login` or set HF_TOKEN, and check your connection. "
                            f"The model is saved in {out_dir}") from error
+
+
+def carried_from(card_path: Path) -> dict[str, Any]:
+    """`build`'s keyword arguments that keep what an existing card records: the measured scores
+    (its `model-index`), its Training and Evaluation sections and the sections after them (as
+    notes). Empty when there is no readable card: a model saved again keeps its record."""
+    try:
+        card = ModelCard.load(card_path)
+    except Exception:  # no card, or not one we can read: nothing to carry, never a failed save
+        return {}
+    carried: dict[str, Any] = {}
+    results = card.data.eval_results or []
+    if results:
+        carried["scores"] = [{"dataset": result.dataset_name, "metric": result.metric_type,
+                              "value": float(result.metric_value)} for result in results]
+    sections = _sections(card.text)
+    for title in CARRIED_SECTIONS:
+        if title in sections:
+            carried[title.lower()] = sections[title]
+    titles = list(sections)
+    after = titles[max((titles.index(t) for t in CARRIED_SECTIONS if t in sections), default=len(titles) - 1) + 1:]
+    if after and any(t in sections for t in CARRIED_SECTIONS):
+        carried["notes"] = "\n\n".join(f"## {title}\n\n{sections[title]}" for title in after)
+    return carried
+
+
+def _sections(markdown: str) -> dict[str, str]:
+    """A card's body split at its `## ` headings: {title: Markdown under it}."""
+    sections: dict[str, str] = {}
+    title, lines = None, []
+    for line in markdown.splitlines():
+        if line.startswith("## "):
+            if title is not None:
+                sections[title] = "\n".join(lines).strip()
+            title, lines = line[3:].strip(), []
+        elif title is not None:
+            lines.append(line)
+    if title is not None:
+        sections[title] = "\n".join(lines).strip()
+    return sections

@@ -12,7 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
-# The default x4 model with its pixel-loss twin (a Hub folder: config.json, model.safetensors, card).
+# The default x4 model folder (config.json, model.safetensors, the card) with its other weight sets in
+# subfolders: pixel-twin/, real-photo/ and real-photo-pixel-twin/ (the pipeline's WEIGHT_SETS).
 DEFAULT_WEIGHTS_DIR = PRETRAINED_DIR / "perceptual-sr-x4"
 # torchvision VGG-16 `features` through relu3_3: the perceptual loss network (`loss.py`).
 VGG16_WEIGHTS = "vgg16_imagenet.safetensors"

@@ -32,12 +32,13 @@ from huggingface_hub import snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
 from torch import nn
 
-from perceptual_sr.hub import weights
+from perceptual_sr.hub import model_card, weights
 from perceptual_sr.inference import auto_cleanup
 from perceptual_sr.inference import upscale as inference
 from perceptual_sr.inference.auto_cleanup import InputQuality
 from perceptual_sr.networks import inference_network
 from perceptual_sr.networks.upscaler import PerceptualSR, check_model_folder
+from perceptual_sr.utils.atomic_write import atomic_entries
 from perceptual_sr.utils.image_io import check_outscale, open_image
 from perceptual_sr.utils.runtime import choose_device
 
@@ -86,6 +87,8 @@ class SRPipeline:
         self._lock = threading.Lock()
         self._blends: OrderedDict[tuple[float, ...], PerceptualSR] = OrderedDict()
         self._networks: dict[tuple[tuple[float, ...], str, bool], nn.Module] = {}
+        # What the loaded folder's card recorded (model_card.carried_from), kept by save_pretrained.
+        self.card_record: dict[str, Any] = {}
 
     # --- loading and saving ---------------------------------------------------------------------
 
@@ -94,7 +97,10 @@ class SRPipeline:
         """Load a model folder, a Hub repo id (downloaded once, weight files only), or (None) the
         bundled default. `hub_kwargs` (revision, cache_dir, token, local_files_only, ...) go to
         `huggingface_hub.snapshot_download`."""
-        return cls(load_weight_sets(_local_folder(repo_or_folder, hub_kwargs)))
+        folder = _local_folder(repo_or_folder, hub_kwargs)
+        pipeline = cls(load_weight_sets(folder))
+        pipeline.card_record = model_card.carried_from(folder / "README.md")
+        return pipeline
 
     @classmethod
     def from_network(cls, network: PerceptualSR) -> "SRPipeline":
@@ -119,21 +125,22 @@ class SRPipeline:
         return digest.hexdigest()[:16]
 
     def save_pretrained(self, folder: str | Path, **card: Any) -> Path:
-        """Write every weight set (config and weights; one card, at the top, from `card`: the
-        keywords of `model_card.build`), so `from_pretrained(folder)` loads this pipeline as it is."""
+        """Write every weight set (config and weights) and one card at the top, so
+        `from_pretrained(folder)` loads this pipeline as it is. `card`: keywords of
+        `model_card.build`; what the loaded model's card recorded (its measured scores, training
+        and notes) is kept unless given anew. The model is written to a staging folder and swapped
+        in whole: an error or a kill leaves the old model or the new one, never a mix, and files
+        of the folder that are not the model's stay."""
         folder = Path(folder)
-        for name in WEIGHT_SETS:  # a weight set this pipeline lacks, left by an earlier save, must not load
-            if name and name not in self._states:
-                for file in _WEIGHT_FILES:
-                    (folder / name / file).unlink(missing_ok=True)
-        for name, state in self._states.items():
-            network = PerceptualSR(self.config)
-            network.load_state_dict(state)
-            # The mixin never overwrites a card: a stale one from an earlier save would stay.
-            (folder / name / "README.md").unlink(missing_ok=True)
-            network.save_pretrained(folder / name, model_card_kwargs=card)
-            if name:
-                (folder / name / "README.md").unlink()  # one card for the model, at the top
+        card = {**self.card_record, **card, "weight_sets": tuple(name for name in WEIGHT_SETS if name in self._states)}
+        owned = {*_WEIGHT_FILES, "README.md", *(name for name in WEIGHT_SETS if name)}
+        with atomic_entries(folder, owned) as staging:
+            for name, state in self._states.items():
+                network = PerceptualSR(self.config)
+                network.load_state_dict(state)
+                network.save_pretrained(staging / name, model_card_kwargs=card)
+                if name:
+                    (staging / name / "README.md").unlink()  # one card for the model, at the top
         return folder
 
     def push_to_hub(self, repo_id: str, *, private: bool | None = None, token: str | None = None,
@@ -306,7 +313,7 @@ def _local_folder(repo_or_folder: str | Path | None, hub_kwargs: dict[str, Any])
     path = Path(repo_or_folder)
     if path.is_absolute() or str(repo_or_folder).startswith(".") or path.exists():
         return check_model_folder(path)
-    patterns = [*_WEIGHT_FILES, *(f"{name}/{file}" for name in WEIGHT_SETS if name for file in _WEIGHT_FILES)]
+    patterns = [*_WEIGHT_FILES, "README.md", *(f"{name}/{file}" for name in WEIGHT_SETS if name for file in _WEIGHT_FILES)]
     try:
         return Path(snapshot_download(str(repo_or_folder), allow_patterns=patterns, **hub_kwargs))
     except (HFValidationError, LocalEntryNotFoundError, HfHubHTTPError) as error:

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from perceptual_sr.inference.color_fix import COLOR_FIXES, DEFAULT_COLOR_FIX, apply_color_fix, match_histogram  # noqa: F401
+from perceptual_sr.inference.color_fix import COLOR_FIXES, DEFAULT_COLOR_FIX, apply_color_fix
 from perceptual_sr.inference.tiling import DEFAULT_TILE_OVERLAP, upscale_tiled
 from perceptual_sr.networks import inference_network
 from perceptual_sr.utils.config_flags import is_whole_number

@@ -51,7 +51,8 @@ class TrainConfig:
     discriminator_features: int = setting(32, "width of the U-Net discriminator's first stage (Real-ESRGAN: 64)")
     crop_size: int | None = setting(None, "random HR crop per sample, a multiple of scale; none: whole pairs")
     degradation: str = setting("prepared", "prepared: the LR the dataset holds; a preset of degradations.py "
-                                           "(photo, realesrgan): each HR crop degraded on the fly, seeded by the step",
+                                           f"({', '.join(PRESETS)}): each HR crop degraded on the fly, seeded "
+                                           "by the step",
                                choices=DEGRADATION_CHOICES)
     init_from: str | None = setting(None, "start from these weights (a save_pretrained folder) instead of random")
     # Resumable as a setting, because a resume compares the precision it resolves to (recorded in

@@ -18,11 +18,18 @@ from perceptual_sr.networks.upscaler import PerceptualSR
 from perceptual_sr.utils.atomic_write import atomic_file, write_text
 from perceptual_sr.utils.image_io import tensor_to_uint8
 
+# The loss terms other than the VGG features (summed into "feature"), each a column named as the
+# loss returns it (PerceptualLoss and the adversarial terms of train_step); absent terms log 0.
+LOSS_TERMS = ("tv", "pixel", "grid", "adversarial", "discriminator", "hatch")
 # New columns go last: the log of a run resumed by a newer version gains them (CsvLog).
 TRAIN_LOG_FIELDS = ["step", "epoch", "loss", "feature", "tv", "pixel", "grid", "lr", "samples_per_s", "adversarial",
                     "discriminator", "hatch"]
-VAL_FIELDS = ["step", "set", "psnr_y", "ssim_y", "lpips", "grid", "bicubic_psnr_y", "bicubic_ssim_y",
-              "bicubic_lpips", "bicubic_grid"]
+assert set(LOSS_TERMS) <= set(TRAIN_LOG_FIELDS)
+# evaluate's metrics as validation columns, for the model and for bicubic.
+VAL_METRICS = {"psnr": "psnr_y", "ssim": "ssim_y", "lpips": "lpips", "grid": "grid", "hatch": "hatch"}
+VAL_FIELDS = ["step", "set", "psnr_y", "ssim_y", "lpips", "grid", "bicubic_psnr_y", "bicubic_ssim_y", "bicubic_lpips",
+              "bicubic_grid", "hatch", "bicubic_hatch"]
+assert {*VAL_METRICS.values(), *(f"bicubic_{column}" for column in VAL_METRICS.values())} == set(VAL_FIELDS) - {"step", "set"}
 
 
 def _csv_text(rows: list[list[Any]]) -> str:
@@ -91,7 +98,7 @@ def validate(model: PerceptualSR, *, dataset_root: Path, val_dir: str | None, va
     for result in results:
         means = result.means
         row = {"step": step, "set": result.name}
-        for metric, column in (("psnr", "psnr_y"), ("ssim", "ssim_y"), ("lpips", "lpips"), ("grid", "grid")):
+        for metric, column in VAL_METRICS.items():
             row[column] = means["model"][metric]
             row[f"bicubic_{column}"] = means["bicubic"][metric]
         rows.append(row)

@@ -35,7 +35,15 @@ from perceptual_sr.networks.phase_training import PhaseTrainingNetwork, supports
 from perceptual_sr.networks.upscaler import PerceptualSR, SRConfig
 from perceptual_sr.training import checkpoint as checkpoints
 from perceptual_sr.training.config import TrainConfig, learning_rate_at
-from perceptual_sr.training.logs import TRAIN_LOG_FIELDS, VAL_FIELDS, CsvLog, plot_losses, truncate_log, validate
+from perceptual_sr.training.logs import (
+    LOSS_TERMS,
+    TRAIN_LOG_FIELDS,
+    VAL_FIELDS,
+    CsvLog,
+    plot_losses,
+    truncate_log,
+    validate,
+)
 from perceptual_sr.training.loss import PerceptualLoss
 from perceptual_sr.training.samples import ResumableSampler, random_crops, random_dihedral
 from perceptual_sr.utils.atomic_write import write_json
@@ -320,13 +328,10 @@ class StepLog:
         values = {key: value.item() for key, value in terms.items()}  # synchronises: only every log_every
         feature = sum(value for key, value in values.items() if key.startswith("relu"))
         self.csv.write({"step": run.step, "epoch": f"{run.step / run.data.steps_per_epoch:.4f}",
-                        "loss": f"{loss.item():.6g}", "feature": f"{feature:.6g}", "tv": f"{values.get('tv', 0):.6g}",
-                        "pixel": f"{values.get('pixel', 0):.6g}", "grid": f"{values.get('grid', 0):.6g}",
+                        "loss": f"{loss.item():.6g}", "feature": f"{feature:.6g}",
+                        **{term: f"{values.get(term, 0):.6g}" for term in LOSS_TERMS},
                         "lr": f"{run.learner.optimizer.param_groups[0]['lr']:.6g}",  # what train_step used
-                        "samples_per_s": f"{samples_per_s:.3f}",
-                        "adversarial": f"{values.get('adversarial', 0):.6g}",
-                        "discriminator": f"{values.get('discriminator', 0):.6g}",
-                        "hatch": f"{values.get('hatch', 0):.6g}"})
+                        "samples_per_s": f"{samples_per_s:.3f}"})
         self.progress.set_postfix(loss=f"{loss.item():.4g}", samples_s=f"{samples_per_s:.2f}")
         self.window_start, self.window_samples = time.perf_counter(), 0
 

@@ -16,6 +16,7 @@ from torch import nn
 from torchvision.models import vgg16
 
 from perceptual_sr.hub.weights import VGG16_WEIGHTS, loss_network_weights
+from perceptual_sr.utils.color import LUMA_WEIGHTS
 
 # torchvision `vgg16().features` index of each ReLU, named as in the paper (block_conv).
 VGG16_RELU_INDEX = {
@@ -107,8 +108,6 @@ def periodic_error(output: torch.Tensor, target: torch.Tensor, period: int = 4, 
     return phases.pow(2).mean()
 
 
-# BT.601 luma weights, as metrics.rgb_to_studio_y uses (without its studio-range offset and scale).
-_LUMA = (0.299, 0.587, 0.114)
 # Power of uint8 quantization noise per pixel, (1/255)^2 / 12: a floor below which no spectrum
 # counts, so flat regions (a sky, a crop's dark corner) never divide by ~0.
 _QUANTIZATION_POWER = (1 / 255) ** 2 / 12
@@ -140,7 +139,7 @@ def spectral_excess(output: torch.Tensor, target: torch.Tensor, margin: float = 
     tile = min(tile, *output.shape[-2:])
     if tile < 16:
         raise ValueError(f"spectral_excess needs images of at least 16x16 pixels, got {tuple(output.shape)}")
-    luma = torch.tensor(_LUMA, device=output.device).view(1, 3, 1, 1)
+    luma = torch.tensor(LUMA_WEIGHTS, device=output.device).view(1, 3, 1, 1)
     hann = torch.hann_window(tile, periodic=False, device=output.device)
     window = torch.outer(hann, hann)
     floor = window.pow(2).sum() * _QUANTIZATION_POWER

@@ -88,6 +88,43 @@ def atomic_folder(folder: str | Path) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def atomic_entries(folder: str | Path, owned: set[str]) -> Iterator[Path]:
+    """Yield an empty staging folder to fill with `folder`'s entries named in `owned`; on success
+    they replace those entries together, and every other entry of `folder` (a user's notes, a
+    .git) stays where it is, untouched. On an exception nothing in `folder` has changed.
+
+    Where `folder` holds only owned entries (or does not exist) it is swapped whole, as by
+    `atomic_folder`; otherwise the owned entries are swapped one rename each, after every byte
+    is on disk, so only a kill within those few renames could mix old and new entries.
+    """
+    folder = Path(folder)
+    recover_folder(folder)
+    foreign = sorted(child.name for child in folder.iterdir() if child.name not in owned) if folder.is_dir() else []
+    if not foreign:
+        with atomic_folder(folder) as staging:
+            yield staging
+        return
+    staging = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        yield staging
+        for child in staging.rglob("*"):
+            if child.is_file():
+                os.chmod(child, FILE_MODE)
+        previous = folder.with_name(folder.name + ".old")
+        previous.mkdir()
+        for name in owned:
+            if (folder / name).exists() or (folder / name).is_symlink():
+                (folder / name).rename(previous / name)
+        for child in staging.iterdir():
+            child.rename(folder / child.name)
+        shutil.rmtree(previous, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def recover_folder(folder: str | Path) -> None:
     """Finish or undo an `atomic_folder` swap that a kill interrupted.
 
