@@ -27,6 +27,15 @@ def synthetic_photo(width: int, height: int, seed: int = 0) -> np.ndarray:
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
 
+@pytest.fixture(scope="module")
+def model():
+    """A tiny random network (4 channels, 1 block): fast, and enough for everything but image quality."""
+    from perceptual_sr import PerceptualSR, SRConfig
+
+    torch.manual_seed(0)
+    return PerceptualSR(SRConfig(channels=4, residual_blocks=1)).eval()
+
+
 @pytest.fixture(scope="session")
 def make_photo():
     """`make_photo(width, height, seed=0)`: a synthetic photo (see `synthetic_photo`); every test file's test image."""

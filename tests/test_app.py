@@ -409,6 +409,8 @@ def test_on_a_phone_the_upscale_button_is_on_the_first_screen(app_url, page):
     page.screenshot(path=str(ARTIFACTS / "demo_phone.png"))
 
 
+@pytest.mark.slow
+@pytest.mark.browser
 def test_the_cleanup_slider_is_greyed_out_while_the_automatic_choice_is_on(app_url, page):
     page.goto(app_url)
     strength = page.locator("#cleanup-slider input[type=range]")
@@ -419,6 +421,7 @@ def test_the_cleanup_slider_is_greyed_out_while_the_automatic_choice_is_on(app_u
     assert strength.is_enabled()
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_after_an_upscale_the_strength_slider_shows_the_automatic_choice(app_url, page, make_photo, tmp_path):
     source = tmp_path / "messenger.jpg"
@@ -441,3 +444,38 @@ def test_the_slider_shows_the_strength_the_upscale_ran_at_only_while_automatic()
     assert _show_automatic_strength(True, 0.75).value == 0.75
     assert _show_automatic_strength(False, 0.75) == gr.skip()  # a manual choice is left alone
     assert _show_automatic_strength(True, None) == gr.skip()  # nothing ran yet
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_on_a_phone_the_result_is_in_view_after_upscale_and_the_controls_follow_the_photo(
+        app_url, page, make_photo, tmp_path):
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(app_url)
+    button = page.locator("#upscale-button")
+    button.wait_for(timeout=60_000)
+    assert button.inner_text().strip() == "Upscale 4x"
+    page.get_by_text("Advanced").click()
+    page.locator("#outscale label", has_text="2x").click()  # the output size names the button
+    page.wait_for_function("document.querySelector('#upscale-button').innerText.trim() === 'Upscale 2x'",
+                           timeout=10_000)
+    page.locator("#outscale label", has_text="4x").click()
+    first = tmp_path / "first.jpg"
+    Image.fromarray(make_photo(48, 32)).save(first, quality=50)
+    page.locator("#input-image input[type=file]").set_input_files(str(first))
+    page.locator("#input-image img").first.wait_for(timeout=30_000)
+    button.click()
+    summary = page.locator("#result-summary", has_text="cleanup 1.00")
+    summary.wait_for(timeout=120_000)
+    # The result was 2.5 screens below the button: the page scrolls to it.
+    page.wait_for_function("(() => { const r = document.querySelector('#result-slider').getBoundingClientRect();"
+                           " return r.top < innerHeight && r.bottom > 0; })()", timeout=10_000)
+    page.wait_for_function("document.querySelector('#cleanup-slider input[type=number]').value === '1'",
+                           timeout=10_000)
+    # A new photo has not been measured: the strength shown goes back to rest, the switch to automatic.
+    second = tmp_path / "second.png"
+    Image.fromarray(make_photo(40, 40)).save(second)
+    page.locator("#input-image input[type=file]").set_input_files(str(second))
+    page.wait_for_function("document.querySelector('#cleanup-slider input[type=number]').value === '0'",
+                           timeout=10_000)
+    assert page.locator("#cleanup-auto input[type=checkbox]").is_checked()

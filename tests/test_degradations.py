@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from perceptual_sr.data import degradations
+from perceptual_sr.data import degradations, kernels
 from perceptual_sr.data.degradations import (
     KERNEL_TYPES,
     DegradationConfig,
@@ -193,7 +193,7 @@ def test_fft_blur_equals_conv2d_blur(monkeypatch):
     image = torch.rand(1, 3, 30, 41, generator=torch.Generator().manual_seed(1))
     kernel = gaussian_kernel(13, 2.0, 0.7, 0.5, "plateau", 1.2)
     by_fft = blur(image, kernel)
-    monkeypatch.setattr(degradations, "FFT_MIN_KERNEL", 10**6)
+    monkeypatch.setattr(kernels, "FFT_MIN_KERNEL", 10**6)
     by_conv = blur(image, kernel)
     assert by_fft.shape == image.shape and torch.allclose(by_fft, by_conv, atol=1e-5)
     flat = torch.full((1, 3, 4, 4), 0.3)  # smaller than the kernel: replicated borders keep it flat

@@ -2,19 +2,11 @@ import csv
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from skimage import data
 
-from perceptual_sr import PerceptualSR, SRConfig
 from perceptual_sr.evaluation.evaluate import evaluate, evaluate_folder, write_tables
 from perceptual_sr.evaluation.metrics import LPIPSMetric, psnr_y
-
-
-@pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return PerceptualSR(SRConfig(channels=4, residual_blocks=1)).eval()
 
 
 @pytest.fixture(scope="module")

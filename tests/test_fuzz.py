@@ -15,12 +15,6 @@ from perceptual_sr.inference.upscale import upscale
 from perceptual_sr.utils.image_io import save_image
 
 
-@pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return PerceptualSR(SRConfig(channels=4, residual_blocks=1)).eval()
-
-
 def _random_input(rng: np.random.Generator, tmp_path, index: int):
     height, width = (int(v) for v in rng.choice([0, 1, 2, 3, 5, 8, 17], 2))
     kind = rng.choice(["array", "pil", "tensor", "file"])

@@ -10,15 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from perceptual_sr import PerceptualSR, SRConfig
 from perceptual_sr.commands.cli import main
 from perceptual_sr.inference.upscale import UpscaleOptions, upscale
-
-
-@pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return PerceptualSR(SRConfig(channels=4, residual_blocks=1)).eval()
 
 
 @pytest.fixture

@@ -22,12 +22,6 @@ from perceptual_sr.utils import color
 from perceptual_sr.utils.image_io import resize_bicubic
 
 
-@pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return PerceptualSR(SRConfig(channels=4, residual_blocks=1)).eval()
-
-
 def test_every_colour_fix_is_accepted_and_others_are_refused(model):
     image = np.random.default_rng(0).random((6, 5, 3)).astype(np.float32)
     for color_fix in COLOR_FIXES:

@@ -108,6 +108,14 @@ def _slider_previews(input_path: str | Path, result: Image.Image, folder: Path, 
     return paths
 
 
+# In the browser: bring the result into view, unless it already is (on a wide screen it sits beside the button).
+_SCROLL_TO_RESULT = """() => {
+    const result = document.querySelector('#result-slider');
+    const box = result && result.getBoundingClientRect();
+    if (box && (box.top > window.innerHeight || box.bottom < 0)) result.scrollIntoView({block: 'start'});
+}"""
+
+
 def _show_automatic_strength(automatic: bool, ran_at: float | None) -> gr.Slider | dict:
     """The strength slider after an upscale: the automatic choice while the box is ticked, else
     left as the visitor set it."""
@@ -436,10 +444,12 @@ def build_demo(
             )
         automatic_cleanup.change(lambda automatic: gr.Slider(interactive=not automatic), inputs=automatic_cleanup,
                                  outputs=cleanup, queue=False, api_visibility="private")
-        # On a phone the result sits below the controls: scroll to it, or a tap seems to do nothing.
         run.click(predict, inputs=[image, color_fix, tile_size, detail, cleanup, automatic_cleanup, outscale],
-                  outputs=outputs, api_name="upscale", scroll_to_output=True,
-                  concurrency_limit=concurrency_limit, concurrency_id="upscale")
+                  outputs=outputs, api_name="upscale", concurrency_limit=concurrency_limit, concurrency_id="upscale")
+        # On a phone the result sits 2.5 screens below the button: without a scroll, a tap seems to do
+        # nothing. The page moves to the result (its progress shows there) where it is out of view.
+        # (Gradio's scroll_to_output left a 390 x 844 page where it was.)
+        run.click(None, js=_SCROLL_TO_RESULT, queue=False, api_visibility="private")
         # After an automatic upscale (or an example) the greyed slider shows the strength chosen:
         # a visitor sees it, and unticking the box starts from it. A manual strength stays.
         ran_at_cleanup.change(_show_automatic_strength, inputs=[automatic_cleanup, ran_at_cleanup], outputs=cleanup,
