@@ -289,11 +289,11 @@ def test_realistic_degradation_makes_each_lr_from_its_hr_crop_seeded_by_the_step
     from perceptual_sr.data.degradations import degrade
     from perceptual_sr.utils.image_io import tensor_to_uint8, uint8_to_tensor
 
-    config = _config(dataset, tmp_path, degradation="photo", crop_size=16, **PIXEL_LOSS)
+    config = _config(dataset, tmp_path, degradation="photo", crop_size=32, **PIXEL_LOSS)
     low_res, high_res = _batch_at(setup_run(TINY, config), 7)
     again_low, again_high = _batch_at(setup_run(TINY, config), 7)  # a fresh process resuming at step 7
     assert torch.equal(low_res, again_low) and torch.equal(high_res, again_high)
-    assert low_res.shape == (4, 3, 4, 4) and high_res.shape == (4, 3, 16, 16)
+    assert low_res.shape == (4, 3, 8, 8) and high_res.shape == (4, 3, 32, 32)
     assert torch.equal(low_res * 255, (low_res * 255).round())  # 8-bit, as a decoded file
     other_low, _ = _batch_at(setup_run(TINY, config), 8)
     assert not torch.equal(low_res, other_low)

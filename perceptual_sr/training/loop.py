@@ -163,8 +163,12 @@ def _training_data(model_config: SRConfig, config: TrainConfig, runtime: Runtime
     if scale != model_config.scale:
         raise ValueError(f"the dataset in {config.data} is x{scale} but the model is x{model_config.scale}; "
                          f"pass --scale {scale} or prepare a x{model_config.scale} dataset")
-    if config.crop_size is not None and config.crop_size % scale:
-        raise ValueError(f"crop_size {config.crop_size} is not a multiple of scale {scale}")
+    if config.crop_size is not None:
+        # The 9x9 head needs an LR of 5 px and more, the grid penalty 8 periods of the scale.
+        smallest, prepared = max(32, 8 * scale), int(dataset.manifest["hr_size"])
+        if config.crop_size % scale or not smallest <= config.crop_size <= prepared:
+            raise ValueError(f"crop_size must be a multiple of the scale {scale} from {smallest} to {prepared} "
+                             f"(the HR size of the pairs in {config.data}), got {config.crop_size}")
     return TrainingData(dataset=dataset, sampler=ResumableSampler(len(dataset), config.seed, runtime.rank,
                                                                   runtime.world_size),
                         scale=scale, steps_per_epoch=steps_per_epoch(config, len(dataset), runtime.world_size))
@@ -209,18 +213,32 @@ def _restore(config: TrainConfig, runtime: Runtime, folder: Path, learner: Learn
     """The step to start from: the checkpoint's with --resume (checked to be the same recipe), else 0."""
     if runtime.is_main:
         checkpoints.recover(folder)  # a kill mid-save left the last good checkpoint aside: put it back
+    if not config.resume:  # every rank checks, before any of them can write into the folder
+        if folder.exists():
+            raise FileExistsError(f"{folder} already holds a checkpoint; pass --resume to continue it "
+                                  "or choose another --output-dir")
+        _check_new_run_folder(folder.parent)
     if runtime.world_size > 1:
         dist.barrier()  # the other ranks look at the folder only once it is repaired
-    if config.resume:
-        saved = checkpoints.read_settings(folder)
-        checkpoints.check_resumable(saved.config, config, saved_precision=saved.precision,
-                                    precision=runtime.precision)
-        return checkpoints.load_checkpoint(folder, learner.model, learner.optimizer, learner.scaler,
-                                           runtime.device, learner.average, learner.critic)
-    if folder.exists():
-        raise FileExistsError(f"{folder} already holds a checkpoint; pass --resume to continue it "
-                              "or choose another --output-dir")
-    return 0
+    if not config.resume:
+        return 0
+    saved = checkpoints.read_settings(folder)
+    checkpoints.check_resumable(saved.config, config, saved_precision=saved.precision,
+                                precision=runtime.precision)
+    return checkpoints.load_checkpoint(folder, learner.model, learner.optimizer, learner.scaler,
+                                       runtime.device, learner.average, learner.critic)
+
+
+def _check_new_run_folder(out_dir: Path) -> None:
+    """A new run writes its logs, settings and model into `out_dir`: refuse one that holds anything
+    (a saved model, someone's notes), which the run would overwrite."""
+    if out_dir.is_file():
+        raise FileExistsError(f"--output-dir {out_dir} is a file; pass a new or empty folder")
+    present = sorted(child.name for child in out_dir.iterdir()) if out_dir.is_dir() else []
+    if present:
+        shown = ", ".join(present[:5]) + (f" and {len(present) - 5} more" if len(present) > 5 else "")
+        raise FileExistsError(f"--output-dir {out_dir} already holds {shown}, which a new run would overwrite; "
+                              "choose a new or empty folder (or --resume to continue a run's checkpoint)")
 
 
 def _keep_recorded_precision(config: TrainConfig, runtime: Runtime, folder: Path) -> Runtime:
