@@ -24,6 +24,7 @@ import torch
 from PIL import Image, ImageOps
 
 from perceptual_sr.inference.pipeline import SRPipeline
+from perceptual_sr.inference.tiling import work_pixels
 from perceptual_sr.inference.upscale import COLOR_FIXES, DEFAULT_COLOR_FIX, DEFAULT_TILE_OVERLAP, ImageTooLargeError
 from perceptual_sr.networks.upscaler import PerceptualSR
 from perceptual_sr.utils.image_io import IMAGE_SUFFIXES, grey_to_8_bits, header_size, open_image, save_image
@@ -68,7 +69,9 @@ def _as_pipeline(model: SRPipeline | PerceptualSR) -> SRPipeline:
 def _too_large_message(size: tuple[int, int] | None, max_input_pixels: int) -> str:
     side = int(max_input_pixels ** 0.5)
     what = "This image is too large" if size is None else (
-        f"This image is {size[0]} x {size[1]} pixels ({_megapixels(size[0] * size[1])})")
+        f"This image is {size[0]} x {size[1]} pixels ({_megapixels(size[0] * size[1])}"
+        + (f"; a strip this thin costs as much as {_megapixels(work_pixels(*size))})"
+           if work_pixels(*size) > size[0] * size[1] else ")"))
     return (
         f"{what}; this demo upscales inputs up to {_megapixels(max_input_pixels)} (for example "
         f"{side} x {side}). Please downscale or crop it first, or run perceptual_sr on your own "
@@ -242,7 +245,8 @@ class Upscaler:
                            title="Bad option")
         outscale = int(outscale)
         size = header_size(image_path)
-        if size is not None and size[0] * size[1] > self.max_input_pixels:
+        # A thin strip costs what its padded size does (1 x 1,048,576 px: minutes, blocking the queue).
+        if size is not None and work_pixels(*size) > self.max_input_pixels:
             raise gr.Error(_too_large_message(size, self.max_input_pixels), title="Image too large")
         started = time.perf_counter()
         try:

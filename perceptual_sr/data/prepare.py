@@ -147,6 +147,8 @@ def find_images(source: Path) -> list[str]:
 def probe_image(path: Path, hr_size: int, decode: bool = False) -> str | None:
     """Why the image at `path` cannot give an `hr_size` crop, or None if it can: from its header
     alone, or also decoding the pixels when `decode` (which finds a file cut short)."""
+    if not path.is_file():  # a pipe named like a photo would block the header read
+        return "not a regular file"
     try:
         with Image.open(path) as image:
             width, height = image.size

@@ -68,25 +68,38 @@ def assess(image: Image.Image | np.ndarray | torch.Tensor) -> InputQuality:
     """Measure `image`: a PIL image as opened from its file (so a JPEG still carries its tables),
     or an array / tensor as `upscale` takes them (noise only: pixels carry no JPEG tables)."""
     quality = jpeg_quality(image) if isinstance(image, Image.Image) else None
-    sigma = noise_sigma(_grey_levels(image))
+    grey, visible = _grey_levels(image)
+    sigma = noise_sigma(grey, visible)
     return InputQuality(quality, sigma, cleanup_strength(quality, sigma))
 
 
-def _grey_levels(image: Image.Image | np.ndarray | torch.Tensor) -> np.ndarray:
-    """(H, W) float64 grey in 8-bit levels (0-255), whatever the input's kind and depth."""
+def _grey_levels(image: Image.Image | np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+    """(H, W) float64 grey in 8-bit levels (0-255), whatever the input's kind and depth, and where
+    the image is visible (alpha above 0; None without alpha): colour under full transparency is
+    whatever the encoder left there, often noise, and never shown."""
     if isinstance(image, Image.Image):
+        visible = None
+        if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info:
+            visible = np.asarray(image.convert("RGBA"))[..., 3] > 0
         if image.mode in ("I;16", "I;16B", "I", "F"):
-            return np.asarray(image, dtype=np.float64) * (255 / 65535 if image.mode.startswith("I") else 255)
-        return np.asarray(image.convert("L"), dtype=np.float64)
+            return np.asarray(image, dtype=np.float64) * (255 / 65535 if image.mode.startswith("I") else 255), visible
+        return np.asarray(image.convert("L"), dtype=np.float64), visible
     if isinstance(image, torch.Tensor):
         batch = image if image.ndim == 3 else image[0]  # the first of a batch speaks for it
         image = batch.detach().float().cpu().permute(1, 2, 0).numpy()
     values = np.asarray(image)
+    if np.issubdtype(values.dtype, np.floating) and values.size:
+        low, high = float(np.nanmin(values)), float(np.nanmax(values))
+        if not (np.isfinite(low) and np.isfinite(high)) or low < -1e-3 or high > 1 + 1e-3:
+            raise ValueError(f"float images must hold finite values in [0, 1], got range [{low}, {high}]")
     levels = values.astype(np.float64) * (255 / 65535 if values.dtype == np.uint16 else
                                           1.0 if values.dtype == np.uint8 else 255.0)
+    visible = None
     if levels.ndim == 3:
+        if levels.shape[2] in (2, 4):
+            visible = levels[..., -1] > 0
         levels = rgb_to_grey(levels[..., :3]) if levels.shape[2] >= 3 else levels[..., 0]
-    return levels
+    return levels, visible
 
 
 def cleanup_strength(quality: int | None, sigma: float) -> float:
@@ -116,11 +129,12 @@ def _libjpeg_table(quality: int) -> np.ndarray:
     return np.clip(np.floor((_STANDARD_LUMA_TABLE * scale + 50) / 100), 1, 255)
 
 
-def noise_sigma(grey: np.ndarray) -> float:
+def noise_sigma(grey: np.ndarray, visible: np.ndarray | None = None) -> float:
     """Immerkaer's estimate of additive noise sigma of a (H, W) image in 8-bit levels, taken in
     the flattest blocks: the 10th percentile of the 8x8 block estimates, since texture and edges
     leak through the mask (measured on bicubic-downscaled Set5/Set14/BSD68: the whole-image
-    estimate read 1.6-11.5 on clean images, this one 0.1-7.4). 0 under 3x3 pixels."""
+    estimate read 1.6-11.5 on clean images, this one 0.1-7.4). 0 under 3x3 pixels. `visible`: an
+    (H, W) mask; blocks that touch an invisible pixel are left out (0 if no block is left)."""
     height, width = grey.shape
     if height < 3 or width < 3:
         return 0.0
@@ -131,9 +145,18 @@ def noise_sigma(grey: np.ndarray) -> float:
                       + g[2:, :-2] - 2 * g[2:, 1:-1] + g[2:, 2:])
     block = 8
     rows, columns = response.shape[0] // block * block, response.shape[1] // block * block
+    if visible is not None:
+        # The mask response at (i, j) reads pixels (i..i+2, j..j+2): it counts where all nine are visible.
+        v = visible
+        seen = (v[:-2, :-2] & v[:-2, 1:-1] & v[:-2, 2:] & v[1:-1, :-2] & v[1:-1, 1:-1] & v[1:-1, 2:]
+                & v[2:, :-2] & v[2:, 1:-1] & v[2:, 2:])
+        if rows and columns:
+            whole = seen[:rows, :columns].reshape(rows // block, block, columns // block, block).all(axis=(1, 3))
+        if not (rows and columns and whole.any()):
+            return float(np.sqrt(np.pi / 2) * response[seen].mean() / 6) if seen.any() else 0.0
     if rows and columns:
         blocks = response[:rows, :columns].reshape(rows // block, block, columns // block, block).mean(axis=(1, 3))
-        level = float(np.percentile(blocks, 10))
+        level = float(np.percentile(blocks[whole] if visible is not None else blocks, 10))
     else:
         level = float(response.mean()) * _PERCENTILE_BIAS  # too small for blocks: the plain mean
     return float(np.sqrt(np.pi / 2) * level / 6 / _PERCENTILE_BIAS)

@@ -93,6 +93,12 @@ def upscale_tiled(
                 ) from error
 
 
+def work_pixels(width: int, height: int) -> int:
+    """The pixels the network runs on for a `width` x `height` input: sides below
+    MIN_NETWORK_SIDE are padded up, so a 1 x 5000 strip costs as much as 8 x 5000."""
+    return max(width, MIN_NETWORK_SIDE) * max(height, MIN_NETWORK_SIDE)
+
+
 def plan_tiles(length: int, tile: int, overlap: int) -> tuple[int, list[int]]:
     """(tile size, start positions) covering `length` pixels with the fewest equal tiles of at
     most `tile` pixels overlapping by at least `overlap`: no tile computes more than it must (with
@@ -164,6 +170,9 @@ class _TilePlan:
                 tiles = tiles.to(self.device).contiguous(memory_format=self.memory_format)  # (B, 3, th, tw)
                 with autocast(self.device, self.precision):
                     result = self.network(tiles)  # (B, 3, s*th, s*tw)
+                if not torch.isfinite(result).all():  # damaged weights: a black or grey image would pass silently
+                    raise ValueError("the network's output holds NaN or infinite values: its weights are damaged; "
+                                     "reload or retrain the model")
                 result = result.float().clamp_(0, 1).permute(0, 2, 3, 1).to(home)  # (B, s*th, s*tw, 3)
                 for k, j in enumerate(columns):
                     weight = (weight_y[i][:, None] * weight_x[j][None, :])[..., None]

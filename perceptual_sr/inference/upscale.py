@@ -22,13 +22,14 @@ from PIL import Image
 from torch import nn
 
 from perceptual_sr.inference.color_fix import COLOR_FIXES, DEFAULT_COLOR_FIX, apply_color_fix
-from perceptual_sr.inference.tiling import DEFAULT_TILE_OVERLAP, upscale_tiled
+from perceptual_sr.inference.tiling import DEFAULT_TILE_OVERLAP, MIN_NETWORK_SIDE, upscale_tiled, work_pixels
 from perceptual_sr.networks import inference_network
 from perceptual_sr.utils.config_flags import is_whole_number
 from perceptual_sr.utils.image_io import (
     DEFAULT_MAX_PIXELS,
     DecodedImage,
     ImageTooLargeError,
+    check_loaded,
     check_pixel_count,
     decode_pil,
     encode_pil,
@@ -110,7 +111,8 @@ def check_input(image: Any, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None
     """Raise ValueError (ImageTooLargeError above `max_pixels`) for anything `upscale` would refuse,
     from its kind, shape, dtype and size alone: cheap, so it runs before anything reads the pixels."""
     if isinstance(image, Image.Image):
-        check_pixel_count(image.width, image.height, max_pixels)
+        check_pixel_count(image.width, image.height, max_pixels)  # from the header: before decoding
+        check_loaded(image)
     elif isinstance(image, np.ndarray):
         if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3, 4))):
             raise ValueError(f"expected a numpy image of shape (H, W) or (H, W, 1|3|4), got {image.shape}")
@@ -132,6 +134,20 @@ def check_input(image: Any, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None
     elif not isinstance(image, (str, Path)):
         raise ValueError(f"cannot upscale a {type(image).__name__}; pass a PIL image, a path, a numpy array "
                          "or a tensor")
+    if isinstance(image, (Image.Image, np.ndarray, torch.Tensor)):
+        check_work_pixels(*((image.width, image.height) if isinstance(image, Image.Image) else
+                            (image.shape[-2], image.shape[-3]) if isinstance(image, torch.Tensor) else
+                            (image.shape[1], image.shape[0])), max_pixels)
+
+
+def check_work_pixels(width: int, height: int, max_pixels: int | None) -> None:
+    """ImageTooLargeError when what the network would run on exceeds `max_pixels`: a thin strip is
+    padded to MIN_NETWORK_SIDE, so a 1 x 1,048,576 image costs as much as 8 x 1,048,576 pixels."""
+    work = work_pixels(width, height)
+    if max_pixels is not None and work > max_pixels:
+        raise ImageTooLargeError(
+            f"image is {width}x{height} pixels; the network needs {MIN_NETWORK_SIDE} pixels a side, so it would "
+            f"process {work:,} pixels, more than max_pixels={max_pixels:,}; crop or pad it to a wider shape first")
 
 
 def upscale_with(network: nn.Module, image: Any, options: UpscaleOptions, device: torch.device) -> Any:

@@ -105,11 +105,24 @@ def check_pixel_count(width: int, height: int, max_pixels: int | None, what: str
         )
 
 
-def open_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Open and fully decode an image file; clear errors for missing, empty, corrupt or huge files."""
+def check_image_file(path: str | Path, what: str = "image file") -> Path:
+    """`path` if it is a regular file; otherwise FileNotFoundError (nothing there) or ValueError
+    saying what is there instead: a folder, or a pipe or device, which would block a read or give
+    up after one pass."""
     path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{what} {str(path)!r} does not exist")
+    if path.is_dir():
+        raise ValueError(f"{what} {str(path)!r} is a folder; pass the file itself")
     if not path.is_file():
-        raise FileNotFoundError(f"image file {str(path)!r} does not exist")
+        raise ValueError(f"{what} {str(path)!r} is a pipe or device, not a regular file; save it to a file first")
+    return path
+
+
+def open_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open and fully decode an image file; clear errors for missing, empty, corrupt or huge files,
+    and for pipes and folders."""
+    path = check_image_file(path)
     if path.stat().st_size == 0:
         raise ValueError(f"image file {str(path)!r} is empty (0 bytes)")
     try:
@@ -157,7 +170,11 @@ def decode_pil(image: Image.Image, max_pixels: int | None = DEFAULT_MAX_PIXELS,
 
 
 def _decode(image: Image.Image, max_pixels: int | None) -> DecodedImage:
-    if getattr(image, "n_frames", 1) > 1:
+    check_loaded(image)
+    if image.format == "MPO":
+        # A camera JPEG with its preview (or a stereo pair) in Multi-Picture frames: the first is the photo.
+        image.seek(0)
+    elif getattr(image, "n_frames", 1) > 1:
         raise ValueError(
             f"image has {image.n_frames} frames (animated or multi-page); upscale supports single-frame "
             "images only: save the frame you want as its own file first"
@@ -198,6 +215,26 @@ def _decode(image: Image.Image, max_pixels: int | None) -> DecodedImage:
         rgb = dequantize(np.asarray(image.convert("RGB")))
         return DecodedImage(rgb, None, "RGB", icc_profile, exif)
     raise ValueError(f"unsupported image mode {image.mode!r}; convert it to RGB, RGBA, L or I;16 first")
+
+
+# Colour spaces whose pixels are not RGB and that Pillow cannot convert to it: refused, never
+# passed on with their profile attached to RGB pixels.
+UNSUPPORTED_MODES = ("LAB", "HSV")
+
+
+def check_loaded(image: Image.Image) -> None:
+    """ValueError, in one clear line, for a Pillow image whose pixels cannot be read: closed, cut
+    short (decoded lazily, so the damage shows only now) or in a colour space we cannot convert."""
+    if image.mode in UNSUPPORTED_MODES:
+        raise ValueError(f"image is in the {image.mode} colour space, which cannot be converted to RGB here; "
+                         "convert it to RGB first")
+    try:
+        image.load()
+    except (ValueError, AttributeError, AssertionError) as error:  # Pillow's ways of saying "closed"
+        raise ValueError("the image was closed before it was read (opened in a `with` block that has ended?); "
+                         "pass an open image, or its path") from error
+    except UNREADABLE_ERRORS as error:
+        raise ValueError(f"cannot read the image's pixels: it is corrupt or cut short ({error})") from error
 
 
 def encode_pil(rgb: np.ndarray, alpha: np.ndarray | None, like: DecodedImage) -> Image.Image:
@@ -265,8 +302,10 @@ def save_image(image: Image.Image, path: str | Path, format: str | None = None, 
 
 
 def header_size(path: str | Path) -> tuple[int, int] | None:
-    """(width, height) from the file's header without decoding pixels; None if unreadable (the
-    decoder then says why, in its own words)."""
+    """(width, height) from the file's header without decoding pixels; None if unreadable or not a
+    regular file (the decoder then says why, in its own words); never blocks on a pipe."""
+    if not Path(path).is_file():
+        return None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
