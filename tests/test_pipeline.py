@@ -67,7 +67,7 @@ def test_detail_without_a_twin_is_a_clear_error(tmp_path):
     PerceptualSR(CONFIG).save_pretrained(tmp_path / "solo")
     pipeline = SRPipeline.from_pretrained(tmp_path / "solo")
     assert not pipeline.has_axis("detail")
-    with pytest.raises(ValueError, match="no weight set to blend detail with.*pixel-twin/"):
+    with pytest.raises(ValueError, match="cannot blend detail.*needs pixel-twin/"):
         pipeline.upscale(_image(), detail=0.5)
     assert pipeline.upscale(_image(), detail=1.0).shape == (40, 48, 3)
 
@@ -217,7 +217,7 @@ def test_without_real_photo_weights_auto_is_0_and_a_cleanup_is_a_clear_error(tmp
     assert pipeline.axes == ("detail",)
     noisy = np.random.default_rng(0).integers(0, 256, (24, 24, 3), dtype=np.uint8)
     assert pipeline.assess(noisy).cleanup == 0.0
-    with pytest.raises(ValueError, match="no weight set to blend cleanup with.*real-photo/"):
+    with pytest.raises(ValueError, match="cannot blend cleanup.*needs real-photo/"):
         pipeline.upscale(noisy, cleanup=1.0)
 
 

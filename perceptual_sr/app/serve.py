@@ -64,6 +64,7 @@ def main() -> None:
     except (FileNotFoundError, ValueError) as error:
         sys.exit(f"app.py: {error}")
     from perceptual_sr.app.demo import build_demo, model_fingerprint  # imports gradio: after the checks
+    from perceptual_sr.utils.interrupts import sigterm_as_interrupt
 
     # Cached example outputs belong to one set of weights: keep each model's cache apart.
     os.environ.setdefault(
@@ -71,7 +72,10 @@ def main() -> None:
     )
     demo = build_demo(model, max_input_pixels=max_pixels, concurrency_limit=concurrency, device=device)
     try:
-        demo.launch(server_name=host, server_port=port, share=share, max_file_size="50mb")
+        # SIGTERM (a container stop, `kill`) as Ctrl-C: the server closes and the visitors' results
+        # in the temporary output folder are removed at exit, as they are after Ctrl-C.
+        with sigterm_as_interrupt():
+            demo.launch(server_name=host, server_port=port, share=share, max_file_size="50mb")
     except OSError as error:  # e.g. the port is in use: one line, not Gradio's traceback
         sys.exit(f"app.py: cannot serve on {host}:{port} ({error}); set GRADIO_SERVER_PORT to a free port")
 

@@ -24,10 +24,12 @@ from perceptual_sr.inference.upscale import (
     apply_outscale,
     upscale,
 )
+from perceptual_sr.utils.atomic_write import clear_stale_staging
 from perceptual_sr.utils.image_io import (
     DEFAULT_MAX_PIXELS,
     IMAGE_SUFFIXES,
     check_fits_format,
+    check_image_file,
     check_outscale,
     header_size,
     is_complete_image,
@@ -116,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data", nargs="+", type=Path, required=True, help="folders of HR images (e.g. Set5 Set14 BSD68)")
     ev.add_argument("--degradation", choices=DEGRADATIONS, default="bicubic",
                     help="how the LR is made from each HR image (see degradations.degrade_to_image; default bicubic)")
-    ev.add_argument("--max-images", type=int, default=None, help="evaluate the first N images of each folder")
+    ev.add_argument("--max-images", type=_whole_number(1), default=None,
+                    help="evaluate the first N images of each folder")
     ev.add_argument("--out", type=Path, default=Path("eval_results"), help="folder for results.md/.csv and comparisons")
     ev.add_argument("--color-fix", type=_color_fix, default=DEFAULT_COLOR_FIX, choices=[c for c in COLOR_FIXES],
                     metavar="{histogram,luma,none}",
@@ -176,30 +179,45 @@ def _cleanup_value(text: str) -> float | str:
         raise argparse.ArgumentTypeError(f"expected auto or a number from 0 to 1, got {text!r}") from None
 
 
+def leave_out_own_outputs(files: list[Path], explicit: set[Path], output: Path, suffix: str,
+                          format: str | None) -> list[Path]:
+    """`files` without those found in a folder that are this command's own outputs of another
+    input (`comic_x4.png` beside `comic.png`, from an earlier run into the same folder). With
+    --skip-existing only: the same command run again then skips them, instead of refusing them
+    as inputs it would overwrite or upscaling them into `comic_x4_x4.png`."""
+    targets = {_file_identity(target) for target in output_paths(files, output, suffix, format, check=False)
+               if target.exists()}
+    kept = [path for path in files if path in explicit or _file_identity(path) not in targets]
+    return kept or files
+
+
 def collect_inputs(inputs: list[Path]) -> list[Path]:
     """Expand folders into their image files (sorted); files are kept as given."""
     files: list[Path] = []
     for path in inputs:
         if path.is_dir():
             files.extend(sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
-        elif path.exists():
-            files.append(path)
-        else:
-            raise FileNotFoundError(f"input {str(path)!r} does not exist")
+        else:  # a pipe (/dev/stdin, <(...)) is refused here, before the output folder is made
+            files.append(check_image_file(path, what="input"))
     if not files:
         raise ValueError("no input images found")
     return files
 
 
-def output_paths(files: list[Path], output: Path, suffix: str, format: str | None) -> list[Path]:
-    """Where each input's result goes; ValueError if two inputs would write the same file."""
+def output_paths(files: list[Path], output: Path, suffix: str, format: str | None, check: bool = True) -> list[Path]:
+    """Where each input's result goes; ValueError if two inputs would write the same file or an
+    input (unless `check` is False)."""
     targets = [output / f"{path.stem}_{suffix}{FORMATS[format] if format else path.suffix.lower()}" for path in files]
+    if not check:
+        return targets
     sources: dict[Path, list[Path]] = {}
     for path, target in zip(files, targets):
-        sources.setdefault(target, []).append(path)
+        # Compared as macOS and Windows file systems do, without case: Photo.jpg and photo.jpg collide there.
+        sources.setdefault(target.with_name(target.name.casefold()), []).append(path)
     clashes = {target: paths for target, paths in sources.items() if len(paths) > 1}
     if clashes:
-        lines = "; ".join(f"{', '.join(map(str, paths))} -> {target.name}" for target, paths in clashes.items())
+        lines = "; ".join(f"{', '.join(map(str, paths))} -> {target.name} (names compared without case)"
+                          for target, paths in clashes.items())
         raise ValueError(f"several inputs would be written to the same output file ({lines}); rename them, or "
                          "upscale them into separate --output folders")
     # An input is never written: not the file itself, nor another input the same run reads (a.png
@@ -242,6 +260,9 @@ def run_upscale(args: argparse.Namespace, model: SRPipeline | nn.Module) -> int:
     if args.output.exists() and not args.output.is_dir():
         raise ValueError(f"--output {str(args.output)!r} is a file; -o takes a folder (outputs are named "
                          f"<input>_{suffix}.<format> inside it)")
+    if args.skip_existing:  # those outputs are skipped, so leaving them out as inputs overwrites nothing
+        files = leave_out_own_outputs(files, {path for path in args.inputs if not path.is_dir()}, args.output,
+                                      suffix, args.format)
     targets = output_paths(files, args.output, suffix, args.format)
     args.output.mkdir(parents=True, exist_ok=True)
     done, skipped, failed = 0, 0, []
@@ -249,6 +270,7 @@ def run_upscale(args: argparse.Namespace, model: SRPipeline | nn.Module) -> int:
     for path, target in tqdm(list(zip(files, targets)), desc="upscale", unit="image"):
         # An output that does not decode fully (a killed run's, say) is redone, not skipped.
         if args.skip_existing and target.exists() and is_complete_image(target):
+            clear_stale_staging(target)  # a killed earlier save of it left its staging file
             skipped += 1
             continue
         try:
@@ -284,8 +306,9 @@ def run_eval(args: argparse.Namespace, model: SRPipeline | nn.Module) -> int:
     from perceptual_sr.evaluation.evaluate import evaluate, markdown_table, sweep_detail  # scipy, lpips: the eval extra
 
     if args.sweep_detail:
-        rows = sweep_detail(model, args.data, args.out, degradation=args.degradation, color_fix=args.color_fix,
-                            device=args.device, fast=args.fast, progress=True)
+        rows = sweep_detail(model, args.data, args.out, cleanup=args.cleanup, degradation=args.degradation,
+                            max_images=args.max_images, color_fix=args.color_fix, device=args.device, fast=args.fast,
+                            progress=True)
         for row in rows:
             print(f"detail {row['detail']:.2f} {row['set']}: PSNR-Y {row['model_psnr']:.2f} dB, "
                   f"LPIPS {row['model_lpips']:.4f}, grid {row['model_grid']:.2f}")

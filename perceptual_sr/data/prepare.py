@@ -174,6 +174,8 @@ def find_source_images(sources: tuple[Path, ...]) -> list[str]:
     """Relative POSIX paths, from the folders' common parent, of the image files under every folder
     in `sources`, sorted; FileNotFoundError naming a folder that does not exist."""
     for source in sources:
+        if source.exists() and not source.is_dir():
+            raise ValueError(f"source {source} is a file; pass folders of photos (OUT comes last)")
         if not source.is_dir():
             raise FileNotFoundError(f"source folder not found: {source}")
     root = common_parent(sources)
@@ -376,10 +378,13 @@ def prepare(config: PrepareConfig, *, checkpoint_seconds: float = 10.0,
         plan = _read_json(out / PLAN_FILE, {"settings": dict, "splits": dict})
         if plan is not None:
             mismatch = _settings_mismatch(settings, plan.get("settings", {}))
-            if mismatch:
+            started = (out / PROGRESS_FILE).exists() or any(out.glob("*.npy.partial"))
+            if mismatch and started:
                 raise ValueError(f"{out} holds an unfinished run made with {mismatch}; "
                                  "re-run with those settings to finish it, or choose another OUT")
-        else:
+            if mismatch:  # a run refused before it wrote a crop (e.g. for disk space): nothing to keep
+                plan = None
+        if plan is None:
             plan = choose_images(config, pool)
             write_json(out / PLAN_FILE, plan)
         shapes = _shapes(config, plan)

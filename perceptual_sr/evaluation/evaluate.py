@@ -13,6 +13,7 @@ image lacks, log10 excess; 0 = none).
 from __future__ import annotations
 
 import csv
+import functools
 import math
 import sys
 from dataclasses import dataclass, field
@@ -76,6 +77,8 @@ class FolderResult:
 def list_images(folder: str | Path) -> list[Path]:
     """Image files directly inside `folder`, sorted by name."""
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"evaluation folder {str(folder)!r} is a file; --data takes folders of HR images")
     if not folder.is_dir():
         raise FileNotFoundError(f"evaluation folder {str(folder)!r} does not exist")
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
@@ -120,6 +123,8 @@ def evaluate_folder(
         raise ValueError("pass scale along with a function that chooses the network per image")
     if degradation not in DEGRADATIONS:
         raise ValueError(f"degradation must be one of {DEGRADATIONS}, got {degradation!r}")
+    if max_images is not None and (isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1):
+        raise ValueError(f"max_images must be a whole number >= 1 or None (all), got {max_images!r}")
     files = list_images(folder)[:max_images]
     lpips_metric = lpips_metric or LPIPSMetric()
     if comparison_dir is not None:
@@ -245,9 +250,10 @@ DETAIL_SWEEP = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 def sweep_detail(model: "SRPipeline", folders: list[str | Path], out_dir: str | Path,
-                 details: tuple[float, ...] = DETAIL_SWEEP, **options) -> list[dict]:
+                 details: tuple[float, ...] = DETAIL_SWEEP, cleanup: float | str = 0.0, **options) -> list[dict]:
     """Evaluate the pipeline's network at each detail d on every folder; writes sweep.csv and
-    perception_distortion.png (PSNR-Y against LPIPS, one curve per set, bicubic as a point)."""
+    perception_distortion.png (PSNR-Y against LPIPS, one curve per set, bicubic as a point).
+    cleanup: as for `upscale` ("auto": measured on each LR); `options`: `evaluate_folder`'s."""
     if not (hasattr(model, "has_axis") and model.has_axis("detail")):
         raise ValueError("a detail sweep needs a model with its pixel-loss twin (the bundled default has one)")
     out_dir = Path(out_dir)
@@ -255,7 +261,8 @@ def sweep_detail(model: "SRPipeline", folders: list[str | Path], out_dir: str | 
     options.setdefault("lpips_metric", LPIPSMetric())
     rows = []
     for detail in details:
-        for result in evaluate(model.network_at(detail=detail), folders, **options):
+        network = functools.partial(model.network_for, detail=detail, cleanup=cleanup)
+        for result in evaluate(network, folders, scale=model.scale, **options):
             means = result.means
             rows.append({"detail": detail, "set": result.name,
                          **{f"{method}_{metric}": means[method][metric] for method in METHODS for metric in METRICS}})

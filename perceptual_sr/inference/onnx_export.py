@@ -30,6 +30,7 @@ from perceptual_sr.networks.phases import PHASES, reflected
 from perceptual_sr.networks.upscaler import PerceptualSR, SRConfig
 from perceptual_sr.utils import runtime
 from perceptual_sr.utils.atomic_write import atomic_file
+from perceptual_sr.utils.image_io import check_image_file
 
 DEFAULT_OPSET = 17
 INPUT_NAME, OUTPUT_NAME = "low_res", "high_res"
@@ -51,6 +52,11 @@ def export_onnx(model: PerceptualSR, path: str | Path, opset: int = DEFAULT_OPSE
     path = Path(path)
     if path.suffix.lower() != ".onnx":
         raise ValueError(f"the output file should end in .onnx, got {str(path)!r}")
+    broken = [name for name, tensor in model.state_dict().items()
+              if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if broken:
+        raise ValueError(f"the model's weights hold NaN or infinite values (in {', '.join(broken[:3])}); "
+                         "an export of them would give black or grey images: export good weights")
     network = inference_network.build(model)
     form = "phase-network" if isinstance(network, PhaseNetwork) else "folded"
     if isinstance(network, PhaseNetwork):
@@ -191,9 +197,7 @@ class OnnxSR(nn.Module):
         super().__init__()
         import onnxruntime
 
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"ONNX file {str(path)!r} does not exist")
+        path = check_image_file(path, what="ONNX file")
         if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
             raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
         threads = threads or torch.get_num_threads()
@@ -230,17 +234,23 @@ class OnnxSR(nn.Module):
             raise ValueError(f"{str(path)!r} takes inputs {[name for name, _ in inputs]} and gives outputs {outputs}; "
                              f"a perceptual-sr model takes {INPUT_NAME!r} and gives {OUTPUT_NAME!r}: "
                              "export it again with `perceptual-sr export`")
-        probe = np.full((1, 3, _PROBE_SIZE, _PROBE_SIZE), 0.5, np.float32)
-        expected = (1, 3, _PROBE_SIZE * self.scale, _PROBE_SIZE * self.scale)
-        try:
-            (high_res,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: probe})
-        except Exception as error:  # onnxruntime's own exception types: wrong rank, channels, ...
-            raise ValueError(f"{str(path)!r} does not run on a {probe.shape} RGB batch: "
-                             f"{str(error).splitlines()[0][:200]}") from error
-        if tuple(high_res.shape) != expected:
-            raise ValueError(f"{str(path)!r} turns a {probe.shape} batch into {tuple(high_res.shape)}, but its metadata "
-                             f"says scale {self.scale}, which gives {expected}: export it again with "
-                             "`perceptual-sr export`")
+        # Two sizes and two batch sizes, since tiles vary: a graph frozen to one input shape, or
+        # with an output of constant shape, fails here rather than on the first image.
+        for batch, height, width in ((1, _PROBE_SIZE, _PROBE_SIZE), (2, _PROBE_SIZE + 4, _PROBE_SIZE + 8)):
+            probe = np.full((batch, 3, height, width), 0.5, np.float32)
+            expected = (batch, 3, height * self.scale, width * self.scale)
+            try:
+                (high_res,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: probe})
+            except Exception as error:  # onnxruntime's own exception types: wrong rank, channels, shape...
+                raise ValueError(f"{str(path)!r} does not run on a {probe.shape} RGB batch (a model must take any "
+                                 f"batch, height and width): {str(error).splitlines()[0][:200]}") from error
+            if tuple(high_res.shape) != expected:
+                raise ValueError(f"{str(path)!r} turns a {probe.shape} batch into {tuple(high_res.shape)}, but its "
+                                 f"metadata says scale {self.scale}, which gives {expected}: export it again with "
+                                 "`perceptual-sr export`")
+            if not np.isfinite(high_res).all():
+                raise ValueError(f"{str(path)!r} gives NaN or infinite values on a grey probe: its weights are "
+                                 "damaged; export it again from good weights")
 
     @property
     def scale(self) -> int:

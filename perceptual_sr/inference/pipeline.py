@@ -198,9 +198,10 @@ class SRPipeline:
             value = point.get(axis)
             value = default if value is None else check_axis_value(axis, value)
             if value != default and axis not in self.axes:
-                raise ValueError(f"this model has no weight set to blend {axis} with, so only {axis}={default:g} "
-                                 f"is available, got {value:g}; load a model folder that has "
-                                 f"{_subfolder_for(axis)}/")
+                missing = _missing_for(axis, set(self._states))
+                raise ValueError(f"this model's weight sets cannot blend {axis}, so only {axis}={default:g} is "
+                                 f"available, got {value:g}; the folder also needs "
+                                 f"{' and '.join(name + '/' for name in missing)}")
             values.append(value)
         return tuple(values)
 
@@ -301,6 +302,10 @@ def load_weight_sets(folder: Path) -> dict[str, PerceptualSR]:
     for name in WEIGHT_SETS:
         subfolder = folder / name
         if name and not (subfolder / "model.safetensors").is_file():
+            if subfolder.is_dir() and any(subfolder.iterdir()):  # an interrupted download or copy
+                raise ValueError(f"{subfolder} holds {', '.join(sorted(c.name for c in subfolder.iterdir()))} but no "
+                                 "model.safetensors: the weight set is incomplete; download or copy it again, or "
+                                 "remove the folder")
             continue
         sets[name] = PerceptualSR.from_pretrained(subfolder)
     return sets
@@ -367,8 +372,14 @@ def check_axis_value(axis: str, value: Any) -> float:
     return float(value)
 
 
-def _subfolder_for(axis: str) -> str:
-    return next(name for name, corner in WEIGHT_SETS.items() if name and corner[axis] != AXES[axis])
+def _missing_for(axis: str, names: set[str]) -> list[str]:
+    """The weight sets a folder holding `names` lacks for `axis`: both ends of it at every corner
+    the other axes reach."""
+    index = list(AXES).index(axis)
+    corners = {tuple(WEIGHT_SETS[name][a] for a in AXES) for name in names}
+    needed = {corner[:index] + (end,) + corner[index + 1:] for corner in corners for end in (0.0, 1.0)}
+    return [name for name, corner in WEIGHT_SETS.items()
+            if tuple(corner[a] for a in AXES) in needed and name not in names]
 
 
 def _cpu_state(network: nn.Module) -> dict[str, torch.Tensor]:

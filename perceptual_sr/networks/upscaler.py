@@ -306,6 +306,9 @@ def check_model_folder(path: Path) -> Path:
     FileNotFoundError / ValueError saying what is missing."""
     if path.is_file() and path.name in (constants.SAFETENSORS_SINGLE_FILE, constants.CONFIG_NAME):
         raise FileNotFoundError(f"{str(path)!r} is a file; pass the folder that holds it ({str(path.parent)!r})")
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{str(path)!r} is a file, not a model folder: pass the folder save_pretrained wrote "
+                         "(an exported .onnx file runs with `perceptual-sr upscale --model`, and cannot be trained on)")
     if not path.is_dir():
         raise FileNotFoundError(f"model folder {str(path)!r} does not exist")
     for name in (constants.CONFIG_NAME, constants.SAFETENSORS_SINGLE_FILE):

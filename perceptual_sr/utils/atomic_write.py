@@ -29,6 +29,32 @@ def _staging_name(path: Path, suffix: str) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}{suffix}")
 
 
+def clear_stale_staging(path: Path) -> None:
+    """Remove the staging files of `path` that a killed process left (SIGKILL, the OOM killer: no
+    clean-up ran). Ours are named `.<name>.<pid>-<thread>.partial`; one whose process no longer
+    runs is never finished. Others' files and live writers' are left alone."""
+    prefix, suffix = f".{path.name}.", ".partial"
+    try:
+        candidates = [child for child in path.parent.iterdir()
+                      if child.name.startswith(prefix) and child.name.endswith(suffix)]
+    except OSError:
+        return
+    for child in candidates:
+        owner = child.name[len(prefix):-len(suffix)].split("-")[0]
+        if owner.isdigit() and not _process_alive(int(owner)):
+            child.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # someone else's process, or not a pid: leave its file
+    return True
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path to write `path`'s new content to; on success it replaces `path`.
@@ -37,6 +63,7 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    clear_stale_staging(path)
     staging = _staging_name(path, ".partial")
     try:
         yield staging

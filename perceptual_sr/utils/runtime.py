@@ -30,6 +30,8 @@ def choose_device(device: str | torch.device | None = None) -> torch.device:
         chosen = torch.device(device)
     except (RuntimeError, TypeError) as error:
         raise ValueError(f"unknown device {str(device)!r}; use cpu, cuda, cuda:N or mps") from error
+    if chosen.type not in ("cpu", "cuda", "mps"):  # meta, xla, ...: nothing to upscale or train on
+        raise ValueError(f"device {str(device)!r} is not one perceptual_sr runs on; use cpu, cuda, cuda:N or mps")
     if chosen.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {str(device)!r} was asked for, but this machine has no usable CUDA GPU; use cpu")
     if chosen.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
