@@ -42,6 +42,7 @@ from perceptual_sr.utils.image_io import dequantize_tensor, quantize_tensor, ten
 KERNEL_TYPES = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso")
 RESIZE_MODES = ("area", "bilinear", "bicubic")
 RESIZE_DIRECTIONS = ("up", "down", "keep")
+MAX_RESIZE = 4.0  # the largest random upscale in the chain; Real-ESRGAN's is 1.5
 POISSON_LEVELS = 256  # Real-ESRGAN scales by 2**ceil(log2(distinct values)): 256 for 8-bit photos
 
 
@@ -86,6 +87,9 @@ class DegradationConfig:
             if isinstance(value, list):
                 value = tuple(value)
                 object.__setattr__(self, name, value)
+            numbers = value if isinstance(value, tuple) else (value,)
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in numbers):
+                raise ValueError(f"{name} must hold finite numbers, got {value!r}")
             pair = isinstance(value, tuple) and len(value) == 2
             if name.endswith("_prob") or "_prob_" in name:
                 valid, need = 0.0 <= value <= 1.0, "a probability in [0, 1]"
@@ -99,7 +103,9 @@ class DegradationConfig:
                 valid = pair and all(q == int(q) for q in value) and 1 <= value[0] <= value[1] <= 100
                 need = "whole qualities (low, high), 1 <= low <= high <= 100"
             elif name.startswith("resize_range"):  # down draws from [low, 1], up from [1, high]
-                valid, need = pair and 0 < value[0] <= 1 <= value[1], "(low, high) with 0 < low <= 1 <= high"
+                # Above MAX_RESIZE an HR crop would be resized to gigapixels (1e6: 765 TB).
+                valid = pair and 0 < value[0] <= 1 <= value[1] <= MAX_RESIZE
+                need = f"(low, high) with 0 < low <= 1 <= high <= {MAX_RESIZE}"
             elif name.startswith(("noise_sigma", "poisson_scale")):
                 valid, need = pair and 0 <= value[0] <= value[1], "(low, high) with 0 <= low <= high"
             else:
@@ -256,11 +262,19 @@ def degrade_realistic(hr: torch.Tensor, scale: int, seed: int | torch.Generator,
 def degrade_realistic_with_record(hr: torch.Tensor, scale: int, seed: int | torch.Generator,
                                   config: DegradationConfig | None = None) -> tuple[torch.Tensor, list[str]]:
     """`degrade_realistic` plus a short description of each operation applied, in order."""
+    if not isinstance(seed, torch.Generator) and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
+                                                  or not 0 <= seed < 2 ** 63):
+        raise ValueError(f"seed must be a whole number from 0 to 2**63 - 1 or a torch.Generator, got {seed!r}")
     generator = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(int(seed))
+    if config is not None and not isinstance(config, DegradationConfig):
+        raise ValueError(f"config must be a DegradationConfig, got {type(config).__name__}")
     config, record = config or DegradationConfig(), []
     if hr.ndim != 3 or hr.shape[0] != 3 or not hr.is_floating_point():
         raise ValueError(f"expected a (3, H, W) float tensor in [0, 1], got {hr.dtype} {tuple(hr.shape)}")
-    if not isinstance(scale, int) or scale < 1:
+    if hr.numel() and not (torch.isfinite(hr).all() and hr.min() >= -1e-3 and hr.max() <= 1 + 1e-3):
+        raise ValueError(f"expected HR values in [0, 1] (an 8-bit image divided by 255), got the range "
+                         f"[{hr.min().item():g}, {hr.max().item():g}]")
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
         raise ValueError(f"scale must be a positive integer, got {scale!r}")
     height, width = (hr.shape[1] // scale) * scale, (hr.shape[2] // scale) * scale
     if height == 0 or width == 0:

@@ -16,6 +16,7 @@ COLOR_FIXES = ("histogram", "luma", None)
 # Chosen by measurement (README "Colour fix"): "luma" removes by construction the local chroma
 # errors a network can paint; "histogram" (the paper's post-process) cannot fix local colour.
 DEFAULT_COLOR_FIX = "luma"
+_LEVEL = 0.5 / 255  # within half an 8-bit level of pure black or white
 
 
 def apply_color_fix(upscaled: np.ndarray, low_res: np.ndarray, scale: int, method: str | None) -> np.ndarray:
@@ -65,6 +66,10 @@ def _luma_fix(upscaled: np.ndarray, reference: list[np.ndarray], rows: int = 256
     for top in range(0, upscaled.shape[0], rows):
         luma = upscaled[top:top + rows] @ to_luma  # float32, from any dtype
         red, green, blue = (np.clip(plane[top:top + rows], 0.0, 1.0) for plane in reference)
+        # Where the input is pure white (or black) all around, so is the output: the network's small
+        # offset there (255 -> 252, 0 -> 3) would turn the page of a scan or a screenshot grey.
+        luma[(red >= 1.0 - _LEVEL) & (green >= 1.0 - _LEVEL) & (blue >= 1.0 - _LEVEL)] = 1.0
+        luma[(red <= _LEVEL) & (green <= _LEVEL) & (blue <= _LEVEL)] = 0.0
         cb = to_cb[0] * red + to_cb[1] * green + to_cb[2] * blue
         cr = to_cr[0] * red + to_cr[1] * green + to_cr[2] * blue
         rgb = np.stack([luma + YCBCR_TO_RGB[c, 1] * cb + YCBCR_TO_RGB[c, 2] * cr for c in range(3)], axis=2)
