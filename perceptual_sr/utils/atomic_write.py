@@ -96,23 +96,14 @@ def atomic_folder(folder: str | Path) -> Iterator[Path]:
     there is repaired by `recover_folder`. On an exception the staging folder is removed.
     """
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    recover_folder(folder)
-    staging = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    try:
+    with _staging_folder(folder) as staging:
         yield staging
-        for child in staging.rglob("*"):
-            if child.is_file():
-                os.chmod(child, FILE_MODE)
+        _make_readable(staging)
         previous = folder.with_name(folder.name + ".old")
         if folder.exists():
             folder.rename(previous)
         staging.rename(folder)
         shutil.rmtree(previous, ignore_errors=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -127,19 +118,13 @@ def atomic_entries(folder: str | Path, owned: set[str]) -> Iterator[Path]:
     """
     folder = Path(folder)
     recover_folder(folder)
-    foreign = sorted(child.name for child in folder.iterdir() if child.name not in owned) if folder.is_dir() else []
-    if not foreign:
+    if not folder.is_dir() or all(child.name in owned for child in folder.iterdir()):
         with atomic_folder(folder) as staging:
             yield staging
         return
-    staging = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    try:
+    with _staging_folder(folder) as staging:
         yield staging
-        for child in staging.rglob("*"):
-            if child.is_file():
-                os.chmod(child, FILE_MODE)
+        _make_readable(staging)
         previous = folder.with_name(folder.name + ".old")
         previous.mkdir()
         for name in owned:
@@ -148,8 +133,26 @@ def atomic_entries(folder: str | Path, owned: set[str]) -> Iterator[Path]:
         for child in staging.iterdir():
             child.rename(folder / child.name)
         shutil.rmtree(previous, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _staging_folder(folder: Path) -> Iterator[Path]:
+    """An empty `<folder>.tmp` beside `folder` (an interrupted swap repaired first), removed on the way out."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    recover_folder(folder)
+    staging = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        yield staging
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _make_readable(staging: Path) -> None:
+    for child in staging.rglob("*"):
+        if child.is_file():
+            os.chmod(child, FILE_MODE)
 
 
 def recover_folder(folder: str | Path) -> None:
