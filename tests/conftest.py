@@ -37,6 +37,14 @@ def model():
 
 
 @pytest.fixture(scope="session")
+def bundled_pipeline():
+    """The bundled model with its four weight sets, loaded once: for tests that only read it."""
+    from perceptual_sr import SRPipeline
+
+    return SRPipeline.from_pretrained()
+
+
+@pytest.fixture(scope="session")
 def make_photo():
     """`make_photo(width, height, seed=0)`: a synthetic photo (see `synthetic_photo`); every test file's test image."""
     return synthetic_photo

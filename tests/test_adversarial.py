@@ -21,6 +21,7 @@ def test_the_discriminator_judges_every_pixel_and_says_what_crops_it_needs():
         UNetDiscriminator(features=0)
 
 
+@pytest.mark.slow
 def test_the_discriminator_learns_to_tell_sharp_photos_from_smooth_output():
     torch.manual_seed(0)
     critic = Critic(0.1, features=8, learning_rate=1e-3, device=CPU)

@@ -254,6 +254,7 @@ def test_browser_upload_upscale_and_download(photo_file, app_url, page, tmp_path
     page.screenshot(path=str(ARTIFACTS / "demo_example.png"), full_page=True)
 
 
+@pytest.mark.slow
 def test_prediction_function_takes_tiny_images_every_tile_size_and_detail(photo_file, tmp_path):
     from perceptual_sr.app.demo import MAX_TILE_SIZE, Upscaler
 
@@ -356,6 +357,7 @@ def test_automatic_cleanup_is_shown_and_a_manual_strength_is_used(photo_file, tm
     assert not np.array_equal(np.asarray(Image.open(untouched)), np.asarray(Image.open(automatic)))
 
 
+@pytest.mark.slow
 def test_a_port_in_use_is_one_clear_line(monkeypatch):
     import socket
 

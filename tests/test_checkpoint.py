@@ -87,6 +87,7 @@ def test_a_checkpoint_that_says_lr_resumes_as_learning_rate():
 # --- Save and load ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_checkpoint_round_trip_restores_model_average_optimizer_and_precision(tmp_path):
     model = PerceptualSR(TINY)
     average = weight_average(model, 0.9)
@@ -115,6 +116,7 @@ def test_checkpoint_round_trip_restores_model_average_optimizer_and_precision(tm
     _assert_same_state(average.module, restored_average.module)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_from_before_precision_was_recorded_still_resumes(tmp_path):
     model = PerceptualSR(TINY)
     optimizer = _trained_a_little(model)
@@ -158,6 +160,7 @@ def test_no_checkpoint_is_a_clear_error(tmp_path):
         read_settings(tmp_path / "checkpoint")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "foreign pickle"])
 def test_a_damaged_training_state_is_one_clear_error_naming_it(tmp_path, damage):
     model = PerceptualSR(TINY)

@@ -39,6 +39,7 @@ def test_format_and_skip_existing(make_photo, model_dir, tmp_path, capsys):
     assert "upscaled 0, skipped 1 existing" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_eval_writes_tables(model_dir, tmp_path, capsys):
     data = tmp_path / "Set1"
     data.mkdir()
@@ -59,6 +60,7 @@ def test_errors_are_one_line_and_nonzero(model_dir, tmp_path, capsys):
     assert "no-model" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_detail_flag_and_perception_distortion_sweep(tmp_path, capsys):
     from perceptual_sr.inference.pipeline import TWIN_SUBFOLDER
 

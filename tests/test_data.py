@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from perceptual_sr.data.dataset import SRPairDataset
 from perceptual_sr.data.degradations import degrade
 from perceptual_sr.utils.image_io import load_rgb8 as load_rgb
-from perceptual_sr.utils.image_io import tensor_to_uint8
+from perceptual_sr.utils.pixels import tensor_to_uint8
 
 # ----------------------------------------------------------------------------- load_rgb
 

@@ -26,7 +26,7 @@ from perceptual_sr.data.degradations import (
     jpeg_compress,
     sinc_kernel,
 )
-from perceptual_sr.utils.image_io import tensor_to_uint8, uint8_to_tensor
+from perceptual_sr.utils.pixels import tensor_to_uint8, uint8_to_tensor
 
 ROOT = Path(__file__).resolve().parents[1]
 DEGRADED = DegradationConfig(clean_prob=0.0)

@@ -24,6 +24,7 @@ def hr_folder(tmp_path):
     return folder
 
 
+@pytest.mark.slow
 def test_evaluate_folder_scores_bicubic_and_model(model, lpips_metric, hr_folder, tmp_path):
     result = evaluate_folder(model, hr_folder, lpips_metric=lpips_metric, comparison_dir=tmp_path / "cmp")
     assert [image.name for image in result.images] == ["astronaut", "camera"]
@@ -48,6 +49,7 @@ def test_bicubic_scores_follow_the_protocol(model, lpips_metric, hr_folder):
     assert result.images[0].scores["bicubic"]["psnr"] == pytest.approx(expected)
 
 
+@pytest.mark.slow
 def test_tables_written(model, lpips_metric, hr_folder, tmp_path):
     results = evaluate(model, [hr_folder], out_dir=tmp_path / "out", lpips_metric=lpips_metric)
     markdown = (tmp_path / "out" / "results.md").read_text()

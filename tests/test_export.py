@@ -86,6 +86,7 @@ def test_bad_exports_and_foreign_onnx_files_are_clear_errors(exported, tmp_path)
     dict(upsampler="pixelshuffle", global_skip="bicubic"),  # no phase form: the folded module
     dict(upsampler="resize-conv", global_skip="bicubic", scale=2),
 ])
+@pytest.mark.slow
 def test_every_exported_form_matches_pytorch(config, tmp_path):
     torch.manual_seed(1)
     model = PerceptualSR(SRConfig(channels=8, residual_blocks=1, **config))

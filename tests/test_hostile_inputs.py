@@ -213,6 +213,7 @@ def test_r3_03_outscale_keeps_an_exif_rotated_photo_upright(tmp_path, make_photo
     assert _tiny_pipeline().upscale(str(tmp_path / "phone.jpg"), outscale=2).size == (60, 120)
 
 
+@pytest.mark.slow
 def test_r3_04_save_pretrained_is_all_or_nothing_across_weight_sets(tmp_path):
     from perceptual_sr import SRPipeline
 
@@ -246,6 +247,7 @@ def test_r3_06_nan_weights_are_an_error_never_a_black_image(tmp_path):
     assert not (tmp_path / "broken.onnx").exists()
 
 
+@pytest.mark.slow
 def test_r3_07_pure_white_and_black_are_kept():
     from PIL import Image, ImageDraw
 
@@ -260,6 +262,7 @@ def test_r3_07_pure_white_and_black_are_kept():
     assert (out == 255).all(axis=2).mean() > 0.8  # the page stays white (before: 19%)
 
 
+@pytest.mark.slow
 def test_r3_08_eval_flags_are_checked_and_honoured(tmp_path, make_photo, capsys):
     from PIL import Image
 
@@ -301,17 +304,15 @@ def test_r3_09_partial_model_folders_say_what_they_lack(tmp_path):
         SRPipeline.from_pretrained(tmp_path / "m")
 
 
-def test_r3_10_auto_measures_only_what_is_visible():
+def test_r3_10_auto_measures_only_what_is_visible(bundled_pipeline):
     from PIL import Image
-
-    from perceptual_sr import SRPipeline
 
     rgba = np.random.default_rng(0).integers(0, 256, (128, 128, 4), dtype=np.uint8)
     rgba[..., 3] = 0
     rgba[48:80, 48:80] = (30, 120, 200, 255)  # a clean logo; random colour under alpha 0
-    quality = SRPipeline.from_pretrained().assess(Image.fromarray(rgba, "RGBA"))
+    quality = bundled_pipeline.assess(Image.fromarray(rgba, "RGBA"))
     assert quality.noise_sigma < 2 and quality.cleanup == 0.0
-    assert SRPipeline.from_pretrained().assess(rgba).cleanup == 0.0
+    assert bundled_pipeline.assess(rgba).cleanup == 0.0
 
 
 def test_r3_11_a_fifo_named_like_a_photo_never_hangs(tmp_path, model_dir, capsys):
@@ -332,17 +333,16 @@ def test_r3_12_a_thin_strip_is_limited_by_what_the_network_runs_on():
         _tiny_pipeline().upscale(np.zeros((1, 200_000, 3), np.uint8), max_pixels=1024 * 1024)
 
 
-def test_r3_13_the_pixel_limit_comes_before_auto_measures(monkeypatch):
+def test_r3_13_the_pixel_limit_comes_before_auto_measures(monkeypatch, bundled_pipeline):
     from PIL import Image
 
-    from perceptual_sr import SRPipeline
     from perceptual_sr.inference import auto_cleanup
     from perceptual_sr.inference.upscale import ImageTooLargeError
 
     measured = []
     monkeypatch.setattr(auto_cleanup, "assess", lambda image: measured.append(image))
     with pytest.raises(ImageTooLargeError):
-        SRPipeline.from_pretrained().upscale(Image.new("RGB", (5000, 4000)))
+        bundled_pipeline.upscale(Image.new("RGB", (5000, 4000)))
     assert not measured
 
 
@@ -427,20 +427,15 @@ def test_r3_17_the_same_command_twice_into_the_same_folder_skips_what_it_wrote(t
     (np.zeros((1, 8, 8, 3), np.uint8), "shape"), (np.zeros((8, 8, 3), np.int32), "dtype"),
     (np.zeros((8, 8, 3), bool), "dtype"), ([[0.5]], "cannot upscale a list"),
 ])
-def test_r3_18_bad_inputs_get_their_clear_error_before_auto_measures(value, message):
-    from perceptual_sr import SRPipeline
-
-    pipeline = SRPipeline.from_pretrained()
-    for call in (pipeline.upscale, pipeline.assess):
+def test_r3_18_bad_inputs_get_their_clear_error_before_auto_measures(value, message, bundled_pipeline):
+    for call in (bundled_pipeline.upscale, bundled_pipeline.assess):
         with pytest.raises(ValueError, match=message):
             call(value)
 
 
-def test_r3_18_assess_refuses_floats_outside_0_1():
-    from perceptual_sr import SRPipeline
-
+def test_r3_18_assess_refuses_floats_outside_0_1(bundled_pipeline):
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        SRPipeline.from_pretrained().assess(np.full((16, 16, 3), 200.0, np.float32))
+        bundled_pipeline.assess(np.full((16, 16, 3), 200.0, np.float32))
 
 
 def test_r3_19_a_closed_or_cut_short_image_is_one_clear_error(tmp_path, make_photo):
@@ -532,10 +527,8 @@ def test_r3_24_the_apps_upscaler_turns_every_bad_value_into_a_message(tmp_path, 
         upscaler(str(tmp_path / "a.png"), **options)
 
 
-def test_r3_25_numpy_numbers_are_numbers():
-    from perceptual_sr import SRPipeline
-
-    out = SRPipeline.from_pretrained().upscale(np.zeros((8, 8, 3), np.float32), cleanup=np.float32(0.5),
+def test_r3_25_numpy_numbers_are_numbers(bundled_pipeline):
+    out = bundled_pipeline.upscale(np.zeros((8, 8, 3), np.float32), cleanup=np.float32(0.5),
                                                detail=np.int64(0), outscale=np.float64(2.0))
     assert out.shape == (16, 16, 3)
 

@@ -129,7 +129,8 @@ def test_sixteen_bit_grey_survives_every_output_format(tmp_path, suffix):
 def test_training_evaluation_and_upscale_read_every_kind_of_file_to_the_same_pixels(tmp_path):
     """One decoder: prepare_data (training), evaluate and upscale see the same RGB values."""
     from perceptual_sr.data import prepare
-    from perceptual_sr.utils.image_io import decode_pil, load_rgb8, open_image, quantize
+    from perceptual_sr.utils.image_io import decode_pil, load_rgb8, open_image
+    from perceptual_sr.utils.pixels import quantize
 
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (24, 20, 3), dtype=np.uint8)
@@ -193,7 +194,7 @@ def test_flattening_alpha_keeps_icc_and_exif(tmp_path):
 
 
 def test_quantize_between_bit_depths_is_exact_integer_rounding():
-    from perceptual_sr.utils.image_io import quantize
+    from perceptual_sr.utils.pixels import quantize
 
     every = np.arange(65536, dtype=np.uint16)
     assert np.array_equal(quantize(every, np.uint8), np.rint(every / 65535.0 * 255).astype(np.uint8))
@@ -213,7 +214,7 @@ def test_encode_pil_takes_16_bit_integers_as_it_takes_floats(mode):
 def test_quantize_and_dequantize_agree_for_numpy_and_tensors():
     import torch
 
-    from perceptual_sr.utils.image_io import dequantize, dequantize_tensor, quantize, quantize_tensor
+    from perceptual_sr.utils.pixels import dequantize, dequantize_tensor, quantize, quantize_tensor
 
     values = np.concatenate([np.linspace(-0.5, 1.5, 4001), [0.5 / 255, 1.5 / 255, 0.5 / 65535]]).astype(np.float32)
     for numpy_dtype, torch_dtype in ((np.uint8, torch.uint8), (np.uint16, torch.uint16), (np.float32, torch.float32)):
@@ -233,7 +234,7 @@ def test_quantize_and_dequantize_agree_for_numpy_and_tensors():
 def test_uint8_arrays_and_tensors_cross_exactly_and_leave_their_input_alone():
     import torch
 
-    from perceptual_sr.utils.image_io import tensor_to_uint8, uint8_to_tensor
+    from perceptual_sr.utils.pixels import tensor_to_uint8, uint8_to_tensor
 
     image = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
     image.setflags(write=False)  # as a memory map or a PIL image's bytes

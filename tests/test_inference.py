@@ -300,6 +300,7 @@ def test_tensors_without_colour_fix_are_upscaled_as_tensors_matching_the_array_p
     assert np.abs(out.permute(1, 2, 0).float().numpy() - expected).max() < 1e-6
 
 
+@pytest.mark.slow
 def test_reuse_freed_memory_applies_in_its_own_process_and_is_a_no_op_without_glibc(monkeypatch):
     import platform
     import subprocess

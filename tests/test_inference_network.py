@@ -42,6 +42,7 @@ def test_phase_network_matches_the_module(config, shape, layout):
     assert (got - expected).abs().max().item() <= 1e-4  # measured about 1e-6
 
 
+@pytest.mark.slow
 def test_bundled_model_parity_in_fp32_and_bf16():
     net = PerceptualSR.from_pretrained().eval()
     fast = inference_network.build(net).to(memory_format=torch.channels_last)

@@ -4,7 +4,7 @@ from scipy.ndimage import gaussian_filter
 from skimage import data as skdata
 
 from perceptual_sr.training.loss import PerceptualLoss, VGG16Features, parse_feature_weights, total_variation
-from perceptual_sr.utils.image_io import uint8_to_tensor
+from perceptual_sr.utils.pixels import uint8_to_tensor
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +27,7 @@ def test_feature_loss_is_zero_on_identical_images(photo, feature_loss):
     assert total.item() == 0.0
 
 
+@pytest.mark.slow
 def test_feature_loss_grows_with_blur(photo, feature_loss):
     losses = [feature_loss(_blur(photo, sigma), photo)[0].item() for sigma in (0.5, 1.0, 2.0, 4.0)]
     assert all(a < b for a, b in zip(losses, losses[1:])), losses
@@ -105,6 +106,7 @@ def _with_hatch(image: torch.Tensor, amplitude: float, frequency=(0.40, 0.39)) -
     return image + amplitude / 255 * hatch
 
 
+@pytest.mark.slow
 def test_spectral_excess_sees_a_hatch_and_not_blur_or_the_photos_own_spectrum(photo):
     from perceptual_sr.training.loss import spectral_excess
 
@@ -120,6 +122,7 @@ def test_spectral_excess_sees_a_hatch_and_not_blur_or_the_photos_own_spectrum(ph
     assert (turned - photos).abs().mean() > 0.1 and spectral_excess(turned, photos) == 0
 
 
+@pytest.mark.slow
 def test_spectral_excess_gradient_removes_the_hatch(photo):
     from perceptual_sr.training.loss import spectral_excess
 

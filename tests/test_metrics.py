@@ -52,6 +52,7 @@ def _tensor(image):
     return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255
 
 
+@pytest.mark.slow
 def test_lpips_zero_on_identical_and_grows_with_blur(lpips_metric):
     photo = data.astronaut()[::2, ::2]
     x = _tensor(photo)

@@ -1,3 +1,5 @@
+import pytest
+
 """The model card of a trained model: the dataset's real scale and degradation, the validation scores."""
 
 from perceptual_sr import SRConfig
@@ -48,6 +50,7 @@ def test_the_code_location_is_the_publishers_and_never_guessed():
     assert {word for word in usage.replace("`", " ").split() if "://" in word} == {"https://download.pytorch.org/whl/cpu"}
 
 
+@pytest.mark.slow
 def test_the_card_speaks_of_the_weight_sets_its_folder_holds(tmp_path):
     from perceptual_sr import SRPipeline
 

@@ -105,6 +105,7 @@ def _cancelled_by_batch_norm(net: PerceptualSR) -> list[str]:
     return conv_biases + block_shifts
 
 
+@pytest.mark.slow
 def test_fifty_adam_steps_end_where_the_plain_path_ends():
     config = SRConfig(channels=4, residual_blocks=1, upsampler="resize-conv", global_skip="bicubic")
     plain, phase = _pair(config)

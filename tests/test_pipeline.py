@@ -155,6 +155,7 @@ def test_the_pipeline_never_changes_the_networks_it_was_given(tmp_path):
     assert not torch.equal(pipeline.network_at().tail.weight, network.tail.weight)
 
 
+@pytest.mark.slow
 def test_concurrent_upscales_at_many_details_agree_with_one_at_a_time(tmp_path):
     pipeline = SRPipeline.from_pretrained(_pair(tmp_path))
     image = _image(12, 10)

@@ -136,6 +136,7 @@ def _interrupt_after(count):
     return on_image
 
 
+@pytest.mark.slow
 def test_interrupted_runs_resume_to_the_same_arrays_as_a_clean_run(source, clean_run, tmp_path):
     clean_out, clean_manifest = clean_run
     out = tmp_path / "set"

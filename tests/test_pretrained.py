@@ -11,7 +11,7 @@ from perceptual_sr.data.degradations import degrade
 from perceptual_sr.evaluation.metrics import LPIPSMetric, psnr_y
 from perceptual_sr.inference.upscale import upscale_array
 from perceptual_sr.utils.image_io import resize_bicubic as bicubic_upscale
-from perceptual_sr.utils.image_io import uint8_to_tensor
+from perceptual_sr.utils.pixels import uint8_to_tensor
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +40,7 @@ def test_bundled_model_is_the_documented_architecture(model):
     assert not model.training
 
 
+@pytest.mark.slow
 def test_bundled_model_has_its_pixel_loss_twin_and_little_grid_texture(model):
     from perceptual_sr.evaluation.metrics import grid_score
 
@@ -57,6 +58,7 @@ def test_bundled_model_has_its_pixel_loss_twin_and_little_grid_texture(model):
     assert grid_score(sharp, hr) < 0.8
 
 
+@pytest.mark.slow
 def test_the_bundled_real_photo_pair_loads_offline_and_auto_cleans_jpegs_only(tmp_path):
     import io
 

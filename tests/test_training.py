@@ -255,6 +255,7 @@ def test_a_training_run_on_a_cpu_resolves_auto_precision_by_its_hardware_every_t
     assert runs[0].runtime.autocast_dtype == (torch.bfloat16 if amx else None)
 
 
+@pytest.mark.slow
 def test_a_run_resumed_on_another_cpu_keeps_the_precision_it_started_in(dataset, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(runtime, "cpu_has_amx_bf16", lambda: True)
     train(TINY, _config(dataset, tmp_path, steps=1, device="cpu", **PIXEL_LOSS))  # bf16, as on an AMX Xeon
@@ -287,7 +288,7 @@ def _batch_at(run, step):
 
 def test_realistic_degradation_makes_each_lr_from_its_hr_crop_seeded_by_the_step(dataset, tmp_path):
     from perceptual_sr.data.degradations import degrade
-    from perceptual_sr.utils.image_io import tensor_to_uint8, uint8_to_tensor
+    from perceptual_sr.utils.pixels import tensor_to_uint8, uint8_to_tensor
 
     config = _config(dataset, tmp_path, degradation="photo", crop_size=32, **PIXEL_LOSS)
     low_res, high_res = _batch_at(setup_run(TINY, config), 7)

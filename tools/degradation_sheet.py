@@ -15,7 +15,8 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from perceptual_sr.data.degradations import DegradationConfig, degrade, degrade_realistic_with_record
-from perceptual_sr.utils.image_io import IMAGE_SUFFIXES, load_rgb8, tensor_to_uint8, uint8_to_tensor
+from perceptual_sr.utils.image_io import IMAGE_SUFFIXES, load_rgb8
+from perceptual_sr.utils.pixels import tensor_to_uint8, uint8_to_tensor
 
 LINE_HEIGHT = 12
 MARGIN = 4

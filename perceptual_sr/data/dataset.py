@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from perceptual_sr.utils.image_io import uint8_to_tensor
+from perceptual_sr.utils.pixels import uint8_to_tensor
 
 SPLITS = ("val", "train")
 DATASET_FORMAT_VERSION = 1  # written by prepare.py into manifest.json; bump when the arrays change meaning

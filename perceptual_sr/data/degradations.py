@@ -37,7 +37,7 @@ from PIL import Image
 
 from perceptual_sr.data.kernels import blur, gaussian_kernel, sinc_kernel
 from perceptual_sr.utils.color import LUMA_WEIGHTS
-from perceptual_sr.utils.image_io import dequantize_tensor, quantize_tensor, tensor_to_uint8, uint8_to_tensor
+from perceptual_sr.utils.pixels import dequantize_tensor, quantize_tensor, tensor_to_uint8, uint8_to_tensor
 
 KERNEL_TYPES = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso")
 RESIZE_MODES = ("area", "bilinear", "bicubic")

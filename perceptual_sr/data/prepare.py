@@ -47,12 +47,12 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from perceptual_sr.utils.atomic_write import write_json
-from perceptual_sr.utils.config_flags import setting
 from perceptual_sr.data.dataset import DATASET_FORMAT_VERSION, SPLITS
 from perceptual_sr.data.degradations import DEGRADATIONS, degrade
-from perceptual_sr.utils.image_io import IMAGE_SUFFIXES, UNREADABLE_ERRORS, load_rgb8
 from perceptual_sr.data.prepare_arrays import PartialArrays, check_disk_space, finalise_array
+from perceptual_sr.utils.atomic_write import write_json
+from perceptual_sr.utils.config_flags import setting
+from perceptual_sr.utils.image_io import IMAGE_SUFFIXES, UNREADABLE_ERRORS, load_rgb8
 
 MAX_VAL_FRACTION = 0.1
 SPLIT_CODES = {"val": 0, "train": 1}  # part of the crop seed; never change

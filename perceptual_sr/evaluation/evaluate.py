@@ -31,14 +31,8 @@ from perceptual_sr.data.degradations import DEGRADATIONS, degrade_to_image
 from perceptual_sr.evaluation.metrics import LPIPSMetric, grid_score, hatch_score, psnr_y, ssim_y
 from perceptual_sr.inference.upscale import upscale_array
 from perceptual_sr.utils.atomic_write import atomic_file
-from perceptual_sr.utils.image_io import (
-    IMAGE_SUFFIXES,
-    dequantize,
-    load_rgb8,
-    resize_bicubic,
-    save_image,
-    uint8_to_tensor,
-)
+from perceptual_sr.utils.image_io import IMAGE_SUFFIXES, load_rgb8, resize_bicubic, save_image
+from perceptual_sr.utils.pixels import dequantize, uint8_to_tensor
 
 if TYPE_CHECKING:
     from perceptual_sr.inference.pipeline import SRPipeline

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from perceptual_sr.utils.color import RGB_TO_YCBCR, YCBCR_TO_RGB
-from perceptual_sr.utils.image_io import quantize, resize_bicubic, resize_bicubic_planes
+from perceptual_sr.utils.image_io import resize_bicubic, resize_bicubic_planes
+from perceptual_sr.utils.pixels import quantize
 
 COLOR_FIXES = ("histogram", "luma", None)
 # Chosen by measurement (README "Colour fix"): "luma" removes by construction the local chroma

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from perceptual_sr.utils.image_io import quantize_tensor
+from perceptual_sr.utils.pixels import quantize_tensor
 from perceptual_sr.utils.runtime import autocast
 
 DEFAULT_TILE_OVERLAP = 16  # input pixels; > the receptive-field radius of the default 4-block net

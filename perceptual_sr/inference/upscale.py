@@ -34,11 +34,11 @@ from perceptual_sr.utils.image_io import (
     decode_pil,
     encode_pil,
     open_image,
-    quantize,
     resize_bicubic,
     resize_to_outscale,
     rgb_to_grey,
 )
+from perceptual_sr.utils.pixels import quantize
 from perceptual_sr.utils.runtime import choose_device, resolve_precision
 
 __all__ = ["upscale", "upscale_with", "upscale_array", "UpscaleOptions", "apply_color_fix", "choose_device", "COLOR_FIXES",

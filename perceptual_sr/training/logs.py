@@ -16,7 +16,7 @@ import torch
 from perceptual_sr.data.dataset import SRPairDataset
 from perceptual_sr.networks.upscaler import PerceptualSR
 from perceptual_sr.utils.atomic_write import atomic_file, write_text
-from perceptual_sr.utils.image_io import tensor_to_uint8
+from perceptual_sr.utils.pixels import tensor_to_uint8
 
 # The loss terms other than the VGG features (summed into "feature"), each a column named as the
 # loss returns it (PerceptualLoss and the adversarial terms of train_step); absent terms log 0.

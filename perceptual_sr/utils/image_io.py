@@ -1,15 +1,11 @@
 """Reading and writing images faithfully: modes, bit depth, alpha, ICC profile and EXIF.
 
-This module owns every pixel conversion of the package; the rest imports it. `decode_pil` turns
+This module owns reading and writing image files (pixel values between kinds are `pixels.py`'s). `decode_pil` turns
 any Pillow image into a `DecodedImage`: float32 RGB in [0, 1] (HWC here because it is an edge), an
 alpha plane split off or flattened onto white, and what is needed to write the result back in the
 same kind (mode, bit depth, ICC profile, EXIF). `encode_pil` does the reverse; `load_rgb8` is the
 uint8 RGB reader of training and evaluation; `save_image` writes atomically.
 
-The one integer <-> float rule, side by side for numpy and torch: `quantize` / `quantize_tensor`
-(float in [0, 1] -> uint8 / uint16 rounded to nearest over the full range) and `dequantize` /
-`dequantize_tensor` (the reverse: divide by 255 or 65535). `uint8_to_tensor` and `tensor_to_uint8`
-cross between an (H, W, 3) uint8 array and the network's (3, H, W) float32 tensor in [0, 1].
 `resize_bicubic` is the one bicubic kernel of every table and colour fix (Pillow's, a = -0.5, as
 MATLAB's imresize). Greyscale is `perceptual_sr.utils.color.rgb_to_grey`. Nothing here knows about the
 network.
@@ -23,10 +19,10 @@ What is kept and what cannot be:
 - 16-bit greyscale (I;16*, and 32-bit I, which Pillow uses for 16-bit PNGs) stays 16-bit. Pillow
   has no 16-bit RGB mode, so 16-bit RGB files are decoded as 8-bit by Pillow itself; pass a uint16
   numpy array to keep 16 bits of colour.
-- Palette (P, PA) and CMYK/YCbCr/LAB/HSV are converted to RGB(A) and written as RGB(A). A CMYK ICC
-  profile does not describe RGB pixels, so it is dropped for CMYK input.
+- Palette (P, PA) and CMYK/YCbCr are converted to RGB(A) and written as RGB(A). A CMYK ICC
+  profile does not describe RGB pixels, so it is dropped for CMYK input. LAB and HSV are refused.
 - Animated / multi-frame files raise a ValueError: silently upscaling only the first frame would
-  lose the rest.
+  lose the rest. A camera JPEG's Multi-Picture preview frames (MPO) are not frames of the photo.
 """
 
 from __future__ import annotations
@@ -38,11 +34,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps
 
 from perceptual_sr.utils.atomic_write import atomic_file
 from perceptual_sr.utils.color import rgb_to_grey
+from perceptual_sr.utils.pixels import dequantize, quantize
 
 # Input pixels (width x height) accepted by default. 16 MP covers phone photos; the x4 output of
 # such an image is 256 MP (768 MB as 8-bit RGB), which is why there is a limit at all.
@@ -64,7 +60,7 @@ _ICC_SPACE_OF_MODE = {"RGB": "RGB", "RGBA": "RGB", "L": "GRAY", "LA": "GRAY", "I
 
 _GREY_8 = ("1", "L")
 _GREY_16 = ("I;16", "I;16L", "I;16B", "I;16N", "I")
-_TO_RGB = ("RGB", "P", "CMYK", "YCbCr", "LAB", "HSV", "RGBX")
+_TO_RGB = ("RGB", "P", "CMYK", "YCbCr", "RGBX")
 _TO_RGBA = ("RGBA", "RGBa", "PA", "LA", "La")
 
 
@@ -344,73 +340,6 @@ def is_complete_image(path: str | Path) -> bool:
         return True
     except (*UNREADABLE_ERRORS, ValueError, Image.DecompressionBombError):
         return False
-
-
-def quantize(values: np.ndarray, dtype: type) -> np.ndarray:
-    """Float values in [0, 1], or uint8 / uint16 over their full range -> `dtype`: integers are
-    rounded to nearest over their full range (uint8 0..255, uint16 0..65535); float dtypes are
-    clipped to [0, 1]. uint16 -> uint8 is integer arithmetic, with no float copy of the image."""
-    if values.dtype == dtype and np.issubdtype(dtype, np.integer):
-        return values
-    if values.dtype == np.uint16 and dtype == np.uint8:
-        return ((values.astype(np.uint32) + 128) // 257).astype(np.uint8)  # = rint(v / 65535 * 255)
-    if values.dtype == np.uint8 and dtype == np.uint16:
-        return values.astype(np.uint16) * 257
-    if np.issubdtype(values.dtype, np.integer):
-        values = dequantize(values)
-    if np.issubdtype(dtype, np.integer):
-        peak = np.iinfo(dtype).max
-        return np.rint(np.clip(values, 0.0, 1.0) * peak).astype(dtype)
-    return np.clip(values, 0.0, 1.0).astype(dtype)
-
-
-def dequantize(values: np.ndarray) -> np.ndarray:
-    """Unsigned integers over their full range (uint8 0..255, uint16 0..65535) -> float32 in [0, 1];
-    float values -> float32, clipped to [0, 1]. The inverse of `quantize`, up to its rounding."""
-    if np.issubdtype(values.dtype, np.integer):
-        return values.astype(np.float32) / np.iinfo(values.dtype).max
-    if np.issubdtype(values.dtype, np.floating):
-        return np.clip(values, 0.0, 1.0).astype(np.float32)
-    raise ValueError(f"unsupported pixel dtype {values.dtype}; use uint8, uint16 or float in [0, 1]")
-
-
-_TENSOR_PEAKS = {torch.uint8: 255.0, torch.uint16: 65535.0}
-
-
-def quantize_tensor(values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """`quantize` for tensors, on any device: float values -> `dtype`, clipped to [0, 1]; uint8 /
-    uint16 rounded to nearest over their full range. The argument is left unchanged."""
-    values = values.clamp(0.0, 1.0)  # a new tensor: the in-place steps below never touch the argument
-    if dtype.is_floating_point:
-        return values.to(dtype)
-    return values.mul_(_TENSOR_PEAKS[dtype]).round_().to(dtype)
-
-
-def dequantize_tensor(values: torch.Tensor) -> torch.Tensor:
-    """`dequantize` for tensors: uint8 / uint16 over their full range -> float32 in [0, 1]; float
-    values -> float32, clipped to [0, 1]. On the input's device."""
-    if values.dtype in _TENSOR_PEAKS:
-        return values.to(torch.float32).div_(_TENSOR_PEAKS[values.dtype])
-    if values.is_floating_point():
-        return values.to(torch.float32).clamp(0.0, 1.0)
-    raise ValueError(f"unsupported pixel dtype {values.dtype}; use uint8, uint16 or float in [0, 1]")
-
-
-def uint8_to_tensor(image: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8 array -> (3, H, W) float32 tensor in [0, 1] (a copy; the array is not aliased)."""
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"expected an (H, W, 3) uint8 array, got {image.dtype} {image.shape}")
-    # torch must not alias a read-only buffer (a memory map, a PIL image's bytes): np.require
-    # copies only when the array is not already contiguous and writable.
-    image = np.require(image, requirements=["C_CONTIGUOUS", "WRITEABLE"])
-    return dequantize_tensor(torch.from_numpy(image).permute(2, 0, 1))
-
-
-def tensor_to_uint8(image: torch.Tensor) -> np.ndarray:
-    """(3, H, W) float tensor in [0, 1], on any device -> (H, W, 3) uint8 array, rounded to nearest."""
-    if image.ndim != 3 or image.shape[0] != 3:
-        raise ValueError(f"expected a (3, H, W) tensor, got shape {tuple(image.shape)}")
-    return quantize_tensor(image.detach().float(), torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
 def resize_to(image: Image.Image, size: tuple[int, int]) -> Image.Image:
