@@ -2,7 +2,10 @@
 
     python tools/bundle_default_model.py RUN_DIR --twin TWIN_DIR --evaluation docs/eval/bicubic_luma.md
     python tools/bundle_default_model.py --add-real-photo PHOTO_RUN_DIR --real-photo-twin PHOTO_TWIN_DIR
+    python tools/bundle_default_model.py --replace-pair RUN_DIR --twin TWIN_DIR --evaluation docs/eval/bicubic_luma.md
 
+The third form replaces the default and its pixel twin in the bundle as it is (the real-photo pair
+and the card's record stay), with a paragraph on the new runs and the new evaluation on the card.
 The second form adds the real-photo pair (the `cleanup` axis) to the bundled model as it is:
 real-photo/ and real-photo-pixel-twin/, and a paragraph with their training settings on the card.
 
@@ -20,7 +23,7 @@ import sys
 from pathlib import Path
 
 from perceptual_sr.hub.weights import DEFAULT_WEIGHTS_DIR
-from perceptual_sr.inference.pipeline import REAL_PHOTO_SUBFOLDER, TWIN_SUBFOLDER, SRPipeline
+from perceptual_sr.inference.pipeline import REAL_PHOTO_SUBFOLDER, TWIN_SUBFOLDER, SRPipeline, load_weight_sets
 from perceptual_sr.networks.upscaler import PerceptualSR
 from perceptual_sr.utils.atomic_write import write_text
 
@@ -43,6 +46,15 @@ with milder ranges), with the default's loss (VGG-16 relu2_2, pixel 10, TV 1e-5,
 weight sets are blended bilinearly along `detail` and `cleanup`; `cleanup="auto"` picks the
 strength from the input's JPEG quality and noise. Trained on 2 CPU cores (bf16, AMX) on ImageNet
 and BSDS500 photos (BSDS500: Arbelaez et al., TPAMI 2011, research use). Settings of the runs:"""
+
+
+HATCH_NOTES = """## Without the cross-hatch (`--hatch-weight`)
+
+The default and `pixel-twin/` were fine-tuned once more on 2 CPU cores (fp32, AMD EPYC) on 1,155
+ImageNet and BSDS500 photos, with a penalty on output power the target lacks at any frequency
+(`--hatch-weight`, `loss.spectral_excess`): the earlier default painted a diagonal screen-door
+cross-hatch near (0.40, +-0.40) cycles/px on skin, fur and flat areas (`docs/training.md`,
+"Stage 6"). Settings of the runs:"""
 
 
 # The GPU machine read copies of these folders under other names; the card names the originals.
@@ -103,6 +115,30 @@ def add_real_photo_pair(photo_dir: Path, photo_twin_dir: Path) -> None:
             print(f"wrote {path} ({path.stat().st_size / 1e3:.0f} kB)")
 
 
+def replace_default_pair(run_dir: Path, twin_dir: Path, evaluation_files: list[Path]) -> None:
+    """Swap the bundle's default and pixel twin for new weights; the real-photo pair and the card's
+    record stay, the evaluation is the new one."""
+    try:
+        pipeline = SRPipeline.from_pretrained(DEFAULT_WEIGHTS_DIR)
+        sets = load_weight_sets(DEFAULT_WEIGHTS_DIR)
+        sets[""], sets[TWIN_SUBFOLDER] = PerceptualSR.from_pretrained(run_dir), PerceptualSR.from_pretrained(twin_dir)
+        replaced = SRPipeline(sets)
+    except (FileNotFoundError, ValueError) as error:
+        sys.exit(f"error: {error}")
+    replaced.card_record = dict(pipeline.card_record)
+    settings = {"default": _run_settings(run_dir), "pixel_twin": _run_settings(twin_dir)}
+    notes = replaced.card_record.get("notes", "")
+    if HATCH_NOTES.splitlines()[0] not in notes:
+        notes = (notes + "\n\n" if notes else "") + HATCH_NOTES + "\n\n```json\n" + json.dumps(settings, indent=1) + "\n```"
+    evaluation = "\n\n".join(path.read_text() for path in evaluation_files) or None
+    scores = [score for path in evaluation_files for score in _mean_scores(path.with_suffix(".csv"))]
+    replaced.save_pretrained(DEFAULT_WEIGHTS_DIR, notes=notes, evaluation=evaluation, scores=scores,
+                             degradation="bicubic")
+    for path in sorted(DEFAULT_WEIGHTS_DIR.rglob("*")):
+        if path.is_file():
+            print(f"wrote {path} ({path.stat().st_size / 1e3:.0f} kB)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=Path, nargs="?", help="weights of the default (feature-loss) model")
@@ -110,7 +146,14 @@ def main() -> None:
     parser.add_argument("--evaluation", type=Path, nargs="*", default=[], help="Markdown files for the card")
     parser.add_argument("--add-real-photo", type=Path, help="weights of the real-photo model, added to the bundle")
     parser.add_argument("--real-photo-twin", type=Path, help="weights of its pixel-loss twin")
+    parser.add_argument("--replace-pair", type=Path, help="new default weights, replacing the bundled default and "
+                                                          "(with --twin) its twin")
     args = parser.parse_args()
+    if args.replace_pair:
+        if not args.twin or args.run_dir:
+            parser.error("--replace-pair takes --twin, without RUN_DIR")
+        replace_default_pair(args.replace_pair, args.twin, args.evaluation)
+        return
     if args.add_real_photo or args.real_photo_twin:
         if not (args.add_real_photo and args.real_photo_twin) or args.run_dir:
             parser.error("--add-real-photo and --real-photo-twin go together, without RUN_DIR")

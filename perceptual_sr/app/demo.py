@@ -2,10 +2,10 @@
 
 `build_demo(model)` returns the `gr.Blocks` app that `app.py` launches (locally or as a
 Hugging Face Space); `Upscaler` is its prediction function, usable without a server. The API
-endpoint is `/upscale` (inputs: image file, colour fix, tile size, detail, clean-up strength and
-whether to choose it automatically; outputs: the slider's
-two WebP previews, the full-resolution PNG path, a Markdown line with sizes and timing, and the
-two 1:1 detail crops).
+endpoint is `/upscale` (inputs: image file, colour fix, tile size, detail, clean-up strength,
+whether to choose it automatically, and the output size; outputs: the slider's two WebP
+previews, the full-resolution PNG path, a Markdown line with sizes, timing and the settings used,
+and the two 1:1 detail crops).
 """
 
 from __future__ import annotations
