@@ -230,6 +230,24 @@ def test_r3_04_save_pretrained_is_all_or_nothing_across_weight_sets(tmp_path):
     assert not (tmp_path / "m" / "pixel-twin").exists()  # the new model, whole: no stale sets beside it
 
 
+def test_r3_05_resaving_or_pushing_a_loaded_model_keeps_its_card(tmp_path, monkeypatch, bundled_pipeline):
+    from huggingface_hub import HfApi, ModelCard, RepoUrl
+
+    from perceptual_sr.hub.weights import DEFAULT_WEIGHTS_DIR
+
+    measured = ModelCard.load(DEFAULT_WEIGHTS_DIR / "README.md").data.eval_results
+    bundled_pipeline.save_pretrained(tmp_path / "copy")
+    assert ModelCard.load(tmp_path / "copy" / "README.md").data.eval_results == measured
+    uploaded = {}
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: RepoUrl(f"https://huggingface.co/{repo_id}"))
+    monkeypatch.setattr(HfApi, "upload_folder", lambda self, *, repo_id, folder_path, **kw: uploaded.update(
+        card=(tmp_path / "pushed.md").write_text((__import__("pathlib").Path(folder_path) / "README.md").read_text())))
+    bundled_pipeline.push_to_hub("someone/sr")
+    card = ModelCard.load(tmp_path / "pushed.md")
+    assert card.data.eval_results == measured and 'from_pretrained("someone/sr")' in card.text
+    assert "## Training" in card.text
+
+
 def test_r3_06_nan_weights_are_an_error_never_a_black_image(tmp_path):
     pipeline = _tiny_pipeline()
     network = pipeline.network_at()
