@@ -145,8 +145,9 @@ def test_upscale_endpoint_from_gradio_client(photo_file, app_url, tmp_path):
 
     client = Client(app_url, verbose=False, download_files=str(tmp_path / "downloads"))
     source = photo_file(tmp_path / "rgba.png", (40, 24), mode="RGBA")
-    (before, after), full, summary, crops = client.predict(handle_file(source), "histogram", 0, 1.0,
-                                                           api_name="/upscale")
+    (before, after), full, summary, crops, cleanup = client.predict(handle_file(source), "histogram", 0, 1.0,
+                                                                    api_name="/upscale")
+    assert cleanup == 0.0  # what auto chose for a clean PNG
 
     output = Image.open(full)
     assert output.size == (160, 96) and output.mode == "RGBA"
@@ -156,7 +157,7 @@ def test_upscale_endpoint_from_gradio_client(photo_file, app_url, tmp_path):
     assert Image.open(before).mode == "RGBA" and Path(full).suffix == ".png"
     assert "40 x 24 → 160 x 96 px" in summary and "s** on CPU" in summary and "detail 1" in summary
     assert [Image.open(crop).size for crop in crops] == [(160, 96)] * 2  # smaller than the 256-px crop
-    _, fidelity, summary, _ = client.predict(handle_file(source), "histogram", 0, 0.0, api_name="/upscale")
+    _, fidelity, summary, _, _ = client.predict(handle_file(source), "histogram", 0, 0.0, api_name="/upscale")
     assert "detail 0" in summary
     assert not np.array_equal(np.asarray(Image.open(fidelity)), np.asarray(output))
 
@@ -481,3 +482,17 @@ def test_on_a_phone_the_result_is_in_view_after_upscale_and_the_controls_follow_
     page.wait_for_function("document.querySelector('#cleanup-slider input[type=number]').value === '0'",
                            timeout=10_000)
     assert page.locator("#cleanup-auto input[type=checkbox]").is_checked()
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_after_an_example_the_strength_slider_shows_its_automatic_choice(app_url, page):
+    import re
+
+    page.goto(app_url)
+    page.locator("img[src*='animal_cat']").first.click()  # cached at start-up, as on the Space
+    summary = page.locator("#result-summary", has_text="(auto:")
+    summary.wait_for(timeout=120_000)
+    chosen = re.search(r"cleanup (\d+\.\d+) \(auto:", summary.inner_text()).group(1)
+    page.wait_for_function(f"Number(document.querySelector('#cleanup-slider input[type=number]').value) === "
+                           f"{float(chosen)}", timeout=10_000)

@@ -5,7 +5,7 @@ Hugging Face Space); `Upscaler` is its prediction function, usable without a ser
 endpoint is `/upscale` (inputs: image file, colour fix, tile size, detail, clean-up strength,
 whether to choose it automatically, and the output size; outputs: the slider's two WebP
 previews, the full-resolution PNG path, a Markdown line with sizes, timing and the settings used,
-and the two 1:1 detail crops).
+the two 1:1 detail crops, and the clean-up strength it ran at).
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ _SCROLL_TO_RESULT = """() => {
 def _show_automatic_strength(automatic: bool, ran_at: float | None) -> gr.Slider | dict:
     """The strength slider after an upscale: the automatic choice while the box is ticked, else
     left as the visitor set it."""
-    return gr.Slider(value=ran_at) if automatic and ran_at is not None else gr.skip()
+    return gr.Slider(value=float(ran_at)) if automatic and isinstance(ran_at, (int, float)) else gr.skip()
 
 
 def _button_label(factor: float) -> str:
@@ -367,7 +367,7 @@ def build_demo(
     def predict(image_path: str | None, color_fix: str | None = None, tile_size: float | None = DEFAULT_TILE_SIZE,
                 detail: float | None = None, cleanup: float | None = None, automatic_cleanup: bool = True,
                 outscale: float | None = None) -> tuple[Any, ...]:
-        """The outputs, then the strength the upscale ran at (into a State: not part of the API)."""
+        """The outputs, then the clean-up strength the upscale ran at."""
         outputs, ran_at = upscaler.run(image_path, color_fix, tile_size, detail, cleanup, automatic_cleanup, outscale)
         return (*outputs, ran_at)
 
@@ -435,7 +435,10 @@ def build_demo(
                             "photo): bicubic (left) vs perceptual_sr (right)", elem_id="detail-crop-caption")
                 crop = gr.ImageSlider(label="1:1 detail", show_label=False, type="filepath", format="webp",
                                       interactive=False, max_height=CROP_SIDE, elem_id="detail-crop")
-        ran_at_cleanup = gr.State()  # the strength of the last upscale, for the slider to show
+        # The clean-up strength the upscale ran at: an output (so API clients learn what "auto" chose,
+        # and a cached example carries it; a gr.State comes back empty from the example cache),
+        # shown through the slider rather than on its own.
+        ran_at_cleanup = gr.Number(visible=False, elem_id="cleanup-used")
         outputs = [slider, download, summary, crop, ran_at_cleanup]
         paths = example_paths(examples_dir) if examples_dir is not None else []
         # Examples larger than this app accepts would fail at start-up (cached) or on click: left out.
@@ -458,9 +461,11 @@ def build_demo(
         # a visitor sees it, and unticking the box starts from it. A manual strength stays.
         ran_at_cleanup.change(_show_automatic_strength, inputs=[automatic_cleanup, ran_at_cleanup], outputs=cleanup,
                               queue=False, api_visibility="private")
-        # A new photo has not been measured yet: back to automatic, the slider at rest.
-        image.change(lambda _: (gr.Checkbox(value=True), gr.Slider(value=0.0, interactive=False)), inputs=image,
-                     outputs=[automatic_cleanup, cleanup], queue=False, api_visibility="private")
+        # A photo the visitor brings (upload, paste, webcam, or clearing it) has not been measured
+        # yet: back to automatic, the slider at rest. Not on `change`, which an example's click
+        # also fires, racing the strength its cached result shows.
+        image.input(lambda _: (gr.Checkbox(value=True), gr.Slider(value=0.0, interactive=False)), inputs=image,
+                    outputs=[automatic_cleanup, cleanup], queue=False, api_visibility="private")
         outscale.change(lambda factor: gr.Button(value=_button_label(factor)), inputs=outscale, outputs=run,
                         queue=False, api_visibility="private")
     demo.queue(max_size=queue_size, default_concurrency_limit=concurrency_limit)
