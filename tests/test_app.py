@@ -274,6 +274,7 @@ def test_prediction_function_takes_tiny_images_every_tile_size_and_detail(photo_
     assert MAX_TILE_SIZE % 32 == 0
 
 
+@pytest.mark.slow
 def test_slider_gets_light_previews_and_the_download_every_pixel(photo_file, tmp_path, monkeypatch):
     from perceptual_sr.app import demo
     monkeypatch.setattr(demo, "PREVIEW_MAX_SIDE", 256)  # a small cap keeps the test fast; the rule is the same
