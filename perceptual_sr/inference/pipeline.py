@@ -235,8 +235,8 @@ class SRPipeline:
                              "with torch.nn.functional.interpolate")
         if isinstance(image, (str, Path)):
             image = open_image(image, max_pixels=settings.max_pixels)
-        inference.check_input(image, settings.max_pixels)
-        quality = self.assess(image) if cleanup == "auto" else None
+        inference.check_input(image, settings.max_pixels)  # before anything measures it
+        quality = self._measure(image) if cleanup == "auto" else None
         if quality is not None:
             cleanup = quality.cleanup
         device = choose_device(settings.device)
@@ -275,6 +275,10 @@ class SRPipeline:
         if isinstance(image, (str, Path)):
             image = open_image(image, max_pixels=max_pixels)
         inference.check_input(image, max_pixels)
+        return self._measure(image)
+
+    def _measure(self, image: Any) -> InputQuality:
+        """`assess` of an input already checked."""
         if not self.has_axis("cleanup"):
             return InputQuality(None, 0.0, 0.0)
         return auto_cleanup.assess(image)

@@ -154,14 +154,13 @@ def upscale_with(network: nn.Module, image: Any, options: UpscaleOptions, device
     """`upscale` with a network already prepared for `device` (the pipeline keeps one per blend)."""
     if isinstance(image, (str, Path)):
         image = open_image(image, max_pixels=options.max_pixels)
+    check_input(image, options.max_pixels)
     if isinstance(image, Image.Image):
         decoded = decode_pil(image, max_pixels=options.max_pixels)
         return encode_pil(*_upscale_decoded(network, decoded, options, device), like=decoded)  # uint16 -> mode
     if isinstance(image, np.ndarray):
         return _upscale_numpy(network, image, options, device)
-    if isinstance(image, torch.Tensor):
-        return _upscale_tensor(network, image, options, device)
-    raise ValueError(f"cannot upscale a {type(image).__name__}; pass a PIL image, a path, a numpy array or a tensor")
+    return _upscale_tensor(network, image, options, device)  # check_input let nothing else through
 
 
 def apply_outscale(result: Any, scale: int, outscale: float) -> Any:
@@ -188,13 +187,8 @@ def _upscale_decoded(network: nn.Module, decoded: DecodedImage, options: Upscale
 
 
 def _upscale_numpy(network: nn.Module, array: np.ndarray, options: UpscaleOptions, device: torch.device) -> np.ndarray:
-    if array.ndim == 2:
-        channels = 1
-    elif array.ndim == 3 and array.shape[2] in (1, 3, 4):
-        channels = array.shape[2]
-    else:
-        raise ValueError(f"expected a numpy image of shape (H, W) or (H, W, 1|3|4), got {array.shape}")
-    check_pixel_count(array.shape[1], array.shape[0], options.max_pixels)
+    """An array `check_input` passed -> its upscaling, of the same kind."""
+    channels = 1 if array.ndim == 2 else array.shape[2]
     values = _to_unit_float(array)
     planes = values.reshape(array.shape[0], array.shape[1], channels)
     rgb = np.repeat(planes, 3, axis=2) if channels == 1 else planes[..., :3]
@@ -214,17 +208,8 @@ def _upscale_numpy(network: nn.Module, array: np.ndarray, options: UpscaleOption
 
 def _upscale_tensor(network: nn.Module, tensor: torch.Tensor, options: UpscaleOptions,
                     device: torch.device) -> torch.Tensor:
-    if tensor.ndim not in (3, 4) or tensor.shape[-3] not in (1, 3, 4):
-        raise ValueError(f"expected a tensor of shape (C, H, W) or (B, C, H, W) with C in 1, 3, 4, got {tuple(tensor.shape)}")
-    if not tensor.is_floating_point():
-        raise ValueError(f"expected a float tensor in [0, 1], got dtype {tensor.dtype}")
-    if tensor.is_meta or tensor.layout != torch.strided:
-        raise ValueError(f"expected a dense tensor holding pixels, got a {tensor.layout} tensor on {tensor.device}; "
-                         "pass tensor.to_dense() or one that holds data")
+    """A tensor `check_input` passed -> its upscaling, on its device and in its dtype."""
     batch = tensor.unsqueeze(0) if tensor.ndim == 3 else tensor
-    if batch.shape[0] == 0:
-        raise ValueError(f"the batch is empty (shape {tuple(tensor.shape)}); pass at least one image")
-    check_pixel_count(batch.shape[-1], batch.shape[-2], options.max_pixels)
     if options.color_fix is not None or batch.shape[1] != 3:
         # The colour fix, grey and alpha live in numpy: round-trip through the array path.
         outputs = [torch.from_numpy(_upscale_numpy(network, item.detach().float().permute(1, 2, 0).cpu().numpy(),
