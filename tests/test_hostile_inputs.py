@@ -141,18 +141,23 @@ def _tiny_pipeline():
     return SRPipeline.from_network(PerceptualSR(SRConfig(channels=4, residual_blocks=1)).eval())
 
 
+def _photo_folder(folder, make_photo, count: int, side: int):
+    """A new folder of `count` distinct synthetic `side` x `side` PNG photos."""
+    from PIL import Image
+
+    folder.mkdir()
+    for i in range(count):
+        Image.fromarray(make_photo(side, side, seed=i)).save(folder / f"{i}.png")
+    return folder
+
+
 @pytest.mark.slow
 def test_r3_01_training_never_writes_over_a_folder_that_holds_something(tmp_path, make_photo, capsys):
     import shutil
 
     from perceptual_sr.hub.weights import DEFAULT_WEIGHTS_DIR
 
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for i in range(3):
-        from PIL import Image
-
-        Image.fromarray(make_photo(48, 48, seed=i)).save(photos / f"{i}.png")
+    photos = _photo_folder(tmp_path / "photos", make_photo, count=3, side=48)
     assert main(["prepare", str(photos), str(tmp_path / "data"), "--hr-size", "32", "--val-images", "0",
                  "--crops-per-image", "1"]) == 0
     shutil.copytree(DEFAULT_WEIGHTS_DIR, tmp_path / "model")
@@ -282,12 +287,8 @@ def test_r3_07_pure_white_and_black_are_kept():
 
 @pytest.mark.slow
 def test_r3_08_eval_flags_are_checked_and_honoured(tmp_path, make_photo, capsys):
-    from PIL import Image
 
-    folder = tmp_path / "set"
-    folder.mkdir()
-    for i in range(3):
-        Image.fromarray(make_photo(32, 32, seed=i)).save(folder / f"{i}.png")
+    folder = _photo_folder(tmp_path / "set", make_photo, count=3, side=32)
     for bad in ("-4", "0"):
         with pytest.raises(SystemExit):
             main(["eval", "--data", str(folder), "--max-images", bad, "--out", str(tmp_path / "out")])
@@ -414,12 +415,8 @@ def test_r3_15_a_killed_writers_staging_file_is_cleared_on_the_next_run(tmp_path
 
 
 def test_r3_16_a_refused_prepare_run_does_not_block_the_corrected_one(tmp_path, make_photo, capsys):
-    from PIL import Image
 
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for i in range(3):
-        Image.fromarray(make_photo(40, 40, seed=i)).save(photos / f"{i}.png")
+    photos = _photo_folder(tmp_path / "photos", make_photo, count=3, side=40)
     out = tmp_path / "data"
     assert main(["prepare", str(photos), str(out), "--hr-size", "32", "--crops-per-image", "1000000000",
                  "--val-images", "0"]) != 0
@@ -503,12 +500,8 @@ def test_r3_21_an_onnx_file_frozen_to_one_shape_fails_its_load_probe(tmp_path):
 
 @pytest.mark.parametrize("crop", ["16", "8", "64"])
 def test_r3_22_bad_training_crop_sizes_are_refused_before_anything_is_written(tmp_path, make_photo, crop, capsys):
-    from PIL import Image
 
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for i in range(2):
-        Image.fromarray(make_photo(40, 40, seed=i)).save(photos / f"{i}.png")
+    photos = _photo_folder(tmp_path / "photos", make_photo, count=2, side=40)
     assert main(["prepare", str(photos), str(tmp_path / "data"), "--hr-size", "32", "--val-images", "0"]) == 0
     code = main(["train", "--data", str(tmp_path / "data"), "--output-dir", str(tmp_path / "run"), "--steps", "1",
                  "--crop-size", crop, "--channels", "4", "--residual-blocks", "1"])
