@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from perceptual_sr import PerceptualSR, SRConfig, SRPipeline
-from perceptual_sr.inference.pipeline import MAX_CACHED_BLENDS, REAL_PHOTO_SUBFOLDER, TWIN_SUBFOLDER
+from perceptual_sr.inference.pipeline import CLEANUP_SUBFOLDER, MAX_CACHED_BLENDS, REAL_PHOTO_SUBFOLDER, TWIN_SUBFOLDER
 
 CONFIG = SRConfig(channels=8, residual_blocks=1, upsampler="resize-conv")
 
@@ -133,7 +133,7 @@ def test_a_hub_repo_is_downloaded_once_with_the_weight_files_and_the_card_only(t
     monkeypatch.setattr(perceptual_sr.inference.pipeline, "snapshot_download", fake_snapshot_download)
     pipeline = SRPipeline.from_pretrained("someone/sr", revision="v1")
     assert pipeline.has_axis("detail")
-    subfolders = [TWIN_SUBFOLDER, "real-photo", "real-photo-pixel-twin"]
+    subfolders = [TWIN_SUBFOLDER, "real-photo", "real-photo-pixel-twin", CLEANUP_SUBFOLDER]
     expected = ["README.md", "config.json", "model.safetensors",  # the card: its record is kept on a re-save
                 *(f"{name}/{file}" for name in subfolders for file in ("config.json", "model.safetensors"))]
     assert calls == [("someone/sr", sorted(expected), {"revision": "v1"})]

@@ -33,17 +33,20 @@ def main() -> None:
     parser.add_argument("--data", nargs="+", type=Path, required=True, help="folders of HR images")
     parser.add_argument("--max-images", type=int, default=10)
     parser.add_argument("--out", type=Path, required=True, help="output path without suffix")
+    parser.add_argument("--degradations", nargs="+", default=DEGRADATIONS, choices=DEGRADATIONS)
+    parser.add_argument("--cleanups", nargs="+", default=[str(c) for c in CLEANUPS],
+                        help="cleanup settings: numbers from 0 to 1 or auto")
     args = parser.parse_args()
     try:
         pipeline = SRPipeline.from_pretrained(args.model)
     except (FileNotFoundError, ValueError) as error:
         sys.exit(f"error: {error}")
-    cleanups = CLEANUPS if pipeline.has_axis("cleanup") else (0.0,)
+    cleanups = tuple(c if c == "auto" else float(c) for c in args.cleanups) if pipeline.has_axis("cleanup") else (0.0,)
     lpips_metric = LPIPSMetric()
     rows = []
-    for degradation in DEGRADATIONS:
+    for degradation in args.degradations:
         for cleanup in cleanups:
-            network_for = functools.partial(pipeline.network_for, cleanup=cleanup)
+            network_for = functools.partial(pipeline.components_for, cleanup=cleanup)
             for result in evaluate(network_for, args.data, scale=pipeline.scale, degradation=degradation,
                                    max_images=args.max_images, color_fix="luma", fast=False,
                                    lpips_metric=lpips_metric, progress=True):
@@ -61,13 +64,13 @@ def main() -> None:
     writer.writeheader()
     writer.writerows(rows)
     write_text(args.out.with_suffix(".csv"), buffer.getvalue())
-    write_text(args.out.with_suffix(".md"), markdown(rows, cleanups))
+    write_text(args.out.with_suffix(".md"), markdown(rows, args.degradations, cleanups))
     print(f"wrote {args.out.with_suffix('.md')} and {args.out.with_suffix('.csv')}")
 
 
-def markdown(rows: list[dict], cleanups: tuple) -> str:
+def markdown(rows: list[dict], degradations: tuple, cleanups: tuple) -> str:
     """One row per set, one column per (degradation, cleanup): LPIPS as a multiple of bicubic's."""
-    columns = [(degradation, cleanup) for degradation in DEGRADATIONS for cleanup in cleanups]
+    columns = [(degradation, cleanup) for degradation in degradations for cleanup in cleanups]
     header = "| set | " + " | ".join(f"{d}, cleanup {c}" for d, c in columns) + " |"
     lines = [header, "| --- |" + " --- |" * len(columns)]
     for name in dict.fromkeys(row["set"] for row in rows):

@@ -315,7 +315,7 @@ def run_eval(args: argparse.Namespace, model: SRPipeline | nn.Module) -> int:
         print(f"wrote {args.out / 'sweep.csv'} and {args.out / 'perception_distortion.png'}")
         return 0
     if isinstance(model, SRPipeline):  # per image: cleanup "auto" is measured on each LR
-        network = functools.partial(model.network_for, detail=args.detail, cleanup=args.cleanup)
+        network = functools.partial(model.components_for, detail=args.detail, cleanup=args.cleanup)
     else:
         network = model
     results = evaluate(network, args.data, scale=model.scale, out_dir=args.out, degradation=args.degradation,

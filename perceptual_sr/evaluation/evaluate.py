@@ -152,13 +152,16 @@ def evaluate_pairs(model: nn.Module | Callable[[Image.Image], nn.Module], pairs:
                    fast: bool = False) -> FolderResult:
     """Score bicubic and `model` on (name, LR, HR) pairs, LR = degrade(HR): uint8 (H, W, 3) arrays,
     or the LR as a Pillow image. `model` may also be a function of the LR image that returns the
-    network to run (e.g. the pipeline's blend at the cleanup "auto" picks for that image)."""
+    network to run (e.g. the pipeline's blend at the cleanup "auto" picks for that image), or the pair
+    (network, cleanup) of `SRPipeline.components_for`."""
     result = FolderResult(name)
     for image_name, lr_image, hr in pairs:
-        network = model if isinstance(model, nn.Module) else model(lr_image)
+        chosen = model if isinstance(model, nn.Module) else model(lr_image)
+        network, cleanup = chosen if isinstance(chosen, tuple) else (chosen, None)
         lr = np.asarray(lr_image.convert("RGB")) if isinstance(lr_image, Image.Image) else lr_image
         bicubic = resize_bicubic(lr, scale)
-        sr = upscale_array(network, dequantize(lr), out_dtype=np.uint8, color_fix=color_fix, device=device, fast=fast)
+        sr = upscale_array(network, dequantize(lr), out_dtype=np.uint8, cleanup=cleanup, color_fix=color_fix,
+                           device=device, fast=fast)
         hr_tensor = _to_tensor(hr)
         lpips_values = lpips_metric(torch.cat([_to_tensor(bicubic), _to_tensor(sr)]).to(_device_of(lpips_metric)),
                                     hr_tensor.expand(2, -1, -1, -1).to(_device_of(lpips_metric)))
@@ -255,7 +258,7 @@ def sweep_detail(model: "SRPipeline", folders: list[str | Path], out_dir: str | 
     options.setdefault("lpips_metric", LPIPSMetric())
     rows = []
     for detail in details:
-        network = functools.partial(model.network_for, detail=detail, cleanup=cleanup)
+        network = functools.partial(model.components_for, detail=detail, cleanup=cleanup)
         for result in evaluate(network, folders, scale=model.scale, **options):
             means = result.means
             rows.append({"detail": detail, "set": result.name,

@@ -201,3 +201,12 @@ def _sections(markdown: str) -> dict[str, str]:
     if title is not None:
         sections[title] = "\n".join(lines).strip()
     return sections
+
+
+def build_component(name: str, config: Any, parameters: int) -> ModelCard:
+    """A short card for one component saved on its own (e.g. the cleanup network's folder): a
+    pipeline's folder carries one card at the top, written by `build`."""
+    data = ModelCardData(library_name=LIBRARY, license="mit", pipeline_tag="image-to-image", tags=[*TAGS, name])
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n# perceptual_sr {name} network\n\n"
+                     f"A component of a perceptual_sr model folder (load the folder with `SRPipeline.from_pretrained`). "
+                     f"{parameters:,} parameters.\n\n```json\n{json.dumps(dataclasses.asdict(config), indent=2)}\n```\n")

@@ -7,6 +7,9 @@ sets, each a `save_pretrained` folder (`config.json` + `model.safetensors`):
     pixel-twin/                      the same network fine-tuned on pixel loss (detail 0, cleanup 0)
     real-photo/                      the default fine-tuned on degraded photos (detail 1, cleanup 1)
     real-photo-pixel-twin/           the twin fine-tuned on degraded photos (detail 0, cleanup 1)
+    cleanup/                         the cleanup network (`restorer.CleanupNet`): run on the input
+                                     before the upscaler, at the `cleanup` strength
+
 
 Each set sits at a corner of the blend space, named by its coordinates on the axes (`WEIGHT_SETS`).
 `SRPipeline` loads them, blends them by network interpolation (Wang et al., ESRGAN section 3.4,
@@ -22,28 +25,22 @@ import hashlib
 import tempfile
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
 import torch
 from huggingface_hub import snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
 from torch import nn
 
 from perceptual_sr.hub import model_card, weights
-from perceptual_sr.inference import auto_cleanup
-from perceptual_sr.inference import upscale as inference
-from perceptual_sr.inference.auto_cleanup import InputQuality
+from perceptual_sr.inference.image_pipeline import AXES, ImagePipeline, check_axis_value
 from perceptual_sr.networks import inference_network
+from perceptual_sr.networks.restorer import CleanupAt, CleanupNet
 from perceptual_sr.networks.upscaler import PerceptualSR, check_model_folder
 from perceptual_sr.utils.atomic_write import atomic_entries
-from perceptual_sr.utils.image_io import check_outscale, open_image
-from perceptual_sr.utils.runtime import choose_device
+from perceptual_sr.utils.image_io import check_outscale
 
-# Axes of the blend space and the value each takes when a caller does not say.
-AXES = {"detail": 1.0, "cleanup": 0.0}
 # Where each weight set lives in a model folder ("" = the folder itself) and its corner of the
 # blend space. A folder needs the default; the others are optional and enable their axis (an axis
 # needs a weight set at each of its ends for every value the other axes can take).
@@ -55,13 +52,14 @@ WEIGHT_SETS: dict[str, dict[str, float]] = {
 }
 TWIN_SUBFOLDER = "pixel-twin"
 REAL_PHOTO_SUBFOLDER = "real-photo"
+CLEANUP_SUBFOLDER = "cleanup"
 # Blends kept ready (each is a full network copy plus its inference networks): the app's slider
 # visits a handful of values; eight covers them without growing without bound.
 MAX_CACHED_BLENDS = 8
 _WEIGHT_FILES = ["config.json", "model.safetensors"]
 
 
-class SRPipeline:
+class SRPipeline(ImagePipeline):
     """Weight sets of one architecture, blended on request, with images in and out.
 
     `SRPipeline.from_pretrained()` loads the bundled default; `.upscale(image, detail=0.5)`
@@ -70,7 +68,7 @@ class SRPipeline:
     and their inference networks are built under a lock and then only read.
     """
 
-    def __init__(self, weight_sets: Mapping[str, PerceptualSR]) -> None:
+    def __init__(self, weight_sets: Mapping[str, PerceptualSR], cleanup: CleanupNet | None = None) -> None:
         if "" not in weight_sets:
             raise ValueError("a pipeline needs the default weight set (key \"\")")
         unknown = sorted(set(weight_sets) - set(WEIGHT_SETS))
@@ -83,10 +81,16 @@ class SRPipeline:
                                  "all weight sets of a model must share one architecture")
         # CPU copies, detached from the caller's modules: later edits to those never reach a blend.
         self._states = {name: _cpu_state(network) for name, network in weight_sets.items()}
-        self.axes = _spanned_axes(set(self._states))
+        # The cleanup network, if any: it gives the cleanup axis on its own (strength 0 skips it),
+        # and the upscaler blends toward the real-photo weights too where the folder has them.
+        self._cleanup_state = None if cleanup is None else _cpu_state(cleanup)
+        self.cleanup_config = None if cleanup is None else cleanup.config
+        self._weight_axes = _spanned_axes(set(self._states))
+        self.axes = tuple(axis for axis in AXES if axis in self._weight_axes or (axis == "cleanup" and cleanup))
         self._lock = threading.Lock()
         self._blends: OrderedDict[tuple[float, ...], PerceptualSR] = OrderedDict()
         self._networks: dict[tuple[tuple[float, ...], str, bool], nn.Module] = {}
+        self._cleanups: dict[str, CleanupNet] = {}  # per device
         # What the loaded folder's card recorded (model_card.carried_from), kept by save_pretrained.
         self.card_record: dict[str, Any] = {}
 
@@ -98,7 +102,7 @@ class SRPipeline:
         bundled default. `hub_kwargs` (revision, cache_dir, token, local_files_only, ...) go to
         `huggingface_hub.snapshot_download`."""
         folder = _local_folder(repo_or_folder, hub_kwargs)
-        pipeline = cls(load_weight_sets(folder))
+        pipeline = cls(load_weight_sets(folder), load_cleanup_network(folder))
         pipeline.card_record = model_card.carried_from(folder / "README.md")
         return pipeline
 
@@ -107,9 +111,8 @@ class SRPipeline:
         """A pipeline of one weight set: `network`'s (no blend axes)."""
         return cls({"": network})
 
-    def has_axis(self, axis: str) -> bool:
-        """Whether the weight sets span `axis` (e.g. "detail" needs the pixel-loss twin)."""
-        return axis in self.axes
+    def has_cleanup_network(self) -> bool:
+        return self._cleanup_state is not None
 
     @property
     def scale(self) -> int:
@@ -132,8 +135,9 @@ class SRPipeline:
         in whole: an error or a kill leaves the old model or the new one, never a mix, and files
         of the folder that are not the model's stay."""
         folder = Path(folder)
-        card = {**self.card_record, **card, "weight_sets": tuple(name for name in WEIGHT_SETS if name in self._states)}
-        owned = {*_WEIGHT_FILES, "README.md", *(name for name in WEIGHT_SETS if name)}
+        card = {**self.card_record, **card, "weight_sets": tuple(name for name in WEIGHT_SETS if name in self._states)
+                + ((CLEANUP_SUBFOLDER,) if self._cleanup_state is not None else ())}
+        owned = {*_WEIGHT_FILES, "README.md", *(name for name in WEIGHT_SETS if name), CLEANUP_SUBFOLDER}
         with atomic_entries(folder, owned) as staging:
             for name, state in self._states.items():
                 network = PerceptualSR(self.config)
@@ -141,6 +145,9 @@ class SRPipeline:
                 network.save_pretrained(staging / name, model_card_kwargs=card)
                 if name:
                     (staging / name / "README.md").unlink()  # one card for the model, at the top
+            if self._cleanup_state is not None:
+                self._cleanup_network("cpu").save_pretrained(staging / CLEANUP_SUBFOLDER)
+                (staging / CLEANUP_SUBFOLDER / "README.md").unlink()
         return folder
 
     def push_to_hub(self, repo_id: str, *, private: bool | None = None, token: str | None = None,
@@ -161,7 +168,7 @@ class SRPipeline:
     def network_at(self, **point: float) -> PerceptualSR:
         """The network in eval mode at `point` on the blend axes (e.g. `detail=0.5`; an axis not
         given takes its default). Cached; the same object for the same point: do not modify it."""
-        key = self._point(point)
+        key = self._weight_point(self._point(point))
         with self._lock:
             return self._blend(key)
 
@@ -180,13 +187,35 @@ class SRPipeline:
 
     def inference_network(self, device: torch.device, fast: bool = True, **point: float) -> nn.Module:
         """The network at `point`, ready to run on `device` (see `inference_network.prepare`); cached."""
-        key = self._point(point)
+        key = self._weight_point(self._point(point))
         with self._lock:
             slot = (key, str(device), fast)
             network = self._networks.get(slot)
             if network is None:
                 network = inference_network.prepare(self._blend(key), device, fast)
                 self._networks[slot] = network
+            return network
+
+    def _weight_point(self, key: tuple[float, ...]) -> tuple[float, ...]:
+        """The point of the weight-set blend for the point `key` on the axes: an axis that only the
+        cleanup network spans stays at its default there."""
+        return tuple(value if axis in self._weight_axes else AXES[axis] for axis, value in zip(AXES, key))
+
+    def cleanup_at(self, strength: float, device: torch.device | str = "cpu") -> CleanupAt | None:
+        """The cleanup network bound to `strength` on `device`, as an LR -> LR module; None at
+        strength 0 or without a cleanup network (the input then goes to the upscaler untouched)."""
+        if self._cleanup_state is None or check_axis_value("cleanup", strength) == 0.0:
+            return None
+        return CleanupAt(self._cleanup_network(str(device)), strength)
+
+    def _cleanup_network(self, device: str) -> CleanupNet:
+        with self._lock:
+            network = self._cleanups.get(device)
+            if network is None:
+                network = CleanupNet(self.cleanup_config)
+                network.load_state_dict(self._cleanup_state)
+                network = network.eval().requires_grad_(False).to(device)
+                self._cleanups[device] = network
             return network
 
     def _point(self, point: Mapping[str, float]) -> tuple[float, ...]:
@@ -204,45 +233,6 @@ class SRPipeline:
                                  f"{' and '.join(name + '/' for name in missing)}")
             values.append(value)
         return tuple(values)
-
-    # --- images ---------------------------------------------------------------------------------
-
-    def upscale(self, image: Any, *, detail: float | None = None, cleanup: float | str | None = "auto",
-                outscale: float | None = None, **options: Any) -> Any:
-        """Upscale a PIL image, path, numpy array or tensor by `scale`; returns the same kind.
-
-        detail: 0.0 (the pixel-loss twin: faithful, smoother) ... 1.0 (the feature-loss model:
-        sharper, invented texture; the default).
-        cleanup: 0.0 (the weights for clean inputs) ... 1.0 (the weights fine-tuned on JPEG
-        blocks, noise and blur); "auto" (the default) measures the input (`assess`); a model
-        without the real-photo weights always runs at 0.
-        outscale: the final size as a multiple of the input's (e.g. 2 or 3 from this x4 model: the
-        result resized with Lanczos); None: `scale`. For PIL images, paths and numpy arrays.
-        Other options: the fields of `inference.UpscaleOptions`.
-        `run` takes the same arguments and also says what it chose.
-        """
-        return self.run(image, detail=detail, cleanup=cleanup, outscale=outscale, **options).image
-
-    def run(self, image: Any, *, detail: float | None = None, cleanup: float | str | None = "auto",
-            outscale: float | None = None, **options: Any) -> "UpscaleResult":
-        """`upscale`, returning the image with the settings it ran at (`UpscaleResult`): the
-        detail, the cleanup `auto` chose and what it read, and the output scale. Every setting is
-        checked before the input is read, and the input before it is measured."""
-        settings = inference.UpscaleOptions(**options)
-        detail, cleanup, outscale = self.check_settings(detail, cleanup, outscale)
-        if isinstance(image, torch.Tensor) and outscale != self.scale:
-            raise ValueError("outscale works on PIL images, paths and numpy arrays; resize a tensor result "
-                             "with torch.nn.functional.interpolate")
-        if isinstance(image, (str, Path)):
-            image = open_image(image, max_pixels=settings.max_pixels)
-        inference.check_input(image, settings.max_pixels)  # before anything measures it
-        quality = self._measure(image) if cleanup == "auto" else None
-        if quality is not None:
-            cleanup = quality.cleanup
-        device = choose_device(settings.device)
-        network = self.inference_network(device, settings.fast, detail=detail, cleanup=cleanup)
-        result = inference.upscale_with(network, image, settings, device)
-        return UpscaleResult(inference.apply_outscale(result, self.scale, outscale), detail, cleanup, quality, outscale)
 
     def check_settings(self, detail: Any = None, cleanup: Any = "auto",
                        outscale: Any = None) -> tuple[float, float | str, float]:
@@ -264,41 +254,15 @@ class SRPipeline:
                     cleanup: float | str | None = "auto") -> PerceptualSR:
         """The network `upscale` would run for `image` (as `network_at`; cleanup "auto" measured on
         it): what evaluation scores per image."""
+        return self.components_for(image, detail=detail, cleanup=cleanup)[0]
+
+    def components_for(self, image: Any, *, detail: float | None = None, cleanup: float | str | None = "auto"
+                       ) -> tuple[PerceptualSR, CleanupAt | None]:
+        """(upscaler, cleanup) that `upscale` would run for `image`: `network_for`'s network and the
+        cleanup network at the strength chosen (None where nothing is cleaned), on the CPU."""
         detail, cleanup, _ = self.check_settings(detail, cleanup)
-        return self.network_at(detail=detail, cleanup=self.assess(image).cleanup if cleanup == "auto" else cleanup)
-
-    def assess(self, image: Any, max_pixels: int | None = inference.DEFAULT_MAX_PIXELS) -> InputQuality:
-        """What `cleanup="auto"` chooses for `image`, and why: a path, a PIL image as opened (so a
-        JPEG keeps its quantization tables), or an array or tensor as `upscale` takes them (noise
-        only: pixels carry no tables). Always 0 when this model has no real-photo weights. The
-        input is checked as `upscale` checks it, so what it refuses is refused here too."""
-        if isinstance(image, (str, Path)):
-            image = open_image(image, max_pixels=max_pixels)
-        inference.check_input(image, max_pixels)
-        return self._measure(image)
-
-    def _measure(self, image: Any) -> InputQuality:
-        """`assess` of an input already checked."""
-        if not self.has_axis("cleanup"):
-            return InputQuality(None, 0.0, 0.0)
-        return auto_cleanup.assess(image)
-
-
-@dataclass(frozen=True)
-class UpscaleResult:
-    """What `SRPipeline.run` made and the settings it ran at. `quality` is what `cleanup="auto"`
-    read off the input (None when the cleanup was given)."""
-
-    image: Any
-    detail: float
-    cleanup: float
-    quality: InputQuality | None
-    outscale: float
-
-    def describe(self) -> str:
-        """One line for people: "cleanup 0.75 (auto: JPEG quality ~80, noise ~2.1/255)"."""
-        return self.quality.describe() if self.quality is not None else f"cleanup {self.cleanup:.2f}"
-
+        strength = self.assess(image).cleanup if cleanup == "auto" else cleanup
+        return self.network_at(detail=detail, cleanup=strength), self.cleanup_at(strength)
 
 def load_weight_sets(folder: Path) -> dict[str, PerceptualSR]:
     """Every weight set of a local model folder, each loaded strictly from safetensors."""
@@ -315,6 +279,18 @@ def load_weight_sets(folder: Path) -> dict[str, PerceptualSR]:
     return sets
 
 
+def load_cleanup_network(folder: Path) -> CleanupNet | None:
+    """The cleanup network of a local model folder (its `cleanup/` subfolder), or None without one."""
+    subfolder = folder / CLEANUP_SUBFOLDER
+    if not (subfolder / "model.safetensors").is_file():
+        if subfolder.is_dir() and any(subfolder.iterdir()):
+            raise ValueError(f"{subfolder} holds {', '.join(sorted(c.name for c in subfolder.iterdir()))} but no "
+                             "model.safetensors: the cleanup network is incomplete; download or copy it again, or "
+                             "remove the folder")
+        return None
+    return CleanupNet.from_pretrained(subfolder)
+
+
 def _local_folder(repo_or_folder: str | Path | None, hub_kwargs: dict[str, Any]) -> Path:
     """A local folder holding the model: the bundled default, the folder given, or a Hub snapshot."""
     if repo_or_folder is None:
@@ -322,7 +298,8 @@ def _local_folder(repo_or_folder: str | Path | None, hub_kwargs: dict[str, Any])
     path = Path(repo_or_folder)
     if path.is_absolute() or str(repo_or_folder).startswith(".") or path.exists():
         return check_model_folder(path)
-    patterns = [*_WEIGHT_FILES, "README.md", *(f"{name}/{file}" for name in WEIGHT_SETS if name for file in _WEIGHT_FILES)]
+    patterns = [*_WEIGHT_FILES, "README.md", *(f"{name}/{file}" for name in (*WEIGHT_SETS, CLEANUP_SUBFOLDER) if name
+                                               for file in _WEIGHT_FILES)]
     try:
         return Path(snapshot_download(str(repo_or_folder), allow_patterns=patterns, **hub_kwargs))
     except (HFValidationError, LocalEntryNotFoundError, HfHubHTTPError) as error:
@@ -366,14 +343,6 @@ def _spanned_axes(names: set[str]) -> tuple[str, ...]:
         if all(other[:index] + (end,) + other[index:] in corners for other in others for end in (0.0, 1.0)):
             spanned.append(axis)
     return tuple(spanned)
-
-
-def check_axis_value(axis: str, value: Any) -> float:
-    """A blend-axis value as a float in [0, 1] (numpy numbers included); ValueError otherwise."""
-    if (not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, (bool, np.bool_))
-            or not 0.0 <= value <= 1.0):
-        raise ValueError(f"{axis} must be a number from 0.0 to 1.0, got {value!r}")
-    return float(value)
 
 
 def _missing_for(axis: str, names: set[str]) -> list[str]:

@@ -11,6 +11,7 @@ float copy of the colour image (a greyscale result's luma is computed in float).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,17 +151,20 @@ def check_work_pixels(width: int, height: int, max_pixels: int | None) -> None:
             f"process {work:,} pixels, more than max_pixels={max_pixels:,}; crop or pad it to a wider shape first")
 
 
-def upscale_with(network: nn.Module, image: Any, options: UpscaleOptions, device: torch.device) -> Any:
-    """`upscale` with a network already prepared for `device` (the pipeline keeps one per blend)."""
+def upscale_with(network: nn.Module, image: Any, options: UpscaleOptions, device: torch.device,
+                 cleanup: nn.Module | None = None) -> Any:
+    """`upscale` with a network already prepared for `device` (the pipeline keeps one per blend).
+    cleanup: an LR -> LR module (`restorer.CleanupAt`) run on the input first; the colour fix
+    then takes its colour from the cleaned input, not from the damaged one."""
     if isinstance(image, (str, Path)):
         image = open_image(image, max_pixels=options.max_pixels)
     check_input(image, options.max_pixels)
     if isinstance(image, Image.Image):
         decoded = decode_pil(image, max_pixels=options.max_pixels)
-        return encode_pil(*_upscale_decoded(network, decoded, options, device), like=decoded)  # uint16 -> mode
+        return encode_pil(*_upscale_decoded(network, decoded, options, device, cleanup), like=decoded)
     if isinstance(image, np.ndarray):
-        return _upscale_numpy(network, image, options, device)
-    return _upscale_tensor(network, image, options, device)  # check_input let nothing else through
+        return _upscale_numpy(network, image, options, device, cleanup)
+    return _upscale_tensor(network, image, options, device, cleanup)  # check_input let nothing else through
 
 
 def apply_outscale(result: Any, scale: int, outscale: float) -> Any:
@@ -174,11 +178,11 @@ def apply_outscale(result: Any, scale: int, outscale: float) -> Any:
 
 
 def _upscale_decoded(network: nn.Module, decoded: DecodedImage, options: UpscaleOptions,
-                     device: torch.device) -> tuple[np.ndarray, np.ndarray | None]:
+                     device: torch.device, cleanup: nn.Module | None) -> tuple[np.ndarray, np.ndarray | None]:
     """DecodedImage -> (upscaled uint16 RGB, upscaled float alpha or None)."""
     scale = network.scale
     # 16-bit integers: exact for 8-bit and 16-bit output, and memory-light for huge images.
-    rgb = _upscale_rgb(network, decoded.rgb, np.uint16, options, device)
+    rgb = _upscale_rgb(network, decoded.rgb, np.uint16, options, device, cleanup)
     alpha = None
     if decoded.alpha is not None:
         # Alpha is not a colour: the network never saw one, so it is upscaled bicubically.
@@ -186,7 +190,8 @@ def _upscale_decoded(network: nn.Module, decoded: DecodedImage, options: Upscale
     return rgb, alpha
 
 
-def _upscale_numpy(network: nn.Module, array: np.ndarray, options: UpscaleOptions, device: torch.device) -> np.ndarray:
+def _upscale_numpy(network: nn.Module, array: np.ndarray, options: UpscaleOptions, device: torch.device,
+                   cleanup: nn.Module | None = None) -> np.ndarray:
     """An array `check_input` passed -> its upscaling, of the same kind."""
     channels = 1 if array.ndim == 2 else array.shape[2]
     values = _to_unit_float(array)
@@ -195,7 +200,7 @@ def _upscale_numpy(network: nn.Module, array: np.ndarray, options: UpscaleOption
     alpha = planes[..., 3] if channels == 4 else None
     # Integers work in 16 bits (as Pillow images do) and are rounded to the caller's depth at the end.
     out_dtype = np.uint16 if array.dtype in (np.uint8, np.uint16) else np.float32
-    upscaled = _upscale_rgb(network, np.ascontiguousarray(rgb), out_dtype, options, device)
+    upscaled = _upscale_rgb(network, np.ascontiguousarray(rgb), out_dtype, options, device, cleanup)
     if channels == 1:
         upscaled = quantize(rgb_to_grey(quantize(upscaled, np.float32)), array.dtype.type)[..., None]
     else:
@@ -207,16 +212,17 @@ def _upscale_numpy(network: nn.Module, array: np.ndarray, options: UpscaleOption
 
 
 def _upscale_tensor(network: nn.Module, tensor: torch.Tensor, options: UpscaleOptions,
-                    device: torch.device) -> torch.Tensor:
+                    device: torch.device, cleanup: nn.Module | None) -> torch.Tensor:
     """A tensor `check_input` passed -> its upscaling, on its device and in its dtype."""
     batch = tensor.unsqueeze(0) if tensor.ndim == 3 else tensor
     if options.color_fix is not None or batch.shape[1] != 3:
         # The colour fix, grey and alpha live in numpy: round-trip through the array path.
         outputs = [torch.from_numpy(_upscale_numpy(network, item.detach().float().permute(1, 2, 0).cpu().numpy(),
-                                                   options, device)).permute(2, 0, 1) for item in batch]
+                                                   options, device, cleanup)).permute(2, 0, 1) for item in batch]
     else:  # RGB without a colour fix: tensor in, tensor out, on the tensor's device
         _check_unit_range(float(batch.min()), float(batch.max()))
-        outputs = [_upscale_planes(network, item.detach().float(), torch.float32, options, device) for item in batch]
+        outputs = [_upscale_planes(network, _cleaned(cleanup, item.detach().float(), options, device),
+                                   torch.float32, options, device) for item in batch]
     result = torch.stack(outputs).to(device=tensor.device, dtype=tensor.dtype)
     return result[0] if tensor.ndim == 3 else result
 
@@ -243,22 +249,27 @@ def _to_unit_float(array: np.ndarray) -> np.ndarray:
 # --- device, network and tiles ---------------------------------------------------------------
 
 
-def upscale_array(model: nn.Module, rgb: np.ndarray, *, out_dtype: type = np.uint8, **options: Any) -> np.ndarray:
+def upscale_array(model: nn.Module, rgb: np.ndarray, *, out_dtype: type = np.uint8, cleanup: nn.Module | None = None,
+                  **options: Any) -> np.ndarray:
     """(H, W, 3) float32 RGB in [0, 1] -> (sH, sW, 3) array of `out_dtype` (uint8, uint16 or float32).
-    `model` and `options` as for `upscale`."""
+    `model` and `options` as for `upscale`; `cleanup` as for `upscale_with` (moved to the device)."""
     settings = UpscaleOptions(**options)
     device = choose_device(settings.device)
-    return _upscale_rgb(inference_network.prepare(model, device, settings.fast), rgb, out_dtype, settings, device)
+    return _upscale_rgb(inference_network.prepare(model, device, settings.fast), rgb, out_dtype, settings, device,
+                        None if cleanup is None else cleanup.to(device))
 
 
 def _upscale_rgb(network: nn.Module, rgb: np.ndarray, out_dtype: type, options: UpscaleOptions,
-                 device: torch.device) -> np.ndarray:
+                 device: torch.device, cleanup: nn.Module | None = None) -> np.ndarray:
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
         raise ValueError(f"expected a non-empty (H, W, 3) array, got shape {rgb.shape}")
     out_dtype = np.dtype(out_dtype).type  # np.uint8 and np.dtype("uint8") alike
     if out_dtype not in _TORCH_DTYPES:
         raise ValueError(f"out_dtype must be one of uint8, uint16, float32, got {out_dtype!r}")
     planes = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)  # a view
+    if cleanup is not None:
+        planes = _cleaned(cleanup, planes, options, device)
+        rgb = planes.permute(1, 2, 0).numpy()  # the colour fix takes its colour from the cleaned input
     out = _upscale_planes(network, planes, _TORCH_DTYPES[out_dtype], options, device).permute(1, 2, 0).numpy()
     if options.color_fix is not None:
         out = apply_color_fix(out, rgb, network.scale, options.color_fix)
@@ -274,3 +285,19 @@ def _upscale_planes(network: nn.Module, planes: torch.Tensor, out_dtype: torch.d
         return upscale_tiled(network, planes, out_dtype=out_dtype, tile_size=options.tile_size,
                              tile_overlap=options.tile_overlap, tile_batch=options.tile_batch, device=device,
                              precision=precision, channels_last=fast, progress=options.progress)
+
+
+# The cleanup network sees about 50 input pixels around each output pixel (`CleanupConfig.receptive_field`):
+# its tiles overlap by half that, so a tiled cleanup equals an untiled one up to float rounding.
+CLEANUP_TILE_OVERLAP = 32
+
+
+def _cleaned(cleanup: nn.Module | None, planes: torch.Tensor, options: UpscaleOptions,
+             device: torch.device) -> torch.Tensor:
+    """(3, H, W) float in [0, 1] -> the same, cleaned by `cleanup` (an LR -> LR module of scale 1)."""
+    if cleanup is None:
+        return planes
+    tile_size = None if options.tile_size is None else max(options.tile_size, 2 * CLEANUP_TILE_OVERLAP + 1)
+    return _upscale_planes(cleanup, planes, torch.float32,
+                           dataclasses.replace(options, tile_size=tile_size, tile_overlap=CLEANUP_TILE_OVERLAP,
+                                               progress=False), device)

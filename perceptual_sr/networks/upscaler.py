@@ -13,21 +13,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import safetensors.torch
 import torch
-from huggingface_hub import PyTorchModelHubMixin, constants, hf_hub_download
+from huggingface_hub import constants
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
 from safetensors import SafetensorError
 from torch import nn
 
 from perceptual_sr.hub import model_card, weights
+from perceptual_sr.networks.hub_module import SafeHubModule
 from perceptual_sr.networks.network_ends import check_rgb_batch, output_head
-from perceptual_sr.utils.atomic_write import atomic_file, write_text
 from perceptual_sr.utils.config_flags import is_whole_number, setting
 
 MODEL_TYPE = "perceptual-sr"
@@ -157,8 +155,7 @@ def _upsample_x2(kind: str, in_channels: int, out_channels: int, norm: str) -> n
 
 
 class PerceptualSR(
-    nn.Module,
-    PyTorchModelHubMixin,
+    SafeHubModule,
     # The card and its metadata come from model_card.build (generate_model_card below), one source.
     library_name=model_card.LIBRARY,
 ):
@@ -168,16 +165,11 @@ class PerceptualSR(
     `PerceptualSR.from_pretrained()` loads the trained weights bundled in the package.
     """
 
+    config_class = SRConfig
+
     def __init__(self, config: SRConfig | dict | None = None) -> None:
         super().__init__()
-        if config is None:
-            config = SRConfig()
-        elif isinstance(config, dict):
-            config = SRConfig.from_dict(config)
-        elif not isinstance(config, SRConfig):
-            raise ValueError(f"config must be an SRConfig or a dict of its fields, got {type(config).__name__}: "
-                             f"{config!r}; is config.json damaged?")
-        self.config = config
+        self.config = config = self._check_config(config)
         # The mixin writes this to config.json; set it here so `PerceptualSR()` is saved too.
         self._hub_mixin_config = config
         c = config.channels
@@ -235,66 +227,6 @@ class PerceptualSR(
             ) from error
         except (RuntimeError, TypeError, AttributeError, SafetensorError, json.JSONDecodeError) as error:
             raise ValueError(f"could not load weights from {str(pretrained_model_name_or_path)!r}: {error}") from error
-
-    @classmethod
-    def _from_pretrained(
-        cls,
-        *,
-        model_id: str,
-        revision: str | None,
-        cache_dir: str | Path | None,
-        force_download: bool,
-        local_files_only: bool,
-        token: str | bool | None,
-        map_location: str = "cpu",
-        **model_kwargs: Any,
-    ) -> "PerceptualSR":
-        # Replaces the mixin's loader: safetensors only (never a pickle fallback), always strict.
-        model = cls(**model_kwargs)
-        if os.path.isdir(model_id):
-            model_file = os.path.join(model_id, constants.SAFETENSORS_SINGLE_FILE)
-        else:
-            model_file = hf_hub_download(
-                repo_id=model_id,
-                filename=constants.SAFETENSORS_SINGLE_FILE,
-                revision=revision,
-                cache_dir=cache_dir,
-                force_download=force_download,
-                token=token,
-                local_files_only=local_files_only,
-            )
-        safetensors.torch.load_model(model, model_file, strict=True, device=map_location)
-        broken = [name for name, value in model.state_dict().items()
-                  if value.is_floating_point() and not torch.isfinite(value).all()]
-        if broken:  # such weights run, and write a garbage image
-            raise ValueError(f"{model_file} holds NaN or infinite values (in {', '.join(broken[:3])}"
-                             f"{', ...' if len(broken) > 3 else ''}); the weights are damaged: retrain or re-download")
-        return model.eval()
-
-    def save_pretrained(self, save_directory: str | Path, *, config: Any = None, repo_id: str | None = None,
-                        push_to_hub: bool = False, model_card_kwargs: dict[str, Any] | None = None,
-                        **push_to_hub_kwargs: Any) -> str | None:
-        """Write config.json, model.safetensors and (unless one is there) the card README.md to
-        `save_directory`, each atomically: a kill leaves the old file or the new one. The mixin's
-        version deletes config.json first, so a kill there would leave weights with no config."""
-        save_directory = Path(save_directory)
-        self._save_pretrained(save_directory)
-        card_path = save_directory / "README.md"
-        if not card_path.exists():
-            write_text(card_path, self.generate_model_card(**(model_card_kwargs or {})).content)
-        if push_to_hub:
-            return self.push_to_hub(repo_id or save_directory.name, model_card_kwargs=model_card_kwargs,
-                                    **push_to_hub_kwargs)
-        return None
-
-    def _save_pretrained(self, save_directory: Path) -> None:
-        # Replaces the mixin's writer: config and weights each written atomically, from the plain
-        # module in the standard memory layout.
-        state = {name: value.detach().contiguous() for name, value in self.state_dict().items()}
-        with atomic_file(Path(save_directory) / constants.SAFETENSORS_SINGLE_FILE) as staging:
-            safetensors.torch.save_file(state, str(staging), metadata={"format": "pt"})
-        write_text(Path(save_directory) / constants.CONFIG_NAME,
-                   json.dumps(dataclasses.asdict(self.config), sort_keys=True, indent=2))
 
     def generate_model_card(self, *args: Any, **kwargs: Any):
         """Model card written next to the weights by `save_pretrained` and `push_to_hub`."""

@@ -1,0 +1,264 @@
+"""Training of the cleanup network (`networks.restorer.CleanupNet`), in two stages.
+
+Stage "lr" (A): the degraded LR goes in, the clean bicubic LR is the target, Charbonnier loss at
+LR. No VGG, so it is fast on a CPU; it teaches *what* damage is.
+Stage "hr" (B): the cleaned LR goes through the frozen upscaler, and the perceptual loss (VGG-16
+relu2_2 + pixel MSE, as the upscaler's own recipe) is taken on the HR output against the true HR,
+with stage A's loss kept as deep supervision at LR. An L1 cleanup alone is smoother than a clean
+LR and the upscaler then paints less (measured in issue #34: LPIPS worse than no cleanup); this
+stage teaches the cleanup what the upscaler needs.
+
+Every sample is degraded on the fly (`degradations.degrade_realistic`, a preset such as
+"upload"), and its strength is read off the degraded LR by the rule `cleanup="auto"` applies to
+files (`auto_cleanup.cleanup_strength`: the last JPEG's quality when the file ends as a JPEG,
+and the noise estimate), so training and `auto` agree. A share `clean_share` of samples is a
+clean LR at a random strength with itself as the target: a cleanup forced onto a clean photo
+must leave it alone. Sample k of the run is made from seed k, so a resumed run is exact.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from perceptual_sr.data.dataset import SRPairDataset
+from perceptual_sr.data.degradations import PRESETS, degrade_realistic_with_record
+from perceptual_sr.inference.auto_cleanup import cleanup_strength, noise_sigma
+from perceptual_sr.networks.restorer import CleanupConfig, CleanupNet
+from perceptual_sr.networks.upscaler import PerceptualSR
+from perceptual_sr.training.loss import PerceptualLoss
+from perceptual_sr.utils.atomic_write import atomic_folder, recover_folder
+from perceptual_sr.utils.color import rgb_to_grey
+from perceptual_sr.utils.config_flags import setting
+
+STAGES = ("lr", "hr")
+CHECKPOINT_DIR = "checkpoint"
+TRAINING_STATE = "training_state.pt"
+LOG_FIELDS = ("step", "samples", "loss", "lr_loss", "perceptual", "strength", "seconds")
+
+
+@dataclass(frozen=True)
+class CleanupTrainConfig:
+    """Run settings of a cleanup training; saved with its checkpoints."""
+
+    data: str = setting("", "a folder written by prepare_data.py (--degradation bicubic: its LR is the target)")
+    output_dir: str = setting("runs/cleanup", "run folder: checkpoint, log.csv and the final network")
+    stage: str = setting("lr", "lr: Charbonnier at LR (stage A); hr: perceptual loss through the upscaler (B)",
+                         choices=STAGES)
+    upscaler: str | None = setting(None, "model folder of the frozen upscaler for stage hr (none: the bundled default)")
+    init_from: str | None = setting(None, "start from this saved cleanup network (e.g. stage A's run folder)")
+    degradation: str = setting("upload", "degradation preset of the training inputs", choices=tuple(PRESETS))
+    clean_share: float = setting(0.1, "share of clean inputs at a random strength, left unchanged")
+    steps: int = setting(2000, "optimizer steps")
+    batch_size: int = setting(16, "samples per step")
+    lr_crop: int = setting(48, "LR side of a sample, in pixels (the HR crop is scale times it)")
+    learning_rate: float = setting(2e-4, "Adam learning rate (cosine decay to 0)")
+    lr_weight: float = setting(1.0, "weight of the Charbonnier term at LR (stage hr: deep supervision)")
+    feature_layers: str = setting("relu2_2", "VGG-16 layers of the perceptual term (stage hr)")
+    pixel_weight: float = setting(10.0, "pixel MSE weight of the perceptual term (stage hr)")
+    checkpoint_every: int = setting(100, "steps between checkpoints")
+    log_every: int = setting(25, "steps between log.csv rows")
+    seed: int = setting(0, "seed of the sample order and the degradations")
+    workers: int = setting(1, "processes that degrade samples while the network trains")
+    resume: bool = setting(False, "continue the run in --output-dir from its checkpoint")
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
+        if self.degradation not in PRESETS:
+            raise ValueError(f"degradation must be one of {sorted(PRESETS)}, got {self.degradation!r}")
+        for name in ("steps", "batch_size", "lr_crop", "checkpoint_every", "log_every"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.lr_crop < 8:
+            raise ValueError(f"lr_crop must be at least 8 (one JPEG block), got {self.lr_crop}")
+        if not 0.0 <= self.clean_share <= 1.0:
+            raise ValueError(f"clean_share must be in [0, 1], got {self.clean_share!r}")
+        for name in ("learning_rate", "lr_weight", "pixel_weight"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+# --- samples ---------------------------------------------------------------------------------
+
+
+def strength_of(lr: torch.Tensor, record: list[str]) -> float:
+    """What `cleanup="auto"` would choose for the degraded (3, h, w) LR `lr`: the last JPEG's
+    quality counts when the file ends as that JPEG (nothing resized it after), and the noise
+    estimate always."""
+    last = record[-1] if record else ""
+    match = re.fullmatch(r"jpeg q(\d+)", last)
+    quality = int(match.group(1)) if match else None
+    grey = rgb_to_grey(lr.permute(1, 2, 0).double().numpy() * 255.0)
+    return cleanup_strength(quality, noise_sigma(grey))
+
+
+class DegradedSamples(Dataset):
+    """Sample k of a run: (degraded LR, clean LR, HR, strength), made from seed `seed + k`.
+
+    A random crop of `lr_crop` LR pixels (and the HR under it) of a random pair of `pairs`, a
+    random flip/rotation, then the degradation preset (or, for a share `clean_share`, the clean
+    LR itself at a random strength)."""
+
+    def __init__(self, pairs: SRPairDataset, config: CleanupTrainConfig) -> None:
+        self.pairs, self.config = pairs, config
+        self.scale = int(pairs.manifest["scale"])
+        if int(pairs.manifest["lr_size"]) < config.lr_crop:
+            raise ValueError(f"lr_crop {config.lr_crop} is larger than the dataset's LR side "
+                             f"{pairs.manifest['lr_size']}; prepare the data with a larger --hr-size")
+        self.preset = PRESETS[config.degradation]
+
+    def __len__(self) -> int:
+        return 2 ** 62
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + k)
+        clean_lr, hr = self.pairs[int(torch.randint(len(self.pairs), (), generator=generator))]
+        crop, side = self.config.lr_crop, clean_lr.shape[-1]
+        top, left = (int(torch.randint(side - crop + 1, (), generator=generator)) for _ in range(2))
+        clean_lr = clean_lr[:, top:top + crop, left:left + crop]
+        hr = hr[:, top * self.scale:(top + crop) * self.scale, left * self.scale:(left + crop) * self.scale]
+        turns, flip = int(torch.randint(4, (), generator=generator)), bool(torch.randint(2, (), generator=generator))
+        clean_lr, hr = (torch.rot90(image.flip(-1) if flip else image, turns, (1, 2)).contiguous()
+                        for image in (clean_lr, hr))
+        if torch.rand((), generator=generator) < self.config.clean_share:
+            return clean_lr, clean_lr, hr, torch.rand((), generator=generator)
+        # The chain's own clean share is the bicubic LR of the HR: the dataset's LR, strength 0.
+        degraded, record = degrade_realistic_with_record(hr, self.scale, generator, self.preset)
+        return degraded, clean_lr, hr, torch.tensor(strength_of(degraded, record))
+
+
+def sample_batches(samples: DegradedSamples, config: CleanupTrainConfig, start_step: int
+                   ) -> Iterator[tuple[torch.Tensor, ...]]:
+    """Batches of steps start_step, start_step + 1, ...: batch s holds samples s*B .. s*B + B - 1."""
+    indices = range(start_step * config.batch_size, config.steps * config.batch_size)
+    loader = DataLoader(torch.utils.data.Subset(samples, indices), batch_size=config.batch_size,
+                        num_workers=config.workers, persistent_workers=False)
+    yield from loader
+
+
+def charbonnier(output: torch.Tensor, target: torch.Tensor, epsilon: float = 1e-3) -> torch.Tensor:
+    """A smooth L1 (Charbonnier 1994; as in EDVR and SwinIR's restoration losses)."""
+    return torch.sqrt((output - target) ** 2 + epsilon ** 2).mean()
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+def train_cleanup(config: CleanupTrainConfig, network_config: CleanupConfig | None = None) -> CleanupNet:
+    """Run (or resume) a cleanup training as `config` says; returns the trained network, also
+    saved with `save_pretrained` into `config.output_dir`."""
+    torch.manual_seed(config.seed)
+    out_dir = Path(config.output_dir)
+    checkpoint_dir = out_dir / CHECKPOINT_DIR
+    if config.resume:
+        recover_folder(checkpoint_dir)
+        if not (checkpoint_dir / TRAINING_STATE).is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint in {checkpoint_dir}; run without --resume to start fresh")
+    elif out_dir.exists() and any(out_dir.iterdir()):
+        raise FileExistsError(f"{out_dir} is not empty; pass --resume to continue its run, or choose a new "
+                              "--output-dir (nothing there is overwritten)")
+    pairs = SRPairDataset(config.data, "train")
+    samples = DegradedSamples(pairs, config)
+    if config.init_from and not config.resume:
+        network = CleanupNet.from_pretrained(config.init_from)
+    else:
+        network = CleanupNet(network_config)
+    network.train()
+    optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate)
+    step = 0
+    if config.resume:
+        step = _load_checkpoint(checkpoint_dir, network, optimizer, config)
+    upscaler, perceptual = None, None
+    if config.stage == "hr":
+        upscaler = PerceptualSR.from_pretrained(config.upscaler).eval().requires_grad_(False)
+        if upscaler.scale != samples.scale:
+            raise ValueError(f"the upscaler is x{upscaler.scale}, the data x{samples.scale}")
+        perceptual = PerceptualLoss(config.feature_layers, pixel_weight=config.pixel_weight)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "train_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
+    log_path = out_dir / "log.csv"
+    new_log = not log_path.exists()
+    with log_path.open("a", newline="") as log_file, tqdm(total=config.steps, initial=step, unit="step") as bar:
+        log = csv.writer(log_file)
+        if new_log:
+            log.writerow(LOG_FIELDS)
+        started, totals = time.monotonic(), np.zeros(4)
+        try:
+            for degraded, clean_lr, hr, strength in sample_batches(samples, config, step):
+                for group in optimizer.param_groups:
+                    group["lr"] = config.learning_rate * 0.5 * (1 + math.cos(math.pi * step / config.steps))
+                cleaned = network(degraded, strength)
+                lr_loss = charbonnier(cleaned, clean_lr)
+                loss, perceptual_term = config.lr_weight * lr_loss, torch.zeros(())
+                if upscaler is not None:
+                    perceptual_term, _ = perceptual(upscaler(cleaned), hr)
+                    loss = loss + perceptual_term
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                step += 1
+                totals += [loss.item(), lr_loss.item(), perceptual_term.item(), strength.mean().item()]
+                bar.update(1)
+                if step % config.log_every == 0 or step == config.steps:
+                    means = totals / max(1, (step - 1) % config.log_every + 1)
+                    log.writerow([step, step * config.batch_size, *(f"{v:.6f}" for v in means),
+                                  f"{time.monotonic() - started:.1f}"])
+                    log_file.flush()
+                    bar.set_postfix(loss=f"{means[0]:.4f}")
+                    totals[:] = 0
+                if step % config.checkpoint_every == 0 or step == config.steps:
+                    _save_checkpoint(checkpoint_dir, network, optimizer, step, config)
+        except KeyboardInterrupt:
+            _save_checkpoint(checkpoint_dir, network, optimizer, step, config)
+            raise
+    network.eval()
+    network.save_pretrained(out_dir)
+    return network
+
+
+def _save_checkpoint(folder: Path, network: CleanupNet, optimizer: torch.optim.Optimizer, step: int,
+                     config: CleanupTrainConfig) -> None:
+    with atomic_folder(folder) as staging:
+        network.save_pretrained(staging)
+        torch.save({"step": step, "optimizer": optimizer.state_dict(),
+                    "train_config": json.dumps(dataclasses.asdict(config))}, staging / TRAINING_STATE)
+
+
+def _load_checkpoint(folder: Path, network: CleanupNet, optimizer: torch.optim.Optimizer,
+                     config: CleanupTrainConfig) -> int:
+    saved = CleanupNet.from_pretrained(folder)
+    network.load_state_dict(saved.state_dict())
+    try:
+        # weights_only: the restricted unpickler (tensors and plain containers only).
+        state = torch.load(folder / TRAINING_STATE, map_location="cpu", weights_only=True)
+        recipe = json.loads(state["train_config"])
+    except Exception as error:  # noqa: BLE001 - a damaged file raises anything
+        raise ValueError(f"cannot resume from {folder}: {TRAINING_STATE} is damaged ({type(error).__name__})") from None
+    changed = [name for name in ("data", "stage", "degradation", "clean_share", "batch_size", "lr_crop", "seed",
+                                 "upscaler", "feature_layers", "pixel_weight", "lr_weight")
+               if recipe.get(name) != getattr(config, name)]
+    if changed:
+        raise ValueError(f"--resume with a different recipe ({', '.join(changed)}); use the original flags "
+                         "or start a new run in another --output-dir")
+    optimizer.load_state_dict(state["optimizer"])
+    return int(state["step"])
+
+
+def config_from(values: dict[str, Any]) -> CleanupTrainConfig:
+    return CleanupTrainConfig(**{f.name: values[f.name] for f in dataclasses.fields(CleanupTrainConfig)
+                                 if f.name in values})

@@ -1,0 +1,86 @@
+"""The cleanup network: shapes, the identity at strength 0, its receptive field, save and load."""
+
+import pytest
+import torch
+
+from perceptual_sr.networks.restorer import CleanupAt, CleanupConfig, CleanupNet
+
+TINY = CleanupConfig(channels=8, full_res_channels=4, blocks=2)
+
+
+def _trained_looking(config: CleanupConfig = TINY) -> CleanupNet:
+    """A network whose last layer is not the zero it starts from (a fresh one is the identity)."""
+    torch.manual_seed(0)
+    network = CleanupNet(config)
+    with torch.no_grad():
+        network.tail[-1].weight.normal_(0, 0.1)
+    return network.eval()
+
+
+@pytest.mark.parametrize("size", [(1, 1), (1, 7), (5, 3), (8, 8), (33, 20)])
+def test_any_size_keeps_its_shape(size):
+    image = torch.rand(2, 3, *size)
+    assert _trained_looking()(image, 0.7).shape == image.shape
+
+
+def test_strength_zero_and_a_fresh_network_return_the_input_exactly():
+    image = torch.rand(1, 3, 16, 16)
+    assert torch.equal(_trained_looking()(image, 0.0), image)
+    assert torch.equal(CleanupNet(TINY)(image, 1.0), image)  # starts from "change nothing"
+
+
+def test_one_strength_per_image_in_a_batch():
+    network, image = _trained_looking(), torch.rand(2, 3, 12, 12)
+    both = network(image, torch.tensor([0.0, 1.0]))
+    assert torch.equal(both[0], image[0])
+    assert torch.allclose(both[1], network(image[1:], 1.0)[0], atol=1e-6)
+    with pytest.raises(ValueError, match="one strength or one per image"):
+        network(image, torch.tensor([0.1, 0.2, 0.3]))
+
+
+def test_every_parameter_gets_a_gradient():
+    network = _trained_looking().train()
+    network(torch.rand(2, 3, 16, 16), torch.tensor([0.5, 1.0])).square().mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in network.parameters())
+
+
+def test_the_receptive_field_spans_three_jpeg_blocks_and_matches_the_config():
+    config = CleanupConfig()
+    network = _trained_looking(config)
+    image = torch.rand(1, 3, 101, 101, requires_grad=True)
+    network(image, 1.0)[0, :, 50, 50].sum().backward()
+    reached = (image.grad[0].abs().sum(0) > 0).nonzero()
+    side = int((reached.max(0).values - reached.min(0).values + 1).max())
+    assert side >= 24 and side <= config.receptive_field() + 1
+
+
+def test_its_cost_is_within_the_budget_of_the_issue():
+    # At most 40,000 multiply-accumulates per output pixel of the x4 upscale: 640,000 per LR pixel.
+    assert CleanupConfig().macs_per_pixel() <= 640_000
+
+
+def test_save_and_load_give_the_same_function(tmp_path):
+    network = _trained_looking()
+    network.save_pretrained(tmp_path / "cleanup")
+    loaded = CleanupNet.from_pretrained(tmp_path / "cleanup")
+    image = torch.rand(1, 3, 9, 14)
+    assert loaded.config == TINY
+    assert torch.equal(loaded(image, 0.4), network(image, 0.4))
+
+
+def test_a_damaged_config_is_a_clear_error():
+    with pytest.raises(ValueError, match="blocks must be"):
+        CleanupConfig(blocks=-1)
+    with pytest.raises(ValueError, match="Is config.json damaged"):
+        CleanupConfig(channels=100_000)
+    with pytest.raises(ValueError, match="not a 'perceptual-sr-cleanup'"):
+        CleanupConfig(model_type="perceptual-sr")
+    with pytest.raises(ValueError, match="unknown CleanupConfig keys"):
+        CleanupNet({"channels": 8, "scale": 4})
+
+
+def test_bound_to_a_strength_it_runs_like_an_upscaler_of_scale_one():
+    bound = CleanupAt(_trained_looking(), 1.0)
+    image = torch.rand(1, 3, 10, 10)
+    out = bound(image)
+    assert bound.scale == 1 and out.shape == image.shape and out.min() >= 0 and out.max() <= 1
