@@ -11,18 +11,16 @@ import time
 from pathlib import Path
 
 from PIL import Image
-from torch import nn
 from tqdm.auto import tqdm
 
 from perceptual_sr import __version__
 from perceptual_sr.data.degradations import DEGRADATIONS
-from perceptual_sr.inference.pipeline import SRPipeline, check_axis_value
+from perceptual_sr.inference.image_pipeline import ImagePipeline, check_axis_value
+from perceptual_sr.inference.pipeline import SRPipeline
 from perceptual_sr.inference.upscale import (
     COLOR_FIXES,
     DEFAULT_COLOR_FIX,
     DEFAULT_TILE_OVERLAP,
-    apply_outscale,
-    upscale,
 )
 from perceptual_sr.utils.atomic_write import clear_stale_staging
 from perceptual_sr.utils.image_io import (
@@ -51,6 +49,12 @@ def _run_train(argv: list[str]) -> int:
     return train_main(argv)
 
 
+def _run_train_cleanup(argv: list[str]) -> int:
+    from perceptual_sr.commands.train_cleanup import main as train_cleanup_main
+
+    return train_cleanup_main(argv)
+
+
 def _run_prepare(argv: list[str]) -> int:
     from perceptual_sr.commands.prepare import main as prepare_main
 
@@ -73,7 +77,8 @@ def _run_demo(argv: list[str]) -> int:
 
 
 # The package extra each command needs beyond the core (for the message when one is missing).
-EXTRAS = {"upscale": "export", "eval": "eval", "export": "export", "train": "train", "prepare": "train", "demo": "app"}
+EXTRAS = {"upscale": "export", "eval": "eval", "export": "export", "train": "train", "train-cleanup": "train",
+          "prepare": "train", "demo": "app"}
 
 
 def _missing_extra(command: str, error: ImportError) -> int:
@@ -84,6 +89,7 @@ def _missing_extra(command: str, error: ImportError) -> int:
 
 # Commands with their own flags, handed the rest of the command line as it is.
 PASS_THROUGH = {"train": (_run_train, "train a model (the flags of train.py)"),
+                "train-cleanup": (_run_train_cleanup, "train the cleanup network (the flags of train_cleanup.py)"),
                 "prepare": (_run_prepare, "build a training set (the flags of prepare_data.py)"),
                 "demo": (_run_demo, "serve the web demo (as app.py)")}
 
@@ -102,7 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--skip-existing", action="store_true", help="leave outputs that already exist alone")
     up.add_argument("--outscale", type=float, help="final scale, e.g. 2: the x4 result resized with Lanczos "
                                                    "(default: the model's scale)")
-    up.add_argument("--suffix", help="added to output names: NAME_SUFFIX.ext (default: x4, or x<outscale>)")
+    up.add_argument("--suffix", help="added to output names: NAME_SUFFIX.ext (default: x4, or x<outscale>; "
+                                     "cleaned with --restore-only)")
+    up.add_argument("--restore-only", action="store_true",
+                    help="remove JPEG blocks and noise only, at the input's own size (the cleanup network without "
+                         "the upscaler)")
     _add_model_options(up)
     up.add_argument("--color-fix", type=_color_fix, default=DEFAULT_COLOR_FIX,
                     choices=[c for c in COLOR_FIXES], metavar="{histogram,luma,none}",
@@ -132,7 +142,6 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--model", help="local folder or Hub repo id (default: the bundled weights)")
     ex.add_argument("--opset", type=int, default=17, help="ONNX opset version (default 17)")
     ex.add_argument("--detail", type=float, default=1.0, help="export the blend at this detail (default 1.0)")
-    ex.add_argument("--cleanup", type=float, default=0.0, help="export the blend at this cleanup (default 0.0)")
     sp = commands.add_parser("deploy-space", help="publish the demo as a Hugging Face Space (app, package, examples)")
     sp.add_argument("space", help="the Space's id, e.g. you/perceptual-sr (created as a Gradio Space if needed)")
     sp.add_argument("--dry-run", action="store_true", help="list the files it would upload, and stop")
@@ -247,14 +256,19 @@ def _file_identity(path: Path) -> tuple[int, int]:
     return status.st_dev, status.st_ino
 
 
-def run_upscale(args: argparse.Namespace, model: SRPipeline | nn.Module) -> int:
+def run_upscale(args: argparse.Namespace, model: ImagePipeline) -> int:
     reuse_freed_memory()  # a third faster on CPU; this process exists to upscale
     files = collect_inputs(args.inputs)
+    if args.restore_only:
+        if args.outscale is not None:
+            raise ValueError("--restore-only keeps the input's size; leave out --outscale")
+        if not model.has_cleanup_network():
+            raise ValueError("--restore-only needs a model with a cleanup network (the bundled default has one)")
     try:
-        outscale = model.scale if args.outscale is None else check_outscale(args.outscale)
+        outscale = 1.0 if args.restore_only else model.scale if args.outscale is None else check_outscale(args.outscale)
     except ValueError as error:
         raise ValueError(f"--{error}") from None
-    suffix = args.suffix if args.suffix is not None else f"x{outscale:g}"
+    suffix = args.suffix if args.suffix is not None else "cleaned" if args.restore_only else f"x{outscale:g}"
     if not suffix or "/" in suffix or "\\" in suffix:
         raise ValueError(f"--suffix must be a non-empty name without slashes, got {suffix!r}")
     if args.output.exists() and not args.output.is_dir():
@@ -278,14 +292,13 @@ def run_upscale(args: argparse.Namespace, model: SRPipeline | nn.Module) -> int:
             options = dict(color_fix=args.color_fix, tile_size=args.tile_size or None,
                            tile_overlap=args.tile_overlap, max_pixels=args.max_pixels, device=args.device,
                            fast=args.fast)
-            if isinstance(model, SRPipeline):
-                result = model.run(path, detail=args.detail, cleanup=args.cleanup, outscale=outscale, **options)
-                if result.quality is not None and model.has_axis("cleanup"):
-                    tqdm.write(f"{path.name}: {result.describe()}")
-                image = result.image
+            if args.restore_only:
+                result = model.run_restore(path, cleanup=args.cleanup, **options)
             else:
-                image = apply_outscale(upscale(model, path, **options), model.scale, outscale)
-            save_image(image, target)
+                result = model.run(path, detail=args.detail, cleanup=args.cleanup, outscale=outscale, **options)
+            if result.quality is not None and model.has_axis("cleanup"):
+                tqdm.write(f"{path.name}: {result.describe()}")
+            save_image(result.image, target)
             done += 1
         except (ValueError, OSError) as error:
             # One bad file must not stop a folder: report it and go on.
@@ -297,7 +310,7 @@ def run_upscale(args: argparse.Namespace, model: SRPipeline | nn.Module) -> int:
     return 1 if failed else 0
 
 
-def run_eval(args: argparse.Namespace, model: SRPipeline | nn.Module) -> int:
+def run_eval(args: argparse.Namespace, model: ImagePipeline) -> int:
     names = [folder.name for folder in args.data]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:  # results and comparison images are filed by the folder's name
@@ -314,10 +327,8 @@ def run_eval(args: argparse.Namespace, model: SRPipeline | nn.Module) -> int:
                   f"LPIPS {row['model_lpips']:.4f}, grid {row['model_grid']:.2f}")
         print(f"wrote {args.out / 'sweep.csv'} and {args.out / 'perception_distortion.png'}")
         return 0
-    if isinstance(model, SRPipeline):  # per image: cleanup "auto" is measured on each LR
-        network = functools.partial(model.components_for, detail=args.detail, cleanup=args.cleanup)
-    else:
-        network = model
+    # Per image: cleanup "auto" is measured on each LR.
+    network = functools.partial(model.components_for, detail=args.detail, cleanup=args.cleanup)
     results = evaluate(network, args.data, scale=model.scale, out_dir=args.out, degradation=args.degradation,
                        max_images=args.max_images,
                        color_fix=args.color_fix, device=args.device, fast=args.fast, progress=True)
@@ -326,17 +337,16 @@ def run_eval(args: argparse.Namespace, model: SRPipeline | nn.Module) -> int:
     return 0
 
 
-def load_model(name: str | None, detail: float, cleanup: float | str = "auto") -> SRPipeline | nn.Module:
-    """The bundled weights, a folder or Hub repo (a pipeline), or an exported .onnx file (a network)."""
+def load_model(name: str | None, detail: float, cleanup: float | str = "auto") -> ImagePipeline:
+    """The bundled weights, a folder or Hub repo (an SRPipeline), or an exported .onnx file (an
+    OnnxPipeline, with its cleanup where the .cleanup.onnx file is beside it)."""
     if name and name.lower().endswith(".onnx"):
-        from perceptual_sr.inference.onnx_export import OnnxSR
+        from perceptual_sr.inference.onnx_pipeline import OnnxPipeline
 
-        if detail != 1.0 or cleanup not in ("auto", 0.0):
-            raise ValueError("--detail and --cleanup need the PyTorch weights; export the blend you want with "
-                             "`perceptual-sr export --detail D --cleanup C` instead")
-        network = OnnxSR(name)
-        print(f"{name}: {network.describe()}", file=sys.stderr)
-        return network
+        onnx_pipeline = OnnxPipeline(name)
+        onnx_pipeline.check_settings(detail, cleanup)
+        print(f"{name}: {onnx_pipeline.describe()}", file=sys.stderr)
+        return onnx_pipeline
     pipeline = SRPipeline.from_pretrained(name or None)
     pipeline.check_settings(detail, cleanup)  # one error for a setting this model cannot give, not one per file
     return pipeline
@@ -357,11 +367,11 @@ def main(argv: list[str] | None = None) -> int:
             print(deploy_space(args.space, dry_run=args.dry_run, private=args.private or None))
             return 0
         if args.command == "export":
-            from perceptual_sr.inference.onnx_export import export_onnx
+            from perceptual_sr.inference.onnx_pipeline import export_pipeline_onnx
 
-            network = SRPipeline.from_pretrained(args.model or None).network_at(detail=args.detail,
-                                                                                cleanup=args.cleanup)
-            print(f"wrote {export_onnx(network, args.output, opset=args.opset)}")
+            written = export_pipeline_onnx(SRPipeline.from_pretrained(args.model or None), args.output,
+                                           detail=args.detail, opset=args.opset)
+            print(f"wrote {' and '.join(map(str, written))}")
             return 0
         choose_device(args.device)  # a device this machine lacks is one error, not one per file
         model = load_model(args.model, args.detail, args.cleanup)

@@ -47,6 +47,11 @@ WEIGHT_SET_LIMITATIONS = {
                   "default: leave `cleanup=\"auto\"`, which reads the file's JPEG tables and noise.",
     "real-photo-pixel-twin": "**`real-photo-pixel-twin/`** (`detail` 0, `cleanup` 1): the real-photo weights' "
                              "pixel-loss end, the smoothest of the four.",
+    "cleanup": "**`cleanup/`**: a small network that removes JPEG blocks and noise from the input before it is "
+               "upscaled, as strongly as `cleanup` says (0 skips it). Trained on synthetic damage (JPEG 30-95, "
+               "Gaussian and Poisson noise, blur, resizing): unusual damage (heavy chroma subsampling, film grain, "
+               "screenshots of text) may be left or taken for detail. A clean photo forced to a high `cleanup` "
+               "loses some fine texture.",
 }
 # The card's hand-written or measured parts, kept when a loaded model is saved again (`carried_from`).
 CARRIED_SECTIONS = ("Training", "Evaluation")
@@ -66,8 +71,8 @@ def build(config: Any, parameters: int, *, training: dict | str | None = None, e
     degradation: how the training inputs were made from the originals (a dataset manifest's
     "degradation": "blur" or "bicubic"); None where it is not known.
     code_url: where the code lives, as the publisher sets it (never guessed).
-    weight_sets: the weight sets of the folder ("" the default, "pixel-twin", ...): the usage and
-    the limitations speak of these only.
+    weight_sets: the weight sets of the folder ("" the default, "pixel-twin", ...) and "cleanup" where
+    it has the cleanup network: the usage and the limitations speak of these only.
     """
     results = eval_results(scores or [], config.scale)
     made_by = DEGRADATION_TEXT.get(degradation, degradation) if degradation else f"x{config.scale} downscaling"
@@ -86,8 +91,11 @@ def build(config: Any, parameters: int, *, training: dict | str | None = None, e
                "Install the `perceptual_sr` package. It is not on PyPI: from a copy of its source repository, "
                "run `pip install .` in that folder (PyTorch first; a CPU-only machine can take it from "
                "`--index-url https://download.pytorch.org/whl/cpu`)")
-    axes = [text for sets, text in ((("pixel-twin",), "`detail` (0 faithful ... 1 sharp)"),
-                                    (("real-photo",), "`cleanup` (0 ... 1, or \"auto\")")) if set(sets) <= set(weight_sets)]
+    axes = ["`detail` (0 faithful ... 1 sharp)"] if "pixel-twin" in weight_sets else []
+    if "cleanup" in weight_sets:
+        axes.append("`cleanup` (0 ... 1, or \"auto\": the strength of the cleanup network)")
+    elif "real-photo" in weight_sets:
+        axes.append("`cleanup` (0 ... 1, or \"auto\")")
     sections = [
         f"---\n{data.to_yaml()}\n---",
         f"# perceptual_sr x{config.scale}",

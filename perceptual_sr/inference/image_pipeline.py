@@ -117,6 +117,14 @@ class ImagePipeline:
         result = inference.upscale_with(network, image, settings, device)
         return UpscaleResult(result, AXES["detail"], cleanup, quality, 1.0)
 
+    def components_for(self, image: Any, *, detail: float | None = None, cleanup: float | str | None = "auto"
+                       ) -> tuple[nn.Module, nn.Module | None]:
+        """(upscaler, cleanup) that `upscale` would run for `image` on the CPU, the cleanup None
+        where nothing is cleaned ("auto" measured on `image`): what evaluation scores per image."""
+        detail, cleanup, _ = self.check_settings(detail, cleanup)
+        strength = self.assess(image).cleanup if cleanup == "auto" else cleanup
+        return self.inference_network(torch.device("cpu"), detail=detail, cleanup=strength), self.cleanup_at(strength)
+
     def assess(self, image: Any, max_pixels: int | None = inference.DEFAULT_MAX_PIXELS) -> InputQuality:
         """What `cleanup="auto"` chooses for `image`, and why: a path, a PIL image as opened (so a
         JPEG keeps its quantization tables), or an array or tensor as `upscale` takes them (noise

@@ -17,6 +17,7 @@ import dataclasses
 import json
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -65,10 +66,13 @@ def export_onnx(model: PerceptualSR, path: str | Path, opset: int = DEFAULT_OPSE
                                               FORM_KEY: form})
 
 
-def _write_onnx(network: nn.Module, path: Path, opset: int, metadata: dict[str, str]) -> Path:
-    """Export `network` (eval mode) with dynamic batch and size and `metadata` as the model's props."""
+def _write_onnx(network: nn.Module, path: Path, opset: int, metadata: dict[str, str],
+                extra_inputs: dict[str, torch.Tensor] | None = None) -> Path:
+    """Export `network` (eval mode) with dynamic batch and size and `metadata` as the model's props.
+    extra_inputs: inputs after INPUT_NAME, by name, with an example value each (fixed shape)."""
     import onnx
 
+    extra_inputs = extra_inputs or {}
     with atomic_file(path) as staging:
         example = torch.rand(1, 3, 32, 32, device=next(network.parameters()).device)
         # The TorchScript-based exporter: dynamic height and width through reflection padding,
@@ -76,13 +80,14 @@ def _write_onnx(network: nn.Module, path: Path, opset: int, metadata: dict[str, 
         with warnings.catch_warnings():
             # Tracing notes on the input-shape check and on constant folding: harmless here.
             warnings.simplefilter("ignore")
-            options = dict(input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=opset,
+            options = dict(input_names=[INPUT_NAME, *extra_inputs], output_names=[OUTPUT_NAME], opset_version=opset,
                            dynamic_axes={INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
                                          OUTPUT_NAME: {0: "batch", 2: "out_height", 3: "out_width"}})
+            arguments = (example, *extra_inputs.values())
             try:
-                torch.onnx.export(network, (example,), str(staging), dynamo=False, **options)
+                torch.onnx.export(network, arguments, str(staging), dynamo=False, **options)
             except TypeError:  # torch before 2.5 has no `dynamo` switch: its exporter is this one
-                torch.onnx.export(network, (example,), str(staging), **options)
+                torch.onnx.export(network, arguments, str(staging), **options)
         graph = onnx.load(str(staging))
         onnx.checker.check_model(graph)
         onnx.helper.set_model_props(graph, metadata)
@@ -195,26 +200,8 @@ class OnnxSR(nn.Module):
     def __init__(self, path: str | Path, threads: int | None = None, provider: str = "auto",
                  precision: str = "auto") -> None:
         super().__init__()
-        import onnxruntime
-
         path = check_image_file(path, what="ONNX file")
-        if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
-            raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
-        threads = threads or torch.get_num_threads()
-        self.provider, self.precision = _resolve_provider(onnxruntime.get_available_providers(), provider, precision)
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-        options.enable_mem_pattern = True  # one arena plan per input shape: tiles repeat their shape
-        # Idle worker threads sleep instead of spinning: on cores shared with other work, spinning
-        # threads took the cores from the ones with work (README "Speed": 0.64 against 0.53 MP/s at 512x512).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self.session = onnxruntime.InferenceSession(str(path), options,
-                                                        providers=_providers(self.provider, self.precision, threads))
-        except Exception as error:  # onnxruntime raises its own exception types for unreadable files
-            raise ValueError(f"cannot load {str(path)!r} with ONNX Runtime: {error}") from error
+        self.session, self.provider, self.precision = _open_session(path, threads, provider, precision)
         metadata = self.session.get_modelmeta().custom_metadata_map
         try:
             self.config = SRConfig.from_dict(json.loads(metadata[CONFIG_KEY]))
@@ -264,6 +251,29 @@ class OnnxSR(nn.Module):
         batch = np.ascontiguousarray(low_res.detach().float().cpu().numpy())
         (high_res,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})
         return torch.from_numpy(high_res).to(low_res.device)
+
+
+def _open_session(path: Path, threads: int | None, provider: str, precision: str) -> tuple[Any, str, str]:
+    """(an ONNX Runtime session of `path`, the provider, the precision); ValueError for a bad file."""
+    import onnxruntime
+
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+        raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
+    threads = threads or torch.get_num_threads()
+    provider, precision = _resolve_provider(onnxruntime.get_available_providers(), provider, precision)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.enable_mem_pattern = True  # one arena plan per input shape: tiles repeat their shape
+    # Idle worker threads sleep instead of spinning: on cores shared with other work, spinning
+    # threads took the cores from the ones with work (README "Speed": 0.64 against 0.53 MP/s at 512x512).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        session = onnxruntime.InferenceSession(str(path), options, providers=_providers(provider, precision, threads))
+    except Exception as error:  # onnxruntime raises its own exception types for unreadable files
+        raise ValueError(f"cannot load {str(path)!r} with ONNX Runtime: {error}") from error
+    return session, provider, precision
 
 
 def _resolve_provider(available: list[str], provider: str, precision: str) -> tuple[str, str]:

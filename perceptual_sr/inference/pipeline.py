@@ -146,7 +146,7 @@ class SRPipeline(ImagePipeline):
                 if name:
                     (staging / name / "README.md").unlink()  # one card for the model, at the top
             if self._cleanup_state is not None:
-                self._cleanup_network("cpu").save_pretrained(staging / CLEANUP_SUBFOLDER)
+                self.cleanup_network("cpu").save_pretrained(staging / CLEANUP_SUBFOLDER)
                 (staging / CLEANUP_SUBFOLDER / "README.md").unlink()
         return folder
 
@@ -206,9 +206,13 @@ class SRPipeline(ImagePipeline):
         strength 0 or without a cleanup network (the input then goes to the upscaler untouched)."""
         if self._cleanup_state is None or check_axis_value("cleanup", strength) == 0.0:
             return None
-        return CleanupAt(self._cleanup_network(str(device)), strength)
+        return CleanupAt(self.cleanup_network(str(device)), strength)
 
-    def _cleanup_network(self, device: str) -> CleanupNet:
+    def cleanup_network(self, device: str = "cpu") -> CleanupNet:
+        """The cleanup network in eval mode on `device` (cached: do not modify it); ValueError
+        without one."""
+        if self._cleanup_state is None:
+            raise ValueError("this model has no cleanup network (a cleanup/ folder)")
         with self._lock:
             network = self._cleanups.get(device)
             if network is None:

@@ -45,11 +45,15 @@ def upscale_tiled(
     precision: torch.dtype | None = None,
     channels_last: bool = True,
     progress: bool = False,
+    alignment: int = 1,
 ) -> torch.Tensor:
     """(3, H, W) float in [0, 1] -> (3, sH, sW) of `out_dtype` on `image.device` (s = network.scale).
 
     network: in eval mode on `device`. precision: the autocast dtype of each forward (None: fp32).
     tile_size None picks one for the device; tile_batch None, as many tiles at once as fit.
+    alignment: tiles start at multiples of this many input pixels, and the image is extended by its
+    edge pixels to a multiple of it; a network that is not shift-invariant by one pixel (the cleanup
+    network's pixel-unshuffle) then computes in every tile what it computes on the whole image.
     """
     if tile_size is not None and (not isinstance(tile_size, int) or tile_size < MIN_TILE_SIZE):
         raise ValueError(f"tile_size must be an integer >= {MIN_TILE_SIZE} or None, got {tile_size!r}")
@@ -65,14 +69,14 @@ def upscale_tiled(
     height, width = image.shape[1:]
     # The first layer's 9x9 reflection padding needs 5 pixels a side: smaller images (icons, 1-pixel
     # strips) are extended by repeating their edge pixels, and the output cropped back.
-    pad_bottom, pad_right = max(0, MIN_NETWORK_SIDE - height), max(0, MIN_NETWORK_SIDE - width)
+    pad_bottom, pad_right = (max(MIN_NETWORK_SIDE, -(-side // alignment) * alignment) - side for side in (height, width))
     if pad_bottom or pad_right:
         image = torch.nn.functional.pad(image[None], (0, pad_right, 0, pad_bottom), mode="replicate")[0]
     tile = tile_size or AUTO_TILE_SIZE.get(device.type, 256)
     overlap = min(tile_overlap, (tile - 1) // 2)
     channels = getattr(getattr(network, "config", None), "channels", 64)
     batch = tile_batch or _auto_tile_batch(device, tile, scale, channels, precision is not None)
-    plan = _TilePlan(network, device, precision, channels_last, out_dtype, progress)
+    plan = _TilePlan(network, device, precision, channels_last, out_dtype, progress, alignment)
     while True:
         try:
             out = plan.run(image, tile, overlap, batch)
@@ -99,16 +103,19 @@ def work_pixels(width: int, height: int) -> int:
     return max(width, MIN_NETWORK_SIDE) * max(height, MIN_NETWORK_SIDE)
 
 
-def plan_tiles(length: int, tile: int, overlap: int) -> tuple[int, list[int]]:
+def plan_tiles(length: int, tile: int, overlap: int, alignment: int = 1) -> tuple[int, list[int]]:
     """(tile size, start positions) covering `length` pixels with the fewest equal tiles of at
     most `tile` pixels overlapping by at least `overlap`: no tile computes more than it must (with
-    320-px tiles, a 512-px side takes two 264-px tiles instead of two 320-px ones)."""
+    320-px tiles, a 512-px side takes two 264-px tiles instead of two 320-px ones). With an
+    `alignment` (dividing `length`), sizes and starts are multiples of it, and the overlap may be
+    up to `alignment` - 1 pixels short."""
     if length <= tile:
         return length, [0]
     count = math.ceil((length - overlap) / (tile - overlap))
     size = overlap + math.ceil((length - overlap) / count)
+    size = min(length, -(-size // alignment) * alignment)
     step = (length - size) / (count - 1)
-    return size, [round(k * step) for k in range(count)]
+    return size, [round(k * step / alignment) * alignment for k in range(count)]
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -146,15 +153,15 @@ class _TilePlan:
     """One pass over the tiles at a given tile size and batch (a fresh pass after an OOM)."""
 
     def __init__(self, network: nn.Module, device: torch.device, precision: torch.dtype | None,
-                 channels_last: bool, out_dtype: torch.dtype, progress: bool) -> None:
-        self.network, self.device, self.precision = network, device, precision
+                 channels_last: bool, out_dtype: torch.dtype, progress: bool, alignment: int = 1) -> None:
+        self.network, self.device, self.precision, self.alignment = network, device, precision, alignment
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.out_dtype, self.progress = out_dtype, progress
 
     def run(self, image: torch.Tensor, tile: int, overlap: int, batch: int) -> torch.Tensor:
         scale, home = self.network.scale, image.device
         height, width = image.shape[1:]
-        (tile_h, ys), (tile_w, xs) = plan_tiles(height, tile, overlap), plan_tiles(width, tile, overlap)
+        (tile_h, ys), (tile_w, xs) = (plan_tiles(side, tile, overlap, self.alignment) for side in (height, width))
         ramp = overlap * scale
         weight_y = [_edge_ramp(tile_h * scale, ramp, i > 0, i < len(ys) - 1, home) for i in range(len(ys))]
         weight_x = [_edge_ramp(tile_w * scale, ramp, j > 0, j < len(xs) - 1, home) for j in range(len(xs))]

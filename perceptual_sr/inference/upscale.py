@@ -11,7 +11,6 @@ float copy of the colour image (a greyscale result's luma is computed in float).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -297,7 +296,9 @@ def _cleaned(cleanup: nn.Module | None, planes: torch.Tensor, options: UpscaleOp
     """(3, H, W) float in [0, 1] -> the same, cleaned by `cleanup` (an LR -> LR module of scale 1)."""
     if cleanup is None:
         return planes
-    tile_size = None if options.tile_size is None else max(options.tile_size, 2 * CLEANUP_TILE_OVERLAP + 1)
-    return _upscale_planes(cleanup, planes, torch.float32,
-                           dataclasses.replace(options, tile_size=tile_size, tile_overlap=CLEANUP_TILE_OVERLAP,
-                                               progress=False), device)
+    tile_size = None if options.tile_size is None else max(options.tile_size, 2 * CLEANUP_TILE_OVERLAP + 2)
+    with torch.inference_mode():
+        # Tiles start at even pixels: the network groups pixels in 2x2 blocks (pixel-unshuffle).
+        return upscale_tiled(cleanup, planes, out_dtype=torch.float32, tile_size=tile_size,
+                             tile_overlap=CLEANUP_TILE_OVERLAP, tile_batch=options.tile_batch, device=device,
+                             precision=None, channels_last=False, alignment=2)

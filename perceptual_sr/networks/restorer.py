@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -122,25 +121,29 @@ class CleanupNet(SafeHubModule, library_name=model_card.LIBRARY):
         strength = torch.as_tensor(strength, dtype=lr.dtype, device=lr.device).reshape(-1, 1, 1, 1)
         if strength.shape[0] not in (1, batch):
             raise ValueError(f"expected one strength or one per image ({batch}), got {strength.shape[0]}")
-        strength = strength.expand(batch, 1, 1, 1)
-        # The body runs at half size, and reflection needs 2 pixels a side there: pad to even, >= 4.
-        padded_height, padded_width = max(4, height + height % 2), max(4, width + width % 2)
-        x = F.pad(lr, (0, padded_width - width, 0, padded_height - height), mode="replicate")
-        x = torch.cat([x, strength.expand(batch, 1, padded_height, padded_width)], dim=1)  # (B, 4, H, W)
+        correction = self.correction(pad_for_cleanup(lr), strength)[:, :, :height, :width]  # (B, 3, H, W)
+        return lr + strength * correction
+
+    def correction(self, lr: torch.Tensor, strength: torch.Tensor) -> torch.Tensor:
+        """The correction of an LR whose sides are even and at least 4 (`pad_for_cleanup`), before
+        it is scaled by the strength; `strength` is (B or 1, 1, 1, 1). Shape-free, so it exports to ONNX."""
+        x = torch.cat([lr, torch.ones_like(lr[:, :1]) * strength], dim=1)  # (B, 4, H, W)
         skip = self.head(x)  # (B, f, H, W)
         features = self.down(skip)  # (B, c, H/2, W/2)
         features = features + self.body(features)
         x = self.up(features) + skip  # (B, f, H, W)
-        correction = self.tail(x)[:, :, :height, :width]  # (B, 3, H, W)
-        return lr + strength * correction
+        return self.tail(x)  # (B, 3, H, W)
 
     def generate_model_card(self, *args: Any, **kwargs: Any):
         return model_card.build_component("cleanup", self.config, sum(p.numel() for p in self.parameters()))
 
 
-def load_cleanup(folder: Path) -> CleanupNet:
-    """The cleanup network saved in `folder` (strict, safetensors only)."""
-    return CleanupNet.from_pretrained(folder)
+def pad_for_cleanup(lr: torch.Tensor) -> torch.Tensor:
+    """`lr` extended at the bottom and right by repeating its edge until both sides are even and at
+    least 4: the body runs at half size, and its reflection padding needs 2 pixels a side there."""
+    height, width = lr.shape[-2:]
+    padded_height, padded_width = max(4, height + height % 2), max(4, width + width % 2)
+    return F.pad(lr, (0, padded_width - width, 0, padded_height - height), mode="replicate")
 
 
 class CleanupAt(nn.Module):

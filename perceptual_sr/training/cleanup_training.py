@@ -40,7 +40,7 @@ from perceptual_sr.inference.auto_cleanup import cleanup_strength, noise_sigma
 from perceptual_sr.networks.restorer import CleanupConfig, CleanupNet
 from perceptual_sr.networks.upscaler import PerceptualSR
 from perceptual_sr.training.loss import PerceptualLoss
-from perceptual_sr.utils.atomic_write import atomic_folder, recover_folder
+from perceptual_sr.utils.atomic_write import atomic_folder, recover_folder, write_text
 from perceptual_sr.utils.color import rgb_to_grey
 from perceptual_sr.utils.config_flags import setting
 
@@ -127,6 +127,14 @@ class DegradedSamples(Dataset):
 
     def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + k)
+        while True:
+            sample = self._draw(generator)
+            # At strength 0 the network returns its input exactly and learns nothing from the sample:
+            # through the upscaler and VGG (stage hr) such a sample would cost a full step for nothing.
+            if self.config.stage == "lr" or sample[3] > 0:
+                return sample
+
+    def _draw(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         clean_lr, hr = self.pairs[int(torch.randint(len(self.pairs), (), generator=generator))]
         crop, side = self.config.lr_crop, clean_lr.shape[-1]
         top, left = (int(torch.randint(side - crop + 1, (), generator=generator)) for _ in range(2))
@@ -190,7 +198,7 @@ def train_cleanup(config: CleanupTrainConfig, network_config: CleanupConfig | No
             raise ValueError(f"the upscaler is x{upscaler.scale}, the data x{samples.scale}")
         perceptual = PerceptualLoss(config.feature_layers, pixel_weight=config.pixel_weight)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "train_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
+    write_text(out_dir / "train_config.json", json.dumps(dataclasses.asdict(config), indent=2))
     log_path = out_dir / "log.csv"
     new_log = not log_path.exists()
     with log_path.open("a", newline="") as log_file, tqdm(total=config.steps, initial=step, unit="step") as bar:
