@@ -8,7 +8,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "perceptual_sr"
 # Lowest first. The root package (`from perceptual_sr import SRPipeline`) sits above everything it
 # re-exports and below the front ends that use it.
-LAYERS = ["utils", "hub", "networks", "data", "inference", "evaluation", "training", "", "app", "commands"]
+LAYERS = ["utils", "hub", "networks", "data", "inference", "evaluation", "video", "training", "", "app", "commands"]
 MAX_MODULES_PER_FOLDER = 12
 MAX_MODULE_LINES = 500
 

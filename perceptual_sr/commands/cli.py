@@ -14,6 +14,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from perceptual_sr import __version__
+from perceptual_sr.commands.video_job import upscale_clip_file
 from perceptual_sr.data.degradations import DEGRADATIONS
 from perceptual_sr.inference.image_pipeline import ImagePipeline, check_axis_value
 from perceptual_sr.inference.pipeline import SRPipeline
@@ -35,6 +36,14 @@ from perceptual_sr.utils.image_io import (
 )
 from perceptual_sr.utils.interrupts import sigterm_as_interrupt
 from perceptual_sr.utils.runtime import choose_device, reuse_freed_memory
+from perceptual_sr.video.clip import (
+    DEFAULT_CODEC,
+    DEFAULT_CRF,
+    VIDEO_SUFFIXES,
+    is_clip,
+    is_complete_clip,
+    video_output_path,
+)
 
 FORMATS = {"png": ".png", "jpeg": ".jpg", "jpg": ".jpg", "webp": ".webp", "tiff": ".tif"}
 
@@ -82,7 +91,8 @@ EXTRAS = {"upscale": "export", "eval": "eval", "export": "export", "train": "tra
 
 
 def _missing_extra(command: str, error: ImportError) -> int:
-    print(f"perceptual-sr {command}: error: {error}; install the extra: pip install 'perceptual-sr[{EXTRAS[command]}]'",
+    extra = "video" if "PyAV" in str(error) else EXTRAS[command]  # a clip among the inputs
+    print(f"perceptual-sr {command}: error: {error}; install the extra: pip install 'perceptual-sr[{extra}]'",
           file=sys.stderr)
     return 2
 
@@ -122,7 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--tile-overlap", type=_whole_number(0), default=DEFAULT_TILE_OVERLAP,
                     help="tile overlap in input pixels")
     up.add_argument("--max-pixels", type=_whole_number(1), default=DEFAULT_MAX_PIXELS,
-                    help="largest input accepted (width x height)")
+                    help="largest input accepted (width x height; for a clip, per frame)")
+    up.add_argument("--crf", type=_whole_number(0), default=DEFAULT_CRF,
+                    help=f"clips: the encoder's quality, 0 (lossless) ... 51 (default {DEFAULT_CRF}: visually "
+                         "lossless)")
+    up.add_argument("--codec", default=DEFAULT_CODEC, help=f"clips: the video codec (default {DEFAULT_CODEC}: H.264)")
 
     ev = commands.add_parser("eval", help="PSNR-Y / SSIM-Y / LPIPS against bicubic on folders of HR images")
     ev.add_argument("--data", nargs="+", type=Path, required=True, help="folders of HR images (e.g. Set5 Set14 BSD68)")
@@ -201,11 +215,12 @@ def leave_out_own_outputs(files: list[Path], explicit: set[Path], output: Path, 
 
 
 def collect_inputs(inputs: list[Path]) -> list[Path]:
-    """Expand folders into their image files (sorted); files are kept as given."""
+    """Expand folders into their image and video files (sorted); files are kept as given."""
     files: list[Path] = []
     for path in inputs:
         if path.is_dir():
-            files.extend(sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+            files.extend(sorted(p for p in path.iterdir()
+                                if p.is_file() and p.suffix.lower() in {*IMAGE_SUFFIXES, *VIDEO_SUFFIXES}))
         else:  # a pipe (/dev/stdin, <(...)) is refused here, before the output folder is made
             files.append(check_image_file(path, what="input"))
     if not files:
@@ -216,7 +231,8 @@ def collect_inputs(inputs: list[Path]) -> list[Path]:
 def output_paths(files: list[Path], output: Path, suffix: str, format: str | None, check: bool = True) -> list[Path]:
     """Where each input's result goes; ValueError if two inputs would write the same file or an
     input (unless `check` is False)."""
-    targets = [output / f"{path.stem}_{suffix}{FORMATS[format] if format else path.suffix.lower()}" for path in files]
+    targets = [video_output_path(path, output, suffix) if is_clip(path) else
+               output / f"{path.stem}_{suffix}{FORMATS[format] if format else path.suffix.lower()}" for path in files]
     if not check:
         return targets
     sources: dict[Path, list[Path]] = {}
@@ -283,15 +299,20 @@ def run_upscale(args: argparse.Namespace, model: ImagePipeline) -> int:
     start = time.perf_counter()
     for path, target in tqdm(list(zip(files, targets)), desc="upscale", unit="image"):
         # An output that does not decode fully (a killed run's, say) is redone, not skipped.
-        if args.skip_existing and target.exists() and is_complete_image(target):
+        clip = is_clip(path)
+        if args.skip_existing and target.exists() and (is_complete_clip(target) if clip else is_complete_image(target)):
             clear_stale_staging(target)  # a killed earlier save of it left its staging file
             skipped += 1
             continue
         try:
-            _check_output_fits(path, target, outscale)
             options = dict(color_fix=args.color_fix, tile_size=args.tile_size or None,
                            tile_overlap=args.tile_overlap, max_pixels=args.max_pixels, device=args.device,
                            fast=args.fast)
+            if clip:
+                tqdm.write(upscale_clip_file(model, path, target, args, outscale, options))
+                done += 1
+                continue
+            _check_output_fits(path, target, outscale)
             if args.restore_only:
                 result = model.run_restore(path, cleanup=args.cleanup, **options)
             else:

@@ -216,5 +216,6 @@ def build_component(name: str, config: Any, parameters: int) -> ModelCard:
     pipeline's folder carries one card at the top, written by `build`."""
     data = ModelCardData(library_name=LIBRARY, license="mit", pipeline_tag="image-to-image", tags=[*TAGS, name])
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n# perceptual_sr {name} network\n\n"
-                     f"A component of a perceptual_sr model folder (load the folder with `SRPipeline.from_pretrained`). "
-                     f"{parameters:,} parameters.\n\n```json\n{json.dumps(dataclasses.asdict(config), indent=2)}\n```\n")
+                     "A component of a perceptual_sr model folder (load the folder with "
+                     f"`SRPipeline.from_pretrained`). {parameters:,} parameters.\n\n"
+                     f"```json\n{json.dumps(dataclasses.asdict(config), indent=2)}\n```\n")

@@ -69,7 +69,8 @@ def upscale_tiled(
     height, width = image.shape[1:]
     # The first layer's 9x9 reflection padding needs 5 pixels a side: smaller images (icons, 1-pixel
     # strips) are extended by repeating their edge pixels, and the output cropped back.
-    pad_bottom, pad_right = (max(MIN_NETWORK_SIDE, -(-side // alignment) * alignment) - side for side in (height, width))
+    pad_bottom, pad_right = (max(MIN_NETWORK_SIDE, -(-side // alignment) * alignment) - side
+                             for side in (height, width))
     if pad_bottom or pad_right:
         image = torch.nn.functional.pad(image[None], (0, pad_right, 0, pad_bottom), mode="replicate")[0]
     tile = tile_size or AUTO_TILE_SIZE.get(device.type, 256)

@@ -144,10 +144,11 @@ def _standard_matrix(height: int) -> int:
     return 1 if height >= HD_HEIGHT else 5
 
 
-def output_suffix(source: Path) -> str:
-    """The output's container suffix: the input's where it takes H.264 and copied audio, else .mp4."""
-    suffix = source.suffix.lower()
-    return suffix if suffix in KEPT_CONTAINERS else DEFAULT_CONTAINER_SUFFIX
+def video_output_path(source: Path, folder: Path, suffix: str) -> Path:
+    """Where a clip's result goes: `<folder>/<stem>_<suffix><container>`, the container the
+    input's where it takes H.264 and copied audio (MP4, MOV, MKV), else MP4."""
+    extension = source.suffix.lower() if source.suffix.lower() in KEPT_CONTAINERS else DEFAULT_CONTAINER_SUFFIX
+    return folder / f"{source.stem}_{suffix}{extension}"
 
 
 def even_size(width: float, height: float) -> tuple[int, int]:
@@ -243,3 +244,29 @@ class ClipWriter:
             self.close()
         else:
             self._close_files()
+
+
+def is_clip(path: Path) -> bool:
+    """Whether `path` is for the video path: a video file by its suffix, or an animated GIF or WebP
+    (a still one is an image)."""
+    suffix = path.suffix.lower()
+    if suffix not in VIDEO_SUFFIXES | {".webp"}:
+        return False
+    if suffix not in (".gif", ".webp"):
+        return True
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return getattr(image, "n_frames", 1) > 1  # Pillow's plugins without frames have none
+    except (OSError, UnidentifiedImageError):
+        return suffix == ".gif"  # let the video path report what is wrong with it
+
+
+def is_complete_clip(path: Path) -> bool:
+    """Whether `path` is a finished clip (a killed run leaves none, but a foreign file may be there)."""
+    try:
+        open_clip(path)
+    except (ValueError, OSError):
+        return False
+    return True

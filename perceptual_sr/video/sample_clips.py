@@ -42,17 +42,18 @@ def camera_frames(photo: np.ndarray, count: int, lr_size: tuple[int, int], *, sc
 
 def write_clip(path: str | Path, frames: Sequence[np.ndarray], *, fps: int = 24, codec: str = "libx264",
                crf: int = 12, audio_seconds: float | None = None, rotation: int = 0,
-               timestamps: Sequence[int] | None = None) -> Path:
+               timestamps: Sequence[int] | None = None, pix_fmt: str = "yuv420p") -> Path:
     """Encode (H, W, 3) uint8 frames as a clip at `fps` (timestamps: explicit pts in 1/`fps`
     units instead, for variable frame rate); with `audio_seconds` of a 440 Hz AAC tone;
-    `rotation`: display rotation metadata in degrees counter-clockwise (the pixels stay as given)."""
+    `rotation`: display rotation metadata in degrees counter-clockwise (the pixels stay as given);
+    `pix_fmt` "yuv444p" for odd sizes (4:2:0 needs even ones)."""
     import av
 
     path = Path(path)
     with av.open(str(path), "w") as container:
         video = container.add_stream(codec, rate=fps)
         video.height, video.width = frames[0].shape[:2]
-        video.pix_fmt = "rgb8" if codec == "gif" else "yuv420p"
+        video.pix_fmt = pix_fmt
         if codec == "libx264":
             video.options = {"crf": str(crf)}
         if rotation:

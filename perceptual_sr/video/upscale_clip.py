@@ -70,13 +70,6 @@ class VideoResult:
                 f"detail {self.detail:g}, {cleanup}; copied: {', '.join(self.copied_streams) or 'no other streams'}")
 
 
-def video_output_path(source: Path, folder: Path, suffix: str) -> Path:
-    """Where a clip's result goes: `<folder>/<stem>_<suffix><container>`, the container the
-    input's where it takes H.264 and copied audio (MP4, MOV, MKV), else MP4."""
-    extension = source.suffix.lower() if source.suffix.lower() in KEPT_CONTAINERS else ".mp4"
-    return folder / f"{source.stem}_{suffix}{extension}"
-
-
 def measure_clip(pipeline: ImagePipeline, source: str | Path, info: ClipInfo | None = None) -> InputQuality:
     """`cleanup="auto"` for a clip: the median over `AUTO_SAMPLE_FRAMES` frames spread over it
     of what `assess` reads (noise; a frame carries no JPEG tables)."""
