@@ -198,3 +198,22 @@ def test_a_clip_without_frames_is_refused(tmp_path):
             container.mux(packet)
     with pytest.raises(ClipError, match="no video stream"):
         open_clip(tmp_path / "audio_only.mp4")
+
+
+def test_the_apps_video_tab_upscales_a_short_clip_and_refuses_long_ones(bundled_pipeline, photo, tmp_path):
+    gr = pytest.importorskip("gradio")
+    from perceptual_sr.app.demo import build_demo
+    from perceptual_sr.app.video_tab import VideoUpscaler
+
+    source = write_clip(tmp_path / "clip.mp4", _frames(photo, 6), audio_seconds=0.25)
+    seen = []
+    upscaler = VideoUpscaler(bundled_pipeline, max_seconds=5, max_frame_pixels=32 * 24, output_root=tmp_path)
+    path, summary = upscaler(str(source), 1.0, True, lambda progress, **kw: seen.append(progress))
+    assert _streams(Path(path))["video"]["size"] == (128, 96) and "audio" in _streams(Path(path))
+    assert "32x24 -> 128x96, 6 frames" in summary and seen[-1] == (6, 6)
+    with pytest.raises(gr.Error, match="larger than this demo takes"):
+        VideoUpscaler(bundled_pipeline, max_frame_pixels=100)(str(source))
+    with pytest.raises(gr.Error, match="at most 0.1 s"):
+        VideoUpscaler(bundled_pipeline, max_seconds=0.1)(str(source))
+    demo = build_demo(bundled_pipeline, examples_dir=None)
+    assert "upscale_video" in {dependency.get("api_name") for dependency in demo.config["dependencies"]}

@@ -23,6 +23,12 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from perceptual_sr.app.video_tab import (
+    DEFAULT_MAX_FRAME_PIXELS,
+    DEFAULT_MAX_SECONDS,
+    build_video_tab,
+    video_available,
+)
 from perceptual_sr.inference.pipeline import SRPipeline
 from perceptual_sr.inference.tiling import work_pixels
 from perceptual_sr.inference.upscale import COLOR_FIXES, DEFAULT_COLOR_FIX, DEFAULT_TILE_OVERLAP, ImageTooLargeError
@@ -348,12 +354,16 @@ def build_demo(
     cache_examples: bool = True,
     cache_mode: Literal["eager", "lazy"] | None = None,
     device: str | torch.device = "cpu",
+    max_video_seconds: float = DEFAULT_MAX_SECONDS,
+    max_video_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS,
 ) -> gr.Blocks:
     """The demo app around `model`, queued with at most `concurrency_limit` upscales at a time.
 
     Examples are cached with Gradio's `cache_examples`; `cache_mode` None means Gradio's
     default ("eager": all examples computed at launch, or `GRADIO_CACHE_MODE=lazy`: on first
     click). Cached outputs live under `GRADIO_EXAMPLES_CACHE` (default `.gradio/cached_examples`).
+    The Video tab (where PyAV is installed) takes clips up to `max_video_seconds` long with frames
+    of up to `max_video_frame_pixels`.
     """
     if not 0 <= default_tile_size <= MAX_TILE_SIZE:
         raise ValueError(f"default_tile_size must be in [0, {MAX_TILE_SIZE}], got {default_tile_size!r}")
@@ -384,89 +394,94 @@ def build_demo(
             f"to compare plain bicubic upscaling (left) with the network (right). Inputs up to "
             f"{_megapixels(max_input_pixels)} (about {side} x {side}); transparency is kept."
         )
-        with gr.Row():
-            with gr.Column(scale=1):
-                # filepath + image_mode None: Gradio only reads the header; `upscale` decodes it.
-                image = _friendly_read_errors(gr.Image(
-                    label="Low-resolution photo", type="filepath", image_mode=None,
-                    sources=["upload", "clipboard", "webcam"], format="png", elem_id="input-image"))
-                # Right under the photo: on a phone (390 x 844) it stays on the first screen.
-                run = gr.Button(_button_label(scale), variant="primary", elem_id="upscale-button")
-                detail = gr.Slider(
-                    minimum=0.0, maximum=1.0, step=0.05, value=1.0, label="Fidelity ↔ Detail",
-                    info="0: faithful and smooth, for documents, screenshots and faces. "
-                         "1: sharpest, with invented texture, for photos.",
-                    visible=upscaler.pipeline.has_axis("detail"), elem_id="detail-slider",
-                )
-                with gr.Group(visible=upscaler.pipeline.has_axis("cleanup")):
-                    automatic_cleanup = gr.Checkbox(
-                        value=True, label="Clean up JPEG blocks and noise automatically",
-                        info="Measures the photo (its JPEG quality and grain) and picks the strength below.",
-                        elem_id="cleanup-auto")
-                    cleanup = gr.Slider(
-                        minimum=0.0, maximum=1.0, step=0.05, value=0.0, label="Clean-up strength",
-                        info="0: keep the photo as it is (for clean images). 1: remove JPEG blocks, "
-                             "noise and blur (for phone and web photos).", elem_id="cleanup-slider",
-                        interactive=False)  # while the automatic choice is on, the slider would be ignored
-                color_fix = gr.Radio(
-                    choices=[(_COLOR_FIX_LABELS.get(name, str(name)), _color_fix_value(name)) for name in COLOR_FIXES],
-                    value=_color_fix_value(DEFAULT_COLOR_FIX), label="Colour fix",
-                    info="Corrects colour shifts of the network output using the input's colours.",
-                )
-                with gr.Accordion("Advanced", open=False):
-                    outscale = gr.Radio(
-                        choices=[(f"{factor}x", factor) for factor in range(2, scale + 1)], value=scale,
-                        label="Output size", info=f"Smaller than {scale}x: the {scale}x result resized with Lanczos.",
-                        elem_id="outscale")
-                    tile_size = gr.Slider(
-                        minimum=0, maximum=MAX_TILE_SIZE, step=32, value=default_tile_size,
-                        label="Tile size (input pixels)",
-                        info="Images are upscaled in overlapping tiles to bound memory; 0 = automatic.",
+        with gr.Tab("Photo", id="photo"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    # filepath + image_mode None: Gradio only reads the header; `upscale` decodes it.
+                    image = _friendly_read_errors(gr.Image(
+                        label="Low-resolution photo", type="filepath", image_mode=None,
+                        sources=["upload", "clipboard", "webcam"], format="png", elem_id="input-image"))
+                    # Right under the photo: on a phone (390 x 844) it stays on the first screen.
+                    run = gr.Button(_button_label(scale), variant="primary", elem_id="upscale-button")
+                    detail = gr.Slider(
+                        minimum=0.0, maximum=1.0, step=0.05, value=1.0, label="Fidelity ↔ Detail",
+                        info="0: faithful and smooth, for documents, screenshots and faces. "
+                             "1: sharpest, with invented texture, for photos.",
+                        visible=upscaler.pipeline.has_axis("detail"), elem_id="detail-slider",
                     )
-            with gr.Column(scale=2):
-                slider = gr.ImageSlider(label="Bicubic (left) vs perceptual_sr (right)", type="filepath",
-                                        format="webp", interactive=False, max_height=640, elem_id="result-slider")
-                summary = gr.Markdown(elem_id="result-summary")
-                download = gr.File(label="Full-resolution PNG", interactive=False,
-                                   elem_id="result-file")
-                # The caption as its own line: a label inside the slider sits under its toolbar icons
-                # on a phone-sized screen.
-                gr.Markdown(f"**1:1 detail** ({CROP_SIDE} x {CROP_SIDE} output pixels from the busiest part of the "
-                            "photo): bicubic (left) vs perceptual_sr (right)", elem_id="detail-crop-caption")
-                crop = gr.ImageSlider(label="1:1 detail", show_label=False, type="filepath", format="webp",
-                                      interactive=False, max_height=CROP_SIDE, elem_id="detail-crop")
-        # The clean-up strength the upscale ran at: an output (so API clients learn what "auto" chose,
-        # and a cached example carries it; a gr.State comes back empty from the example cache),
-        # shown through the slider rather than on its own.
-        ran_at_cleanup = gr.Number(visible=False, elem_id="cleanup-used")
-        outputs = [slider, download, summary, crop, ran_at_cleanup]
-        paths = example_paths(examples_dir) if examples_dir is not None else []
-        # Examples larger than this app accepts would fail at start-up (cached) or on click: left out.
-        paths = [path for path in paths if _fits(path, max_input_pixels)]
-        if paths:
-            gr.Examples(
-                examples=[[str(path)] for path in paths], inputs=[image], outputs=outputs,
-                fn=predict_example, cache_examples=cache_examples, cache_mode=cache_mode,
-                examples_per_page=12, label="Examples (default settings): click one",
-            )
-        automatic_cleanup.change(lambda automatic: gr.Slider(interactive=not automatic), inputs=automatic_cleanup,
-                                 outputs=cleanup, queue=False, api_visibility="private")
-        run.click(predict, inputs=[image, color_fix, tile_size, detail, cleanup, automatic_cleanup, outscale],
-                  outputs=outputs, api_name="upscale", concurrency_limit=concurrency_limit, concurrency_id="upscale")
-        # On a phone the result sits 2.5 screens below the button: without a scroll, a tap seems to do
-        # nothing. The page moves to the result (its progress shows there) where it is out of view.
-        # (Gradio's scroll_to_output left a 390 x 844 page where it was.)
-        run.click(None, js=_SCROLL_TO_RESULT, queue=False, api_visibility="private")
-        # After an automatic upscale (or an example) the greyed slider shows the strength chosen:
-        # a visitor sees it, and unticking the box starts from it. A manual strength stays.
-        ran_at_cleanup.change(_show_automatic_strength, inputs=[automatic_cleanup, ran_at_cleanup], outputs=cleanup,
-                              queue=False, api_visibility="private")
-        # A photo the visitor brings (upload, paste, webcam, or clearing it) has not been measured
-        # yet: back to automatic, the slider at rest. Not on `change`, which an example's click
-        # also fires, racing the strength its cached result shows.
-        image.input(lambda _: (gr.Checkbox(value=True), gr.Slider(value=0.0, interactive=False)), inputs=image,
-                    outputs=[automatic_cleanup, cleanup], queue=False, api_visibility="private")
-        outscale.change(lambda factor: gr.Button(value=_button_label(factor)), inputs=outscale, outputs=run,
-                        queue=False, api_visibility="private")
+                    with gr.Group(visible=upscaler.pipeline.has_axis("cleanup")):
+                        automatic_cleanup = gr.Checkbox(
+                            value=True, label="Clean up JPEG blocks and noise automatically",
+                            info="Measures the photo (its JPEG quality and grain) and picks the strength below.",
+                            elem_id="cleanup-auto")
+                        cleanup = gr.Slider(
+                            minimum=0.0, maximum=1.0, step=0.05, value=0.0, label="Clean-up strength",
+                            info="0: keep the photo as it is (for clean images). 1: remove JPEG blocks, "
+                                 "noise and blur (for phone and web photos).", elem_id="cleanup-slider",
+                            interactive=False)  # while the automatic choice is on, the slider is ignored
+                    color_fix = gr.Radio(
+                        choices=[(_COLOR_FIX_LABELS.get(name, str(name)), _color_fix_value(name))
+                                 for name in COLOR_FIXES],
+                        value=_color_fix_value(DEFAULT_COLOR_FIX), label="Colour fix",
+                        info="Corrects colour shifts of the network output using the input's colours.",
+                    )
+                    with gr.Accordion("Advanced", open=False):
+                        outscale = gr.Radio(
+                            choices=[(f"{factor}x", factor) for factor in range(2, scale + 1)], value=scale,
+                            label="Output size", info=f"Smaller than {scale}x: the {scale}x result resized with Lanczos.",
+                            elem_id="outscale")
+                        tile_size = gr.Slider(
+                            minimum=0, maximum=MAX_TILE_SIZE, step=32, value=default_tile_size,
+                            label="Tile size (input pixels)",
+                            info="Images are upscaled in overlapping tiles to bound memory; 0 = automatic.",
+                        )
+                with gr.Column(scale=2):
+                    slider = gr.ImageSlider(label="Bicubic (left) vs perceptual_sr (right)", type="filepath",
+                                            format="webp", interactive=False, max_height=640, elem_id="result-slider")
+                    summary = gr.Markdown(elem_id="result-summary")
+                    download = gr.File(label="Full-resolution PNG", interactive=False,
+                                       elem_id="result-file")
+                    # The caption as its own line: a label inside the slider sits under its toolbar icons
+                    # on a phone-sized screen.
+                    gr.Markdown(f"**1:1 detail** ({CROP_SIDE} x {CROP_SIDE} output pixels from the busiest part of the "
+                                "photo): bicubic (left) vs perceptual_sr (right)", elem_id="detail-crop-caption")
+                    crop = gr.ImageSlider(label="1:1 detail", show_label=False, type="filepath", format="webp",
+                                          interactive=False, max_height=CROP_SIDE, elem_id="detail-crop")
+            # The clean-up strength the upscale ran at: an output (so API clients learn what "auto" chose,
+            # and a cached example carries it; a gr.State comes back empty from the example cache),
+            # shown through the slider rather than on its own.
+            ran_at_cleanup = gr.Number(visible=False, elem_id="cleanup-used")
+            outputs = [slider, download, summary, crop, ran_at_cleanup]
+            paths = example_paths(examples_dir) if examples_dir is not None else []
+            # Examples larger than this app accepts would fail at start-up (cached) or on click: left out.
+            paths = [path for path in paths if _fits(path, max_input_pixels)]
+            if paths:
+                gr.Examples(
+                    examples=[[str(path)] for path in paths], inputs=[image], outputs=outputs,
+                    fn=predict_example, cache_examples=cache_examples, cache_mode=cache_mode,
+                    examples_per_page=12, label="Examples (default settings): click one",
+                )
+            automatic_cleanup.change(lambda automatic: gr.Slider(interactive=not automatic), inputs=automatic_cleanup,
+                                     outputs=cleanup, queue=False, api_visibility="private")
+            run.click(predict, inputs=[image, color_fix, tile_size, detail, cleanup, automatic_cleanup, outscale],
+                      outputs=outputs, api_name="upscale", concurrency_limit=concurrency_limit, concurrency_id="upscale")
+            # On a phone the result sits 2.5 screens below the button: without a scroll, a tap seems to do
+            # nothing. The page moves to the result (its progress shows there) where it is out of view.
+            # (Gradio's scroll_to_output left a 390 x 844 page where it was.)
+            run.click(None, js=_SCROLL_TO_RESULT, queue=False, api_visibility="private")
+            # After an automatic upscale (or an example) the greyed slider shows the strength chosen:
+            # a visitor sees it, and unticking the box starts from it. A manual strength stays.
+            ran_at_cleanup.change(_show_automatic_strength, inputs=[automatic_cleanup, ran_at_cleanup], outputs=cleanup,
+                                  queue=False, api_visibility="private")
+            # A photo the visitor brings (upload, paste, webcam, or clearing it) has not been measured
+            # yet: back to automatic, the slider at rest. Not on `change`, which an example's click
+            # also fires, racing the strength its cached result shows.
+            image.input(lambda _: (gr.Checkbox(value=True), gr.Slider(value=0.0, interactive=False)), inputs=image,
+                        outputs=[automatic_cleanup, cleanup], queue=False, api_visibility="private")
+            outscale.change(lambda factor: gr.Button(value=_button_label(factor)), inputs=outscale, outputs=run,
+                            queue=False, api_visibility="private")
+        with gr.Tab("Video", id="video", visible=video_available()):
+            build_video_tab(upscaler.pipeline, max_seconds=max_video_seconds, max_frame_pixels=max_video_frame_pixels,
+                            concurrency_limit=concurrency_limit)
     demo.queue(max_size=queue_size, default_concurrency_limit=concurrency_limit)
     return demo
