@@ -28,6 +28,7 @@ from perceptual_sr.utils.atomic_write import write_text
 from perceptual_sr.video.sample_clips import camera_frames
 from perceptual_sr.video.steady import SteadyDetail, SteadySettings
 
+NOISE_SIGMA = 2.0  # sensor noise of the clips, 8-bit levels (issue #35's static scene)
 SETTINGS = [  # (label, detail, cleanup, steady hold)
     ("image path, detail 1", 1.0, 0.0, 0.0),
     ("image path, detail 0", 0.0, 0.0, 0.0),
@@ -37,8 +38,9 @@ SETTINGS = [  # (label, detail, cleanup, steady hold)
 ]
 
 
-def run(pipeline: SRPipeline, frames: list[np.ndarray], detail: float, cleanup: float, hold: float) -> list[np.ndarray]:
-    steadier = SteadyDetail(SteadySettings(hold=hold))
+def run(pipeline: SRPipeline, frames: list[np.ndarray], detail: float, cleanup: float, hold: float,
+        noise_sigma: float = NOISE_SIGMA) -> list[np.ndarray]:
+    steadier = SteadyDetail(SteadySettings(hold=hold), noise_sigma=noise_sigma)
     return [steadier(lr, pipeline.run(lr, detail=detail, cleanup=cleanup).image) for lr in frames]
 
 
@@ -56,23 +58,25 @@ def main() -> None:
     parser.add_argument("photos", type=Path, help="a folder of photos (e.g. ../shared/data/bsds500/test)")
     parser.add_argument("--images", type=int, default=3)
     parser.add_argument("--frames", type=int, default=24)
+    parser.add_argument("--noise-sigma", type=float, default=NOISE_SIGMA, help="sensor noise, 8-bit levels")
     parser.add_argument("--out", type=Path, required=True, help="output path without suffix (.md and .csv)")
     args = parser.parse_args()
     pipeline, lpips = SRPipeline.from_pretrained(), LPIPSMetric()
     rows = []
     for path in sorted(p for p in args.photos.iterdir() if p.suffix.lower() in (".jpg", ".png"))[:args.images]:
         photo = np.asarray(Image.open(path).convert("RGB"))
-        static = [lr for _, lr in camera_frames(photo, args.frames, (64, 64), noise_sigma=2.0, seed=1)]
-        pan_pairs = list(camera_frames(photo, args.frames, (64, 48), pan=(1.5, 0.75), zoom=0.995, noise_sigma=2.0))
+        static = [lr for _, lr in camera_frames(photo, args.frames, (64, 64), noise_sigma=args.noise_sigma, seed=1)]
+        pan_pairs = list(camera_frames(photo, args.frames, (64, 48), pan=(1.5, 0.75), zoom=0.995,
+                                       noise_sigma=args.noise_sigma))
         pan_truth, pan_lr = [hr for hr, _ in pan_pairs], [lr for _, lr in pan_pairs]
         reference = flicker(bicubic(static, pipeline.scale))
         for label, detail, cleanup, hold in SETTINGS:
             if cleanup and not pipeline.has_axis("cleanup"):
                 continue
-            panned = run(pipeline, pan_lr, detail, cleanup, hold)
+            panned = run(pipeline, pan_lr, detail, cleanup, hold, args.noise_sigma)
             to_tensor = lambda images: torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255  # noqa: E731
             rows.append({"photo": path.name, "setting": label,
-                         "flicker_vs_bicubic": flicker(run(pipeline, static, detail, cleanup, hold)) / reference,
+                         "flicker_vs_bicubic": flicker(run(pipeline, static, detail, cleanup, hold, args.noise_sigma)) / reference,
                          "pan_lpips": float(lpips(to_tensor(panned), to_tensor(pan_truth)).mean()),
                          "pan_psnr_y": float(np.mean([psnr_y(a, b) for a, b in zip(panned, pan_truth)]))})
             print(f"{path.name} {label}: flicker {rows[-1]['flicker_vs_bicubic']:.2f}x bicubic, pan LPIPS "

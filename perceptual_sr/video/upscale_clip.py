@@ -112,21 +112,22 @@ def upscale_video(pipeline: ImagePipeline, source: str | Path, destination: str 
     check_pixel_count(info.width, info.height, max_pixels)
     if max_seconds is not None and info.duration > max_seconds:
         raise ClipError(f"the clip lasts {info.duration:.1f} s; at most {max_seconds:g} s are accepted here")
-    quality = measure_clip(pipeline, source, info) if cleanup == "auto" else None
-    strength = quality.cleanup if quality is not None else cleanup
+    measured = measure_clip(pipeline, source, info)  # its noise sets the steadying threshold too
+    quality = measured if cleanup == "auto" else None
+    strength = measured.cleanup if cleanup == "auto" else cleanup
     size = even_size(info.width * outscale, info.height * outscale)
     started = time.perf_counter()
     with atomic_file(destination) as staging, ClipWriter(
             staging, source, size, codec=codec, crf=crf,
             container_format=KEPT_CONTAINERS[destination.suffix.lower()]) as writer:
-        frames = _run(pipeline, source, writer, size, info, detail, strength, steady, progress,
-                      {**options, "max_pixels": max_pixels})
+        frames = _run(pipeline, source, writer, size, info, detail, strength,
+                      SteadyDetail(steady, measured.noise_sigma), progress, {**options, "max_pixels": max_pixels})
     return VideoResult(destination, info, frames, size, time.perf_counter() - started, detail, strength, quality,
                        writer.copied)
 
 
 def _run(pipeline: ImagePipeline, source: Path, writer: ClipWriter, size: tuple[int, int], info: ClipInfo,
-         detail: float, strength: float, steady: SteadySettings, progress: Callable[[int, int], None] | None,
+         detail: float, strength: float, steadier: SteadyDetail, progress: Callable[[int, int], None] | None,
          options: dict[str, Any]) -> int:
     """Decode on one thread, upscale here, encode on another; returns the frames written."""
     decoded: queue.Queue = queue.Queue(WINDOW)
@@ -137,7 +138,7 @@ def _run(pipeline: ImagePipeline, source: Path, writer: ClipWriter, size: tuple[
     encoder = threading.Thread(target=_encode, args=(writer, encoded, stop, failures), daemon=True)
     reader.start()
     encoder.start()
-    steadier, done = SteadyDetail(steady), 0
+    done = 0
     try:
         while True:
             item = decoded.get()
