@@ -119,18 +119,19 @@ def test_an_interrupted_run_leaves_nothing(bundled_pipeline, photo, tmp_path):
 
 def test_memory_is_bounded_by_a_window_of_frames(bundled_pipeline, photo, tmp_path, monkeypatch):
     source = write_clip(tmp_path / "long.mp4", _frames(photo, 40))
-    decoded, written = [], []
+    passes = []  # items read, per pass over the file (the noise measurement reads it first)
     real_read = upscale_clip.read_clip
 
     def counting_read(path):
+        passes.append([])
         for item in real_read(path):
-            decoded.append(1)
+            passes[-1].append(item)
             yield item
 
     monkeypatch.setattr(upscale_clip, "read_clip", counting_read)
     real_progress = []
     upscale_video(bundled_pipeline, source, tmp_path / "long_x4.mp4", cleanup=0.0,
-                  progress=lambda done, total: real_progress.append(len(decoded) - done))
+                  progress=lambda done, total: real_progress.append(len(passes[-1]) - done))
     # Decoded but not yet upscaled: at most the queue, the frame in the reader's hand and the one being put.
     assert max(real_progress) <= upscale_clip.WINDOW + 2
 
