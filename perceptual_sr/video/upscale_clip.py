@@ -66,7 +66,10 @@ class VideoResult:
         cleanup = (f"cleanup {self.cleanup:.2f} (auto: noise ~{self.quality.noise_sigma:.1f}/255 over "
                    f"{AUTO_SAMPLE_FRAMES} frames)" if self.quality is not None else f"cleanup {self.cleanup:.2f}")
         rate = self.frames / self.seconds if self.seconds else 0.0
-        return (f"{self.frames} frames at {self.size[0]}x{self.size[1]} in {self.seconds:.1f} s ({rate:.2f} frames/s); "
+        # A truncated stream decodes as far as it goes, as players show it: say so rather than hide it.
+        short = (f" (of the {self.info.frames} the file announces: the rest did not decode)"
+                 if self.frames < self.info.frames - 1 else "")
+        return (f"{self.frames} frames{short} at {self.size[0]}x{self.size[1]} in {self.seconds:.1f} s ({rate:.2f} frames/s); "
                 f"detail {self.detail:g}, {cleanup}; copied: {', '.join(self.copied_streams) or 'no other streams'}")
 
 
