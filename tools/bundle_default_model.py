@@ -3,6 +3,11 @@
     python tools/bundle_default_model.py RUN_DIR --twin TWIN_DIR --evaluation docs/eval/bicubic_luma.md
     python tools/bundle_default_model.py --add-real-photo PHOTO_RUN_DIR --real-photo-twin PHOTO_TWIN_DIR
     python tools/bundle_default_model.py --replace-pair RUN_DIR --twin TWIN_DIR --evaluation docs/eval/bicubic_luma.md
+    python tools/bundle_default_model.py --add-cleanup CLEANUP_RUN_DIR [--retire-real-photo]
+
+The fourth form adds the cleanup network (`train_cleanup.py`'s output) as cleanup/, with its two
+stages' settings on the card; --retire-real-photo removes the real-photo pair, whose `cleanup` axis
+the network then gives alone.
 
 The third form replaces the default and its pixel twin in the bundle as it is (the real-photo pair
 and the card's record stay), with a paragraph on the new runs and the new evaluation on the card.
@@ -55,6 +60,19 @@ ImageNet and BSDS500 photos, with a penalty on output power the target lacks at 
 (`--hatch-weight`, `loss.spectral_excess`): the earlier default painted a diagonal screen-door
 cross-hatch near (0.40, +-0.40) cycles/px on skin, fur and flat areas (`docs/training.md`,
 "Stage 6"). Settings of the runs:"""
+
+
+CLEANUP_NOTES = """## The cleanup network (`cleanup/`)
+
+`cleanup/` removes JPEG blocks and noise from the input at its own resolution before the upscaler
+runs, as strongly as `cleanup` says (0 skips it; "auto" reads the file's JPEG tables and noise). A
+stack of 3x3 convolutions with PReLU, mostly at half resolution (receptive field about 50 input
+pixels, six JPEG blocks), with the strength as an input channel and as the scale of its correction.
+Trained by `train_cleanup.py` on 2 CPU cores (fp32, AMD EPYC) on 1,148 ImageNet and BSDS500 photos
+degraded on the fly by the `upload` preset of `perceptual_sr/data/degradations.py`: first with a
+Charbonnier loss to the clean low-resolution image, then through the frozen default upscaler with
+its own perceptual loss (VGG-16 relu2_2, pixel 10, hatch 10, grid 30,000) on the output, the
+Charbonnier term kept as deep supervision. Settings of the runs:"""
 
 
 # The GPU machine read copies of these folders under other names; the card names the originals.
@@ -139,6 +157,43 @@ def replace_default_pair(run_dir: Path, twin_dir: Path, evaluation_files: list[P
             print(f"wrote {path} ({path.stat().st_size / 1e3:.0f} kB)")
 
 
+def add_cleanup(cleanup_dir: Path, retire_real_photo: bool) -> None:
+    """Add the cleanup network to the bundled model (and, asked to, retire the real-photo pair)."""
+    from perceptual_sr.networks.restorer import CleanupNet
+
+    try:
+        pipeline = SRPipeline.from_pretrained(DEFAULT_WEIGHTS_DIR)
+        sets = load_weight_sets(DEFAULT_WEIGHTS_DIR)
+        cleanup = CleanupNet.from_pretrained(cleanup_dir)
+    except (FileNotFoundError, ValueError) as error:
+        sys.exit(f"error: {error}")
+    if retire_real_photo:
+        sets = {name: network for name, network in sets.items() if not name.startswith(REAL_PHOTO_SUBFOLDER)}
+    bundled = SRPipeline(sets, cleanup)
+    bundled.card_record = dict(pipeline.card_record)
+    # The runs were started from a copy of the code beside their folders in ../runs: their recorded
+    # paths are relative to it, so they are read, and shown, as ../runs/<name>.
+    stage_b = _run_settings(cleanup_dir)
+    stage_a = _run_settings(cleanup_dir.parent / Path(stage_b["init_from"]).name) if stage_b and \
+        stage_b.get("init_from") else None
+    for settings in (stage_a, stage_b):
+        for key in ("data", "output_dir", "init_from"):
+            if settings and settings.get(key):
+                settings[key] = f"../runs/{Path(settings[key]).name}"
+    notes = bundled.card_record.get("notes", "")
+    if retire_real_photo and REAL_PHOTO_NOTES.splitlines()[0] in notes:  # the pair is gone: so is its paragraph
+        start = notes.index(REAL_PHOTO_NOTES.splitlines()[0])
+        end = notes.index("```\n", notes.index("```json", start)) + 4
+        notes = (notes[:start] + notes[end:]).strip()
+    if CLEANUP_NOTES.splitlines()[0] not in notes:
+        notes += "\n\n" + CLEANUP_NOTES + "\n\n```json\n" + json.dumps(
+            {"stage_lr": stage_a, "stage_hr": stage_b}, indent=1) + "\n```"
+    bundled.save_pretrained(DEFAULT_WEIGHTS_DIR, notes=notes)
+    for path in sorted(DEFAULT_WEIGHTS_DIR.rglob("*")):
+        if path.is_file():
+            print(f"wrote {path} ({path.stat().st_size / 1e3:.0f} kB)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=Path, nargs="?", help="weights of the default (feature-loss) model")
@@ -148,7 +203,12 @@ def main() -> None:
     parser.add_argument("--real-photo-twin", type=Path, help="weights of its pixel-loss twin")
     parser.add_argument("--replace-pair", type=Path, help="new default weights, replacing the bundled default and "
                                                           "(with --twin) its twin")
+    parser.add_argument("--add-cleanup", type=Path, help="the cleanup network's run folder, added to the bundle")
+    parser.add_argument("--retire-real-photo", action="store_true", help="with --add-cleanup: drop the real-photo pair")
     args = parser.parse_args()
+    if args.add_cleanup:
+        add_cleanup(args.add_cleanup, args.retire_real_photo)
+        return
     if args.replace_pair:
         if not args.twin or args.run_dir:
             parser.error("--replace-pair takes --twin, without RUN_DIR")
