@@ -78,8 +78,9 @@ class CleanupConfig:
         return 9 * full + 9 * half // 4
 
     def receptive_field(self) -> int:
-        """Side of the input square one output pixel depends on, in input pixels."""
-        return 1 + 2 * 2 + 4 * (self.blocks + 2) + 2 * 2
+        """Side of the input square one output pixel depends on, in input pixels: 2 a side for each
+        full-size 3x3 conv, 4 for each half-size one, and 1 for the 2x2 grouping of the unshuffle."""
+        return 1 + 1 + 2 * 2 + 4 * (self.blocks + 2) + 2 * 2
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "CleanupConfig":
