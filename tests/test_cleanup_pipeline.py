@@ -155,3 +155,40 @@ def test_the_bundled_cleanup_grows_with_its_strength_and_cleans_a_jpeg(bundled_p
     changes = [np.abs(np.asarray(bundled_pipeline.restore(jpeg, cleanup=s), np.float32) - source).mean()
                for s in (0.0, 0.25, 0.5, 0.75, 1.0)]
     assert changes[0] == 0 and all(b > a for a, b in zip(changes, changes[1:])), changes
+
+
+def test_restore_tiles_as_the_upscale_does(pipelines, make_photo):
+    _, with_cleanup = pipelines
+    photo = make_photo(150, 90)
+    whole, tiled = (with_cleanup.restore(photo, cleanup=1.0, tile_size=size).astype(int) for size in (None, 70))
+    assert np.abs(whole - tiled).max() <= 1
+
+
+def test_restore_only_on_the_command_line_takes_no_colour_from_the_damage(pipelines, make_photo, tmp_path):
+    from perceptual_sr.commands.cli import main
+
+    _, with_cleanup = pipelines
+    with_cleanup.save_pretrained(tmp_path / "model")
+    Image.fromarray(make_photo(40, 30)).save(tmp_path / "photo.png")
+    assert main(["upscale", str(tmp_path / "photo.png"), "-o", str(tmp_path / "out"), "--model",
+                 str(tmp_path / "model"), "--restore-only", "--cleanup", "1"]) == 0
+    written = np.asarray(Image.open(tmp_path / "out" / "photo_cleaned.png"))
+    assert np.array_equal(written, with_cleanup.restore(make_photo(40, 30), cleanup=1.0))
+
+
+def test_an_onnx_export_records_its_detail_and_never_pairs_with_a_stale_cleanup(pipelines, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from perceptual_sr.inference.onnx_pipeline import OnnxPipeline, cleanup_onnx_path, export_pipeline_onnx
+
+    alone, with_cleanup = pipelines
+    upscaler = alone.network_at()
+    twin = PerceptualSR(upscaler.config)
+    with_twin = SRPipeline({"": upscaler, "pixel-twin": twin}, _cleanup_network())
+    export_pipeline_onnx(with_twin, tmp_path / "m.onnx", detail=0.5)
+    onnx = OnnxPipeline(tmp_path / "m.onnx")
+    assert onnx.detail == 0.5 and onnx.check_settings(detail=0.5)[0] == 0.5 and onnx.has_cleanup_network()
+    with pytest.raises(ValueError, match="the detail it was exported at, 0.5"):
+        onnx.check_settings(detail=1.0)
+    export_pipeline_onnx(alone, tmp_path / "m.onnx")  # a model without a cleanup network, same name
+    assert not cleanup_onnx_path(tmp_path / "m.onnx").exists() and not OnnxPipeline(tmp_path / "m.onnx").axes
+    assert cleanup_onnx_path("model").name == "model.cleanup.onnx"

@@ -72,7 +72,7 @@ def test_each_stage_trains_checkpoints_and_resumes_exactly(dataset, tmp_path, st
     with pytest.raises(KeyboardInterrupt):
         train_cleanup(_config(dataset, tmp_path / "split", stage=stage), TINY)
     monkeypatch.setattr(cleanup_training, "charbonnier", real_loss)
-    resumed = train_cleanup(_config(dataset, tmp_path / "split", stage=stage, resume=True), TINY)
+    resumed = train_cleanup(_config(dataset, tmp_path / "split", stage=stage, resume=True))  # its own architecture
     assert not torch.equal(whole.tail[-1].weight, torch.zeros_like(whole.tail[-1].weight))  # it learned
     for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-6)

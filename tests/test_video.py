@@ -218,3 +218,61 @@ def test_the_apps_video_tab_upscales_a_short_clip_and_refuses_long_ones(bundled_
         VideoUpscaler(bundled_pipeline, max_seconds=0.1)(str(source))
     demo = build_demo(bundled_pipeline, examples_dir=None)
     assert "upscale_video" in {dependency.get("api_name") for dependency in demo.config["dependencies"]}
+
+
+def test_an_encoder_failure_ends_the_run_with_its_error_and_no_file(bundled_pipeline, photo, tmp_path, monkeypatch):
+    from perceptual_sr.video import clip as clip_module
+
+    source = write_clip(tmp_path / "clip.mp4", _frames(photo, 20))
+
+    def broken(self, rgb, pts, time_base):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(clip_module.ClipWriter, "write_frame", broken)
+    with pytest.raises(OSError, match="disk full"):
+        upscale_video(bundled_pipeline, source, tmp_path / "out.mp4", cleanup=0.0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+
+
+def test_colour_tags_survive_a_clip_with_sound(bundled_pipeline, tmp_path):
+    frames = [np.full((24, 32, 3), (200, 80, 40), np.uint8)] * 3
+    source = write_clip(tmp_path / "tagged.mp4", frames, audio_seconds=0.2)
+    result = upscale_video(bundled_pipeline, source, tmp_path / "tagged_x4.mp4", cleanup=0.0)
+    with av.open(str(result.destination)) as container:
+        decoded = next(container.decode(video=0))
+        assert (decoded.colorspace, decoded.color_range) == (5, 1)  # BT.601 (SD, undeclared), limited
+
+
+def test_audio_the_container_cannot_hold_is_named_not_fatal(bundled_pipeline, tmp_path):
+    frames = [np.full((24, 32, 3), 90, np.uint8)] * 4
+    source = tmp_path / "old.avi"
+    with av.open(str(source), "w") as container:
+        video = container.add_stream("mpeg4", rate=24)
+        video.width, video.height, video.pix_fmt = 32, 24, "yuv420p"
+        audio = container.add_stream("pcm_s16le", rate=8000)
+        audio.layout = "mono"
+        for index, pixels in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+            frame.pts = index
+            for packet in video.encode(frame):
+                container.mux(packet)
+        for packet in video.encode(None):
+            container.mux(packet)
+        sound = av.AudioFrame.from_ndarray(np.zeros((1, 1333), np.int16), format="s16", layout="mono")
+        sound.sample_rate, sound.pts = 8000, 0
+        for packet in [*audio.encode(sound), *audio.encode(None)]:
+            container.mux(packet)
+    result = upscale_video(bundled_pipeline, source, tmp_path / "old_x4.mp4", cleanup=0.0)
+    assert result.frames == 4 and result.dropped_streams == ("audio (pcm_s16le)",)
+    assert "left out (the container cannot hold them): audio (pcm_s16le)" in result.describe()
+
+
+def test_a_clip_without_a_duration_is_still_held_to_the_limit(bundled_pipeline, photo, tmp_path, monkeypatch):
+    import dataclasses
+
+    source = write_clip(tmp_path / "clip.mkv", _frames(photo, 12))
+    real_open = upscale_clip.open_clip
+    monkeypatch.setattr(upscale_clip, "open_clip", lambda path: dataclasses.replace(real_open(path), duration=0.0))
+    with pytest.raises(ClipError, match="runs past 0.2 s"):
+        upscale_video(bundled_pipeline, source, tmp_path / "out.mkv", max_seconds=0.2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mkv"]

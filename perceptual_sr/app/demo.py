@@ -482,6 +482,6 @@ def build_demo(
                             queue=False, api_visibility="private")
         with gr.Tab("Video", id="video", visible=video_available()):
             build_video_tab(upscaler.pipeline, max_seconds=max_video_seconds, max_frame_pixels=max_video_frame_pixels,
-                            concurrency_limit=concurrency_limit)
+                            concurrency_limit=concurrency_limit, device=str(device))
     demo.queue(max_size=queue_size, default_concurrency_limit=concurrency_limit)
     return demo

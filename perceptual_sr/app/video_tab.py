@@ -30,8 +30,10 @@ class VideoUpscaler:
     clean-up) -> (upscaled MP4 path, a Markdown summary)."""
 
     def __init__(self, pipeline: ImagePipeline, *, max_seconds: float = DEFAULT_MAX_SECONDS,
-                 max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS, output_root: Path | None = None) -> None:
+                 max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS, output_root: Path | None = None,
+                 device: str | None = "cpu") -> None:
         self.pipeline, self.max_seconds, self.max_frame_pixels = pipeline, max_seconds, max_frame_pixels
+        self.device = device
         self._outputs = Path(tempfile.mkdtemp(prefix="perceptual-sr-video-", dir=output_root))
         weakref.finalize(self, shutil.rmtree, self._outputs, True)  # at exit too
 
@@ -55,7 +57,7 @@ class VideoUpscaler:
         try:
             result = upscale_video(self.pipeline, source, destination, detail=detail,
                                    cleanup="auto" if automatic_cleanup else 0.0, max_seconds=self.max_seconds,
-                                   max_pixels=self.max_frame_pixels, progress=report)
+                                   max_pixels=self.max_frame_pixels, progress=report, device=self.device)
         except ImageTooLargeError:
             raise gr.Error(f"The clip's frames are larger than this demo takes ({self.max_frame_pixels:,} pixels a "
                            "frame): shrink it first, or run perceptual-sr on your own machine.",
@@ -69,9 +71,9 @@ class VideoUpscaler:
 
 
 def build_video_tab(pipeline: ImagePipeline, *, max_seconds: float, max_frame_pixels: int,
-                    concurrency_limit: int) -> None:
+                    concurrency_limit: int, device: str | None = "cpu") -> None:
     """The tab's components and its `/upscale_video` endpoint, inside the caller's `gr.Blocks`."""
-    upscaler = VideoUpscaler(pipeline, max_seconds=max_seconds, max_frame_pixels=max_frame_pixels)
+    upscaler = VideoUpscaler(pipeline, max_seconds=max_seconds, max_frame_pixels=max_frame_pixels, device=device)
 
     def predict(clip_path: str | None, detail: float | None = None, automatic_cleanup: bool = True,
                 progress: gr.Progress = gr.Progress()) -> tuple[str, str]:

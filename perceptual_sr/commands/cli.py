@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="tile overlap in input pixels")
     up.add_argument("--max-pixels", type=_whole_number(1), default=DEFAULT_MAX_PIXELS,
                     help="largest input accepted (width x height; for a clip, per frame)")
-    up.add_argument("--crf", type=_whole_number(0), default=DEFAULT_CRF,
+    up.add_argument("--crf", type=_crf, default=DEFAULT_CRF,
                     help=f"clips: the encoder's quality, 0 (lossless) ... 51 (default {DEFAULT_CRF}: visually "
                          "lossless)")
     up.add_argument("--codec", default=DEFAULT_CODEC, help=f"clips: the video codec (default {DEFAULT_CODEC}: H.264)")
@@ -175,6 +175,13 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cleanup", type=_cleanup_value, default="auto",
                         help="0.0 = as for clean inputs ... 1.0 = remove JPEG blocks, noise and blur; auto "
                              "(default) measures each image (its JPEG quality and noise)")
+
+
+def _crf(text: str) -> int:
+    value = _whole_number(0)(text)
+    if value > 51:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 51, got {value}")
+    return value
 
 
 def _whole_number(minimum: int):
@@ -279,7 +286,8 @@ def run_upscale(args: argparse.Namespace, model: ImagePipeline) -> int:
         if args.outscale is not None:
             raise ValueError("--restore-only keeps the input's size; leave out --outscale")
         if not model.has_cleanup_network():
-            raise ValueError("--restore-only needs a model with a cleanup network (the bundled default has one)")
+            raise ValueError("--restore-only needs a model with a cleanup network (a cleanup/ folder, as the bundled "
+                             "default has, or a .cleanup.onnx file beside an exported model)")
     try:
         outscale = 1.0 if args.restore_only else model.scale if args.outscale is None else check_outscale(args.outscale)
     except ValueError as error:
@@ -313,8 +321,8 @@ def run_upscale(args: argparse.Namespace, model: ImagePipeline) -> int:
                 done += 1
                 continue
             _check_output_fits(path, target, outscale)
-            if args.restore_only:
-                result = model.run_restore(path, cleanup=args.cleanup, **options)
+            if args.restore_only:  # no colour fix: it would take the colour back from the damaged input
+                result = model.run_restore(path, cleanup=args.cleanup, **{**options, "color_fix": None})
             else:
                 result = model.run(path, detail=args.detail, cleanup=args.cleanup, outscale=outscale, **options)
             if result.quality is not None and model.has_axis("cleanup"):

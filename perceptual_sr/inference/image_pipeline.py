@@ -20,7 +20,6 @@ from torch import nn
 from perceptual_sr.inference import auto_cleanup
 from perceptual_sr.inference import upscale as inference
 from perceptual_sr.inference.auto_cleanup import InputQuality
-from perceptual_sr.networks.restorer import CleanupAt
 from perceptual_sr.utils.image_io import open_image
 from perceptual_sr.utils.runtime import choose_device
 
@@ -112,9 +111,9 @@ class ImagePipeline:
         if quality is not None:
             cleanup = quality.cleanup
         device = choose_device(settings.device)
-        # Strength 0 cleans nothing: the identity, through the same decode and encode as any other.
-        network = self.cleanup_at(cleanup, device) or CleanupAt(_Identity(), 0.0)
-        result = inference.upscale_with(network, image, settings, device)
+        # No upscaler, the cleanup as in `upscale` (its tiles and overlap); at strength 0 nothing runs,
+        # and the input comes back through the same decode and encode as any other.
+        result = inference.upscale_with(_NoUpscale(), image, settings, device, self.cleanup_at(cleanup, device))
         return UpscaleResult(result, AXES["detail"], cleanup, quality, 1.0)
 
     def components_for(self, image: Any, *, detail: float | None = None, cleanup: float | str | None = "auto"
@@ -160,11 +159,25 @@ class UpscaleResult:
         return self.quality.describe() if self.quality is not None else f"cleanup {self.cleanup:.2f}"
 
 
-class _Identity(nn.Module):
-    """The cleanup of strength 0: the input itself."""
+class _NoUpscale(nn.Module):
+    """An "upscaler" of scale 1 that returns its input: `restore` is `upscale` with it."""
 
-    def forward(self, lr: torch.Tensor, strength: float) -> torch.Tensor:
+    scale = 1
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
         return lr
+
+
+def check_cleanup_setting(cleanup: Any) -> float | str:
+    """`cleanup` as a caller may pass it: "auto", a number in [0, 1] (numpy numbers too) or None
+    (the default, 0); ValueError otherwise."""
+    if cleanup is None:
+        return AXES["cleanup"]
+    if isinstance(cleanup, str):
+        if cleanup == "auto":
+            return cleanup
+        raise ValueError(f"cleanup must be \"auto\" or a number from 0.0 to 1.0, got {cleanup!r}")
+    return check_axis_value("cleanup", cleanup)
 
 
 def check_axis_value(axis: str, value: Any) -> float:

@@ -39,15 +39,17 @@ CONFIG_KEY = "perceptual_sr_config"  # metadata entry holding SRConfig as JSON
 # Metadata entry naming the exported form: "phase-network" (the inference rewrite), "folded" (BatchNorm
 # folded, other upsamplers); files without it hold the plain module. All compute the same function.
 FORM_KEY = "perceptual_sr_form"
+DETAIL_KEY = "perceptual_sr_detail"  # the `detail` blend a pipeline exported (files without it: 1.0)
 _PROBE_SIZE = 16  # input side of the load-time check that the graph's output is `scale` x its input
 PROVIDERS = ("auto", "openvino", "cpu")  # auto: openvino where the installed ONNX Runtime has it
 ONNX_PRECISIONS = ("auto", "bf16", "fp32")  # auto: bf16 on the OpenVINO provider where the CPU has AMX
 _OPENVINO = "OpenVINOExecutionProvider"
 
 
-def export_onnx(model: PerceptualSR, path: str | Path, opset: int = DEFAULT_OPSET) -> Path:
+def export_onnx(model: PerceptualSR, path: str | Path, opset: int = DEFAULT_OPSET, detail: float = 1.0) -> Path:
     """Write `model`'s inference form (eval mode: output clamped to [0, 1]) as ONNX; returns the
-    path. Atomic. The same function as `model` up to float rounding (about 1e-6)."""
+    path. Atomic. The same function as `model` up to float rounding (about 1e-6). `detail`: the
+    blend `model` is, recorded in the file for `OnnxPipeline`."""
     if not isinstance(opset, int) or not 13 <= opset <= 23:
         raise ValueError(f"opset must be an integer from 13 to 23, got {opset!r}")
     path = Path(path)
@@ -63,7 +65,7 @@ def export_onnx(model: PerceptualSR, path: str | Path, opset: int = DEFAULT_OPSE
     if isinstance(network, PhaseNetwork):
         network = ExportablePhaseNetwork(network)
     return _write_onnx(network, path, opset, {CONFIG_KEY: json.dumps(dataclasses.asdict(model.config)),
-                                              FORM_KEY: form})
+                                              FORM_KEY: form, DETAIL_KEY: repr(float(detail))})
 
 
 def _write_onnx(network: nn.Module, path: Path, opset: int, metadata: dict[str, str],
@@ -210,6 +212,10 @@ class OnnxSR(nn.Module):
         except (TypeError, ValueError, AttributeError) as error:
             raise ValueError(f"{str(path)!r} has an invalid {CONFIG_KEY} in its metadata: {error}") from error
         self.form = metadata.get(FORM_KEY, "module")  # files written before FORM_KEY hold the plain module
+        try:
+            self.detail = float(metadata.get(DETAIL_KEY, "1.0"))
+        except ValueError as error:
+            raise ValueError(f"{str(path)!r} has an invalid {DETAIL_KEY} in its metadata: {error}") from error
         self._check_graph(path)
 
     def _check_graph(self, path: Path) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from perceptual_sr.inference.image_pipeline import AXES, ImagePipeline, check_axis_value
+from perceptual_sr.inference.image_pipeline import ImagePipeline, check_axis_value, check_cleanup_setting
 from perceptual_sr.inference.onnx_export import (
     DEFAULT_OPSET,
     INPUT_NAME,
@@ -41,17 +41,26 @@ CLEANUP_SUFFIX = ".cleanup.onnx"
 def cleanup_onnx_path(path: str | Path) -> Path:
     """Where the cleanup of the exported upscaler `path` lives: model.onnx -> model.cleanup.onnx."""
     path = Path(path)
-    return path.with_name(path.name[: -len(path.suffix)] + CLEANUP_SUFFIX)
+    stem = path.name[: -len(path.suffix)] if path.suffix.lower() == ".onnx" else path.name
+    return path.with_name(stem + CLEANUP_SUFFIX)
 
 
 def export_pipeline_onnx(pipeline: SRPipeline, path: str | Path, *, detail: float = 1.0,
                          opset: int = DEFAULT_OPSET) -> list[Path]:
     """Write the pipeline's upscaler at `detail` to `path` and its cleanup network (if it has one)
-    to `cleanup_onnx_path(path)`; returns the files written."""
+    to `cleanup_onnx_path(path)`; returns the files written. A pipeline whose upscaler blends
+    toward real-photo weights along `cleanup` cannot be exported whole (the blend would need the
+    strength in the upscaler's graph): ValueError. Without a cleanup network, a `.cleanup.onnx`
+    left beside `path` by an earlier export is removed, so the pair on disk is always one model's."""
     path = Path(path)
-    written = [export_onnx(pipeline.network_at(detail=detail), path, opset=opset)]
+    if pipeline.has_cleanup_network() and pipeline.blends_cleanup():
+        raise ValueError("this model blends its upscaler toward real-photo weights along cleanup as well as running "
+                         "a cleanup network; ONNX export covers the cleanup network with one upscaler")
+    written = [export_onnx(pipeline.network_at(detail=detail), path, opset=opset, detail=detail)]
     if pipeline.has_cleanup_network():
         written.append(export_cleanup_onnx(pipeline.cleanup_network(), cleanup_onnx_path(path), opset=opset))
+    else:
+        cleanup_onnx_path(path).unlink(missing_ok=True)
     return written
 
 
@@ -117,6 +126,7 @@ class OnnxPipeline(ImagePipeline):
 
     def __init__(self, path: str | Path, **onnx_options: Any) -> None:
         self.upscaler = OnnxSR(path, **onnx_options)
+        self.detail = self.upscaler.detail
         cleanup_path = cleanup_onnx_path(path)
         self.cleanup = OnnxCleanup(cleanup_path, **onnx_options) if cleanup_path.is_file() else None
         self.axes = ("cleanup",) if self.cleanup is not None else ()
@@ -133,21 +143,17 @@ class OnnxPipeline(ImagePipeline):
 
     def check_settings(self, detail: Any = None, cleanup: Any = "auto",
                        outscale: Any = None) -> tuple[float, float | str, float]:
-        if detail is not None and check_axis_value("detail", detail) != AXES["detail"]:
-            raise ValueError("an exported .onnx file runs the detail it was exported at; export the blend you want "
-                             "with `perceptual-sr export --detail D`, or use the PyTorch weights")
-        if cleanup is None:
-            cleanup = AXES["cleanup"]
-        elif not (isinstance(cleanup, str) and cleanup == "auto"):
-            if isinstance(cleanup, str):
-                raise ValueError(f"cleanup must be \"auto\" or a number from 0.0 to 1.0, got {cleanup!r}")
-            cleanup = check_axis_value("cleanup", cleanup)
+        if detail is not None and check_axis_value("detail", detail) != self.detail:
+            raise ValueError(f"this .onnx file runs the detail it was exported at, {self.detail:g}; export the blend "
+                             "you want with `perceptual-sr export --detail D`, or use the PyTorch weights")
+        cleanup = check_cleanup_setting(cleanup)
+        if cleanup != "auto":
             if cleanup and self.cleanup is None:
                 raise ValueError(f"cleanup {cleanup:g} needs the cleanup network, and there is no "
                                  f"{cleanup_onnx_path('model.onnx').name}-style file beside this .onnx file; "
                                  "export a model that has one with `perceptual-sr export`")
         outscale = float(self.scale) if outscale is None else check_outscale(outscale)
-        return AXES["detail"], cleanup, outscale
+        return self.detail, cleanup, outscale
 
     def inference_network(self, device: torch.device, fast: bool = True, **point: float) -> nn.Module:
         return self.upscaler

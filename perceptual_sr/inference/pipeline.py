@@ -34,7 +34,7 @@ from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntry
 from torch import nn
 
 from perceptual_sr.hub import model_card, weights
-from perceptual_sr.inference.image_pipeline import AXES, ImagePipeline, check_axis_value
+from perceptual_sr.inference.image_pipeline import AXES, ImagePipeline, check_axis_value, check_cleanup_setting
 from perceptual_sr.networks import inference_network
 from perceptual_sr.networks.restorer import CleanupAt, CleanupNet
 from perceptual_sr.networks.upscaler import PerceptualSR, check_model_folder
@@ -113,6 +113,10 @@ class SRPipeline(ImagePipeline):
 
     def has_cleanup_network(self) -> bool:
         return self._cleanup_state is not None
+
+    def blends_cleanup(self) -> bool:
+        """Whether the upscaler's weights change along `cleanup` (the real-photo weight sets)."""
+        return "cleanup" in self._weight_axes
 
     @property
     def scale(self) -> int:
@@ -244,12 +248,7 @@ class SRPipeline(ImagePipeline):
         (detail, cleanup or "auto", outscale). ValueError naming the setting otherwise. The one
         place these settings are validated; the CLI and the app ask here."""
         detail = AXES["detail"] if detail is None else check_axis_value("detail", detail)
-        if cleanup is None:
-            cleanup = AXES["cleanup"]
-        elif not (isinstance(cleanup, str) and cleanup == "auto"):
-            if isinstance(cleanup, str):
-                raise ValueError(f"cleanup must be \"auto\" or a number from 0.0 to 1.0, got {cleanup!r}")
-            cleanup = check_axis_value("cleanup", cleanup)
+        cleanup = check_cleanup_setting(cleanup)
         self._point({"detail": detail, "cleanup": None if cleanup == "auto" else cleanup})  # axes this model has
         outscale = float(self.scale) if outscale is None else check_outscale(outscale)
         return detail, cleanup, outscale

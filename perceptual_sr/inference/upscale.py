@@ -11,6 +11,7 @@ float copy of the colour image (a greyscale result's luma is computed in float).
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -254,8 +255,10 @@ def upscale_array(model: nn.Module, rgb: np.ndarray, *, out_dtype: type = np.uin
     `model` and `options` as for `upscale`; `cleanup` as for `upscale_with` (moved to the device)."""
     settings = UpscaleOptions(**options)
     device = choose_device(settings.device)
+    if cleanup is not None and any(p.device != device for p in cleanup.parameters()):
+        cleanup = copy.deepcopy(cleanup).to(device)  # a copy: the caller's module may be a pipeline's cached one
     return _upscale_rgb(inference_network.prepare(model, device, settings.fast), rgb, out_dtype, settings, device,
-                        None if cleanup is None else cleanup.to(device))
+                        cleanup)
 
 
 def _upscale_rgb(network: nn.Module, rgb: np.ndarray, out_dtype: type, options: UpscaleOptions,

@@ -186,7 +186,9 @@ def train_cleanup(config: CleanupTrainConfig, network_config: CleanupConfig | No
                               "--output-dir (nothing there is overwritten)")
     pairs = SRPairDataset(config.data, "train")
     samples = DegradedSamples(pairs, config)
-    if config.init_from and not config.resume:
+    if config.resume:  # the checkpoint's own architecture, whatever the flags say
+        network = CleanupNet.from_pretrained(checkpoint_dir)
+    elif config.init_from:
         network = CleanupNet.from_pretrained(config.init_from)
     else:
         network = CleanupNet(network_config)
@@ -194,7 +196,8 @@ def train_cleanup(config: CleanupTrainConfig, network_config: CleanupConfig | No
     optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate)
     step = 0
     if config.resume:
-        step = _load_checkpoint(checkpoint_dir, network, optimizer, config)
+        step = _load_checkpoint(checkpoint_dir, optimizer, config)
+        _keep_log_rows_up_to(out_dir / "log.csv", step)  # rows after the checkpoint are logged again
     upscaler, perceptual = None, None
     if config.stage == "hr":
         upscaler = PerceptualSR.from_pretrained(config.upscaler).eval().requires_grad_(False)
@@ -210,7 +213,7 @@ def train_cleanup(config: CleanupTrainConfig, network_config: CleanupConfig | No
         log = csv.writer(log_file)
         if new_log:
             log.writerow(LOG_FIELDS)
-        started, totals = time.monotonic(), np.zeros(4)
+        started, totals, window = time.monotonic(), np.zeros(4), 0
         try:
             for degraded, clean_lr, hr, strength in sample_batches(samples, config, step):
                 for group in optimizer.param_groups:
@@ -226,14 +229,15 @@ def train_cleanup(config: CleanupTrainConfig, network_config: CleanupConfig | No
                 optimizer.step()
                 step += 1
                 totals += [loss.item(), lr_loss.item(), perceptual_term.item(), strength.mean().item()]
+                window += 1
                 bar.update(1)
                 if step % config.log_every == 0 or step == config.steps:
-                    means = totals / max(1, (step - 1) % config.log_every + 1)
+                    means = totals / window
                     log.writerow([step, step * config.batch_size, *(f"{v:.6f}" for v in means),
                                   f"{time.monotonic() - started:.1f}"])
                     log_file.flush()
                     bar.set_postfix(loss=f"{means[0]:.4f}")
-                    totals[:] = 0
+                    totals[:], window = 0, 0
                 if step % config.checkpoint_every == 0 or step == config.steps:
                     _save_checkpoint(checkpoint_dir, network, optimizer, step, config)
         except KeyboardInterrupt:
@@ -252,10 +256,16 @@ def _save_checkpoint(folder: Path, network: CleanupNet, optimizer: torch.optim.O
                     "train_config": json.dumps(dataclasses.asdict(config))}, staging / TRAINING_STATE)
 
 
-def _load_checkpoint(folder: Path, network: CleanupNet, optimizer: torch.optim.Optimizer,
-                     config: CleanupTrainConfig) -> int:
-    saved = CleanupNet.from_pretrained(folder)
-    network.load_state_dict(saved.state_dict())
+def _keep_log_rows_up_to(path: Path, step: int) -> None:
+    if path.is_file():
+        rows = path.read_text().splitlines()
+        kept = rows[:1] + [row for row in rows[1:] if int(row.split(",", 1)[0]) <= step]
+        write_text(path, "\n".join(kept) + "\n")
+
+
+def _load_checkpoint(folder: Path, optimizer: torch.optim.Optimizer, config: CleanupTrainConfig) -> int:
+    """Restore the optimizer from the checkpoint in `folder` (the network was loaded from it) after
+    checking the recipe; returns the step it was taken at."""
     try:
         # weights_only: the restricted unpickler (tensors and plain containers only).
         state = torch.load(folder / TRAINING_STATE, map_location="cpu", weights_only=True)

@@ -21,13 +21,17 @@ from typing import Iterator
 
 import numpy as np
 
-# Containers whose name we keep for the output; others (GIF, WebP, AVI, WebM...) are written as MP4,
+# Containers whose name we keep for the output; others (GIF, AVI, WebM...) are written as MP4,
 # which takes H.264 and AAC everywhere.
 KEPT_CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
 DEFAULT_CONTAINER_SUFFIX = ".mp4"
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".gif", ".mpg", ".mpeg", ".ts",
                             ".m2ts", ".mts", ".3gp", ".flv", ".wmv", ".ogv"})
 DEFAULT_CODEC = "libx264"
+# Streams copied unchanged into MP4 and MOV: the codecs their muxer takes from any source. Others
+# (PCM from an AVI: the muxer lists it, then refuses the packets with EINVAL) are left out and
+# named; Matroska takes everything.
+MP4_COPYABLE = frozenset({"aac", "mp3", "ac3", "eac3", "opus", "alac", "flac", "mov_text"})
 DEFAULT_CRF = 18  # visually lossless for H.264 (x264's guide: 17-18); the network's detail survives
 HD_HEIGHT = 720
 
@@ -48,6 +52,7 @@ class ClipInfo:
     duration: float
     rotation: int
     copied_streams: tuple[str, ...]
+    colour: "Colour"
 
     def describe(self) -> str:
         extra = f", with {', '.join(self.copied_streams)}" if self.copied_streams else ", no audio"
@@ -83,9 +88,37 @@ def open_clip(path: str | Path) -> ClipInfo:
             frames = stream.frames or max(1, round(duration * float(rate)))
             copied = tuple(f"{s.type} ({s.codec_context.name})" for s in container.streams
                            if s.type in ("audio", "subtitle"))
+            colour = Colour.of(first)
     except (av.FFmpegError, UnicodeDecodeError) as error:
         raise ClipError(f"cannot read {path} as a video: {error}") from error
-    return ClipInfo(width, height, int(frames), float(rate), duration, rotation, copied)
+    return ClipInfo(width, height, int(frames), float(rate), duration, rotation, copied, colour)
+
+
+@dataclass(frozen=True)
+class Colour:
+    """How a clip's pixels are to be read as colour, in FFmpeg's enums: the matrix (AVColorSpace),
+    range (AVColorRange), primaries and transfer; None where the file declares none."""
+
+    matrix: int | None
+    range: int
+    primaries: int | None
+    transfer: int | None
+
+    @classmethod
+    def of(cls, frame) -> "Colour":
+        def declared(value: int) -> int | None:
+            return value if value not in (0, 2) else None  # 0: RGB / reserved, 2: unspecified
+
+        return cls(declared(frame.colorspace), frame.color_range or 1,  # unspecified range: limited, as players
+                   declared(frame.color_primaries), declared(frame.color_trc))
+
+    def for_height(self, height: int) -> tuple[int, int, int, int]:
+        """(matrix, range, primaries, transfer) to write a frame of `height` lines with: what the
+        input declared, else the standard for that size (an undeclared SD clip made HD is BT.709)."""
+        standard = _standard_matrix(height)
+        matrix = self.matrix or standard
+        primaries = self.primaries or (1 if matrix == 1 else 6)  # BT.709, or SMPTE 170M (BT.601)
+        return matrix, self.range, primaries, self.transfer or (1 if matrix == 1 else 6)
 
 
 def _duration(container, stream) -> float:
@@ -108,8 +141,10 @@ class Frame:
     rgb: np.ndarray
     pts: int | None
     time_base: Fraction
-    colorspace: int | None  # the matrix the file declares (FFmpeg's AVColorSpace); None: not declared
-    color_range: int  # FFmpeg's AVColorRange: 1 limited (MPEG), 2 full (JPEG)
+
+    @property
+    def seconds(self) -> float:
+        return float(self.pts * self.time_base) if self.pts is not None else 0.0
 
 
 def read_clip(path: str | Path) -> Iterator[Frame | object]:
@@ -129,14 +164,13 @@ def read_clip(path: str | Path) -> Iterator[Frame | object]:
 
 
 def _to_frame(frame, time_base: Fraction) -> Frame:
-    declared = frame.colorspace if frame.colorspace not in (0, 2) else None  # RGB, unspecified
-    color_range = frame.color_range or 1  # unspecified: limited (MPEG), as players assume
-    rgb = frame.reformat(format="rgb24", src_colorspace=declared or _standard_matrix(frame.height),
-                         src_color_range=color_range).to_ndarray()
+    colour = Colour.of(frame)
+    rgb = frame.reformat(format="rgb24", src_colorspace=colour.matrix or _standard_matrix(frame.height),
+                         src_color_range=colour.range).to_ndarray()
     turns = _rotation(frame) // 90
     if turns:
         rgb = np.ascontiguousarray(np.rot90(rgb, turns))
-    return Frame(rgb, frame.pts, frame.time_base or time_base, declared, color_range)
+    return Frame(rgb, frame.pts, frame.time_base or time_base)
 
 
 def _standard_matrix(height: int) -> int:
@@ -156,15 +190,22 @@ def even_size(width: float, height: float) -> tuple[int, int]:
     return max(2, 2 * round(width / 2)), max(2, 2 * round(height / 2))
 
 
+def check_codec(codec: str) -> None:
+    """ClipError unless this PyAV build can encode `codec`: checked before any frame is decoded."""
+    if codec not in _av().codecs_available:
+        raise ClipError(f"codec {codec!r} is not in this PyAV build; try libx264, libx265 or mpeg4")
+
+
 class ClipWriter:
     """Writes frames of one size with given timestamps, and copies packets of `source`'s other
-    streams. Use as a context manager; `close` flushes the encoder and finishes the file."""
+    streams. Use as a context manager; `close` flushes the encoder and finishes the file.
+    `colour`: the source's (`ClipInfo.colour`), declared on the output before anything is encoded
+    (a copied audio packet can reach the muxer before the first frame, and opens the encoder)."""
 
-    def __init__(self, destination: Path, source_path: Path, size: tuple[int, int], *, codec: str = DEFAULT_CODEC,
-                 crf: int = DEFAULT_CRF, container_format: str | None = None) -> None:
+    def __init__(self, destination: Path, source_path: Path, size: tuple[int, int], colour: Colour, *,
+                 codec: str = DEFAULT_CODEC, crf: int = DEFAULT_CRF, container_format: str | None = None) -> None:
         av = _av()
-        if codec not in av.codecs_available:
-            raise ClipError(f"codec {codec!r} is not in this PyAV build; try libx264, libx265 or mpeg4")
+        check_codec(codec)
         self._source = av.open(str(source_path))  # for the stream templates of the copied streams
         self._output = av.open(str(destination), "w", format=container_format
                                or KEPT_CONTAINERS.get(destination.suffix.lower(), "mp4"))
@@ -179,38 +220,39 @@ class ClipWriter:
         self._video.width, self._video.height = size
         self._video.pix_fmt = "yuv420p"
         self._video.time_base = self.time_base
-        self._video.codec_context.time_base = self.time_base
+        context = self._video.codec_context
+        context.time_base = self.time_base
+        self._matrix, self._range, context.color_primaries, context.color_trc = colour.for_height(size[1])
+        context.colorspace, context.color_range = self._matrix, self._range
         if codec in ("libx264", "libx265"):
             self._video.options = {"crf": str(crf), "preset": "medium"}
         self._size = size
         self._copies = {}
+        dropped = []
+        mkv = self._output.format.name == "matroska"
         for stream in self._source.streams:
             if stream.type not in ("audio", "subtitle"):
                 continue
+            name = stream.codec_context.name
             try:
+                if not mkv and name not in MP4_COPYABLE:  # the muxer would refuse its first packet, mid-clip
+                    raise ValueError(name)
                 self._copies[stream.index] = self._output.add_stream_from_template(stream)
             except (av.FFmpegError, ValueError):
-                pass  # a stream this container cannot hold (e.g. a GIF has none; PGS subtitles in MP4)
-        self._colour: tuple[int, int] | None = None
+                dropped.append(f"{stream.type} ({name})")
         self.copied = tuple(s.type for s in self._copies.values())
+        # Streams the output container cannot hold (PCM audio or PGS subtitles in MP4): named, not hidden.
+        self.dropped = tuple(dropped)
         self.frames_written = 0
 
-    def write_frame(self, rgb: np.ndarray, pts: int | None, time_base: Fraction, colorspace: int | None,
-                    color_range: int) -> None:
+    def write_frame(self, rgb: np.ndarray, pts: int | None, time_base: Fraction) -> None:
         """Encode one (H, W, 3) uint8 frame of this writer's size at `pts` (in `time_base`)."""
         av = _av()
         height, width = rgb.shape[:2]
         if (width, height) != self._size:
             raise ValueError(f"frame is {width}x{height}, the clip is {self._size[0]}x{self._size[1]}")
-        if self._colour is None:
-            # The input's matrix where it declared one, else the standard one for the output's size
-            # (an SD clip upscaled to HD is written as BT.709), declared in the file either way.
-            self._colour = (colorspace or _standard_matrix(height), color_range)
-            context = self._video.codec_context
-            context.colorspace, context.color_range = self._colour
-            context.color_primaries = context.color_trc = 1 if self._colour[0] == 1 else 6  # BT.709 / SMPTE 170M
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-        frame = frame.reformat(format="yuv420p", dst_colorspace=self._colour[0], dst_color_range=self._colour[1])
+        frame = frame.reformat(format="yuv420p", dst_colorspace=self._matrix, dst_color_range=self._range)
         frame.pts = None if pts is None else int(round(pts * time_base / self.time_base))
         frame.time_base = self.time_base
         for packet in self._video.encode(frame):
@@ -247,20 +289,21 @@ class ClipWriter:
 
 
 def is_clip(path: Path) -> bool:
-    """Whether `path` is for the video path: a video file by its suffix, or an animated GIF or WebP
-    (a still one is an image)."""
+    """Whether `path` is for the video path: a video file by its suffix, or an animated GIF (a
+    still one is an image). Animated WebP is not: this FFmpeg does not decode it, and the image
+    path refuses it with a clear message."""
     suffix = path.suffix.lower()
-    if suffix not in VIDEO_SUFFIXES | {".webp"}:
+    if suffix not in VIDEO_SUFFIXES:
         return False
-    if suffix not in (".gif", ".webp"):
+    if suffix != ".gif":
         return True
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
-            return getattr(image, "n_frames", 1) > 1  # Pillow's plugins without frames have none
+            return getattr(image, "n_frames", 1) > 1
     except (OSError, UnidentifiedImageError):
-        return suffix == ".gif"  # let the video path report what is wrong with it
+        return True  # let the video path report what is wrong with it
 
 
 def is_complete_clip(path: Path) -> bool:

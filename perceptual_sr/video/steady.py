@@ -5,16 +5,18 @@ noise alone: on a still noisy scene the output at `detail` 1 flickers 1.83x as m
 frame as bicubic upscaling of the same frames (issue #35), and walls, skin and sky boil.
 
 The fix is the simplest of the video SR literature's recurrent ideas (e.g. FRVSR, Sajjadi et al.
-2018, which feeds the previous output forward), without flow: split each output into a bicubic
-base of the frame and the network's residual over it, and where the input did not change since the
-last frame, keep most of the last residual instead of the new one:
+2018, which feeds the previous output forward), without flow: split each output into its own
+low band (area-downscaled to the input's size, then bicubic-upscaled back) and the detail above it,
+and where the input did not change since the last frame, keep most of the last detail instead of
+the new one:
 
-    residual_t = keep * residual_(t-1) + (1 - keep) * (output_t - bicubic(input_t))
+    residual_t = keep * residual_(t-1) + (1 - keep) * (output_t - lowband(output_t))
     keep = hold * max(0, 1 - change / threshold),  change = |box5(input_t - input_(t-1))|
 
 The 5x5 box average before the absolute value lets sensor noise cancel while an edge that moves
-does not: motion leaves `keep` at 0 and the frame as the image path makes it. The base follows
-every frame, so nothing lags but invented texture, and only where nothing moved.
+does not: motion leaves `keep` at 0 and the frame as the image path makes it. The low band follows
+every frame, so nothing lags but invented texture, and only where nothing moved. It is taken from
+the output, not the input, so noise the cleanup network removed does not come back through it.
 
 The threshold follows the clip's noise: sigma 0.75 x its noise estimate (in 8-bit levels), at
 least 1.5. Measured on 3 BSDS500 test photos (`tools/video_steadiness.py`; a still camera for
@@ -72,7 +74,8 @@ class SteadyDetail:
             return output
         source = torch.from_numpy(low_res).permute(2, 0, 1)[None].float()  # (1, 3, h, w), 8-bit levels
         result = torch.from_numpy(output).permute(2, 0, 1)[None].float()  # (1, 3, H, W)
-        base = F.interpolate(source, size=result.shape[-2:], mode="bicubic", align_corners=False)
+        low_band = F.interpolate(result, size=source.shape[-2:], mode="area")
+        base = F.interpolate(low_band, size=result.shape[-2:], mode="bicubic", align_corners=False)
         residual = result - base
         if self._last_input is not None and self._last_input.shape == source.shape and \
                 self._last_residual.shape == residual.shape:

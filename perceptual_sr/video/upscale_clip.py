@@ -24,6 +24,7 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
+from perceptual_sr.inference import auto_cleanup
 from perceptual_sr.inference.auto_cleanup import InputQuality
 from perceptual_sr.inference.image_pipeline import ImagePipeline
 from perceptual_sr.utils.atomic_write import atomic_file
@@ -36,6 +37,7 @@ from perceptual_sr.video.clip import (
     ClipInfo,
     ClipWriter,
     Frame,
+    check_codec,
     even_size,
     open_clip,
     read_clip,
@@ -61,6 +63,7 @@ class VideoResult:
     cleanup: float
     quality: InputQuality | None
     copied_streams: tuple[str, ...]
+    dropped_streams: tuple[str, ...] = ()
 
     def describe(self) -> str:
         cleanup = (f"cleanup {self.cleanup:.2f} (auto: noise ~{self.quality.noise_sigma:.1f}/255 over "
@@ -69,21 +72,25 @@ class VideoResult:
         # A truncated stream decodes as far as it goes, as players show it: say so rather than hide it.
         short = (f" (of the {self.info.frames} the file announces: the rest did not decode)"
                  if self.frames < self.info.frames - 1 else "")
-        return (f"{self.frames} frames{short} at {self.size[0]}x{self.size[1]} in {self.seconds:.1f} s ({rate:.2f} frames/s); "
-                f"detail {self.detail:g}, {cleanup}; copied: {', '.join(self.copied_streams) or 'no other streams'}")
+        dropped = (f"; left out (the container cannot hold them): {', '.join(self.dropped_streams)}"
+                   if self.dropped_streams else "")
+        return (f"{self.frames} frames{short} at {self.size[0]}x{self.size[1]} in {self.seconds:.1f} s "
+                f"({rate:.2f} frames/s); detail {self.detail:g}, {cleanup}; copied: "
+                f"{', '.join(self.copied_streams) or 'no other streams'}{dropped}")
 
 
-def measure_clip(pipeline: ImagePipeline, source: str | Path, info: ClipInfo | None = None) -> InputQuality:
+def sample_frames(source: str | Path, info: ClipInfo, count: int = AUTO_SAMPLE_FRAMES) -> list[np.ndarray]:
+    """Up to `count` frames spread evenly over the clip (one decoding pass)."""
+    every = max(1, info.frames // count)
+    frames = [item.rgb for item in read_clip(source) if isinstance(item, Frame)]
+    return frames[::every][:count] if frames else []
+
+
+def measure_clip(pipeline: ImagePipeline, source: str | Path, info: ClipInfo | None = None,
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS) -> InputQuality:
     """`cleanup="auto"` for a clip: the median over `AUTO_SAMPLE_FRAMES` frames spread over it
     of what `assess` reads (noise; a frame carries no JPEG tables)."""
-    info = info or open_clip(source)
-    every = max(1, info.frames // AUTO_SAMPLE_FRAMES)
-    qualities, index = [], 0
-    for item in read_clip(source):
-        if isinstance(item, Frame):
-            if index % every == 0 and len(qualities) < AUTO_SAMPLE_FRAMES:
-                qualities.append(pipeline.assess(item.rgb))
-            index += 1
+    qualities = [pipeline.assess(frame, max_pixels) for frame in sample_frames(source, info or open_clip(source))]
     return InputQuality(None, median(q.noise_sigma for q in qualities), median(q.cleanup for q in qualities))
 
 
@@ -97,11 +104,12 @@ def upscale_video(pipeline: ImagePipeline, source: str | Path, destination: str 
     detail, cleanup, outscale: as for `upscale` ("auto" measured once over the clip).
     crf: the encoder's quality (x264/x265: 0 lossless ... 51; 18 visually lossless).
     steady: how the invented detail holds still (`steady.SteadySettings`; hold 0 turns it off).
-    max_pixels: largest frame accepted (width x height); max_seconds: longest clip.
+    max_pixels: largest frame accepted (width x height); max_seconds: longest clip (checked
+    against the header and again against each frame's time, for files that do not say).
     progress: called with (frames done, frames expected) after each frame.
     options: the fields of `UpscaleOptions` (colour fix, tiles, device, ...).
     Frame count, timestamps (variable frame rate included) and duration are kept; audio and
-    subtitle streams are copied where the container takes them.
+    subtitle streams are copied where the container takes them (`VideoResult.dropped` names the others).
     """
     source, destination = Path(source), Path(destination)
     if not isinstance(crf, int) or isinstance(crf, bool) or not 0 <= crf <= 51:
@@ -111,28 +119,36 @@ def upscale_video(pipeline: ImagePipeline, source: str | Path, destination: str 
     if destination.exists() and destination.resolve() == source.resolve():
         raise ValueError(f"{destination} is the input clip; choose another output name")
     detail, cleanup, outscale = pipeline.check_settings(detail, cleanup, outscale)
+    check_codec(codec)
     info = open_clip(source)
     check_pixel_count(info.width, info.height, max_pixels)
     if max_seconds is not None and info.duration > max_seconds:
         raise ClipError(f"the clip lasts {info.duration:.1f} s; at most {max_seconds:g} s are accepted here")
-    measured = measure_clip(pipeline, source, info)  # its noise sets the steadying threshold too
-    quality = measured if cleanup == "auto" else None
-    strength = measured.cleanup if cleanup == "auto" else cleanup
+    # One pass over a sample of frames: what auto chooses, and the noise the steadying must see past.
+    samples = sample_frames(source, info) if cleanup == "auto" or steady.hold else []
+    quality = None
+    if cleanup == "auto":
+        measured = [pipeline.assess(frame, max_pixels) for frame in samples]
+        quality = InputQuality(None, median(q.noise_sigma for q in measured), median(q.cleanup for q in measured))
+    strength = quality.cleanup if quality is not None else cleanup
+    noise = median(auto_cleanup.assess(frame).noise_sigma for frame in samples) if samples else 0.0
     size = even_size(info.width * outscale, info.height * outscale)
     started = time.perf_counter()
     with atomic_file(destination) as staging, ClipWriter(
-            staging, source, size, codec=codec, crf=crf,
+            staging, source, size, info.colour, codec=codec, crf=crf,
             container_format=KEPT_CONTAINERS[destination.suffix.lower()]) as writer:
-        frames = _run(pipeline, source, writer, size, info, detail, strength,
-                      SteadyDetail(steady, measured.noise_sigma), progress, {**options, "max_pixels": max_pixels})
+        frames = _run(pipeline, source, writer, size, info, (detail, strength), SteadyDetail(steady, noise),
+                      progress, max_seconds, {**options, "max_pixels": max_pixels})
     return VideoResult(destination, info, frames, size, time.perf_counter() - started, detail, strength, quality,
-                       writer.copied)
+                       writer.copied, writer.dropped)
 
 
 def _run(pipeline: ImagePipeline, source: Path, writer: ClipWriter, size: tuple[int, int], info: ClipInfo,
-         detail: float, strength: float, steadier: SteadyDetail, progress: Callable[[int, int], None] | None,
-         options: dict[str, Any]) -> int:
-    """Decode on one thread, upscale here, encode on another; returns the frames written."""
+         settings: tuple[float, float], steadier: SteadyDetail, progress: Callable[[int, int], None] | None,
+         max_seconds: float | None, options: dict[str, Any]) -> int:
+    """Decode on one thread, upscale here, encode on another; returns the frames written. Every
+    wait is bounded and checks `stop`, so an error or an interrupt anywhere ends all three."""
+    detail, strength = settings
     decoded: queue.Queue = queue.Queue(WINDOW)
     encoded: queue.Queue = queue.Queue(WINDOW)
     stop = threading.Event()
@@ -141,13 +157,17 @@ def _run(pipeline: ImagePipeline, source: Path, writer: ClipWriter, size: tuple[
     encoder = threading.Thread(target=_encode, args=(writer, encoded, stop, failures), daemon=True)
     reader.start()
     encoder.start()
-    done = 0
+    done, start = 0, None
     try:
-        while True:
-            item = decoded.get()
-            if item is _DONE or failures:
+        while not failures:
+            item = _get(decoded, stop, failures)
+            if item is _DONE:
                 break
             if isinstance(item, Frame):
+                start = item.seconds if start is None else start  # a stream may start later than 0
+                if max_seconds is not None and item.seconds - start > max_seconds:
+                    raise ClipError(f"the clip runs past {max_seconds:g} s; at most {max_seconds:g} s are accepted "
+                                    "here")
                 upscaled = pipeline.run(item.rgb, detail=detail, cleanup=strength, **options).image
                 if upscaled.shape[1::-1] != size:  # outscale, or an even size from an odd one
                     upscaled = np.asarray(Image.fromarray(upscaled).resize(size, Image.Resampling.LANCZOS))
@@ -157,18 +177,26 @@ def _run(pipeline: ImagePipeline, source: Path, writer: ClipWriter, size: tuple[
                     progress(done, info.frames)
             _put(encoded, item, stop)
         _put(encoded, _DONE, stop)
-        encoder.join()
-    except BaseException:
-        stop.set()  # both threads stop at their next queue step; the staging file is removed
-        raise
+        while encoder.is_alive() and not failures:
+            encoder.join(timeout=0.1)
     finally:
-        stop.set()
+        stop.set()  # both threads leave at their next step; the staging file is then removed
         _drain(decoded)
-        reader.join(timeout=10)
-        encoder.join(timeout=10)
+        reader.join()
+        encoder.join()  # before the writer closes the file under it
     if failures:
         raise failures[0]
     return done
+
+
+def _get(channel: queue.Queue, stop: threading.Event, failures: list[BaseException]) -> object:
+    """The next item, or _DONE once the other threads have stopped or failed."""
+    while not stop.is_set() and not failures:
+        try:
+            return channel.get(timeout=0.1)
+        except queue.Empty:
+            continue
+    return _DONE
 
 
 def _put(channel: queue.Queue, item: object, stop: threading.Event) -> None:
@@ -194,10 +222,9 @@ def _decode(source: Path, decoded: queue.Queue, stop: threading.Event, failures:
             if stop.is_set():
                 return
             _put(decoded, item, stop)
+        _put(decoded, _DONE, stop)
     except BaseException as error:  # noqa: BLE001 - handed to the main thread, which raises it
         failures.append(ClipError(f"decoding {source.name} failed: {error}"))
-    finally:
-        _put(decoded, _DONE, stop)
 
 
 def _encode(writer: ClipWriter, encoded: queue.Queue, stop: threading.Event, failures: list[BaseException]) -> None:
@@ -210,7 +237,7 @@ def _encode(writer: ClipWriter, encoded: queue.Queue, stop: threading.Event, fai
             if item is _DONE:
                 return
             if isinstance(item, Frame):
-                writer.write_frame(item.rgb, item.pts, item.time_base, item.colorspace, item.color_range)
+                writer.write_frame(item.rgb, item.pts, item.time_base)
             else:
                 writer.copy_packet(item)
     except BaseException as error:  # noqa: BLE001 - handed to the main thread, which raises it
