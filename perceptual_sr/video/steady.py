@@ -2,7 +2,8 @@
 
 A feed-forward network invents its texture anew in every frame, from pixels that differ by sensor
 noise alone: on a still noisy scene the output at `detail` 1 flickers 1.83x as much from frame to
-frame as bicubic upscaling of the same frames (issue #35), and walls, skin and sky boil.
+frame as bicubic upscaling of the same frames (issue #35's scene; 1.47x on the photos of
+`tools/video_steadiness.py`), and walls, skin and sky boil.
 
 The fix is the simplest of the video SR literature's recurrent ideas (e.g. FRVSR, Sajjadi et al.
 2018, which feeds the previous output forward), without flow: split each output into its own
