@@ -19,13 +19,14 @@ does not: motion leaves `keep` at 0 and the frame as the image path makes it. Th
 every frame, so nothing lags but invented texture, and only where nothing moved. It is taken from
 the output, not the input, so noise the cleanup network removed does not come back through it.
 
-The threshold follows the clip's noise: sigma 0.75 x its noise estimate (in 8-bit levels), at
-least 1.5. Measured on 3 BSDS500 test photos (`tools/video_steadiness.py`; a still camera for
-flicker, a slow pan of 0.375 LR pixels a frame for LPIPS against the true frames), hold 0.8:
-noise sigma 2: threshold 4 gave flicker 1.07x bicubic but up to +0.034 LPIPS on the pan (texture
-carried past a slow motion it could not see); 1.5 gave 1.11-1.12x and at most +0.013.
-Noise sigma 5: threshold 1.5 left 1.22-1.24x flicker; 3.75 gave 1.09-1.10x, and LPIPS 0.019-0.036
-*lower* than the image path's (the carried residual averages the noise the network sharpened).
+The threshold follows the clip's noise: 0.75 x its noise sigma estimate (in 8-bit levels), at
+least 1.5. Measured on 3 BSDS500 test photos (`tools/video_steadiness.py`: a still camera for
+flicker, a slow pan of 0.375 LR pixels a frame for LPIPS against the true frames), hold 0.8. With
+the low band taken from the input (an earlier version), threshold 4 at noise sigma 2 gave flicker
+1.07x bicubic but up to +0.034 LPIPS on the pan (texture carried past a motion too slow to see).
+As shipped: sigma 2, threshold 1.5: flicker 0.99-1.00x, pan LPIPS -0.006 to +0.008 against the
+image path; sigma 5, threshold 3.75: flicker 0.95-0.97x, pan LPIPS 0.016-0.058 *lower* (the
+carried detail averages the noise the network would sharpen).
 """
 
 from __future__ import annotations
