@@ -15,6 +15,7 @@ from perceptual_sr.networks.restorer import CleanupConfig, CleanupNet
 from perceptual_sr.training.cleanup_training import CleanupTrainConfig, DegradedSamples, strength_of, train_cleanup
 
 TINY = CleanupConfig(channels=8, full_res_channels=4, blocks=1)
+pytestmark = pytest.mark.slow  # prepares a dataset and trains
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,16 @@ import pytest
 from PIL import Image
 
 av = pytest.importorskip("av")
+pytestmark = pytest.mark.slow  # each test encodes and upscales a clip: seconds, not milliseconds
 
 from perceptual_sr.commands.cli import main  # noqa: E402
-from perceptual_sr.video import measure_clip, upscale_video  # noqa: E402
-from perceptual_sr.video import upscale_clip  # noqa: E402
+from perceptual_sr.video import (  # noqa: E402
+    measure_clip,
+    upscale_clip,  # noqa: E402
+    upscale_video,
+)
 from perceptual_sr.video.clip import ClipError, is_clip, open_clip  # noqa: E402
 from perceptual_sr.video.sample_clips import camera_frames, write_clip  # noqa: E402
-from perceptual_sr.video.steady import SteadyDetail, SteadySettings  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -169,24 +172,6 @@ def test_the_cli_takes_folders_of_images_and_clips(photo, tmp_path, capsys):
     stamp = (tmp_path / "out" / "clip_x4.mov").stat().st_mtime_ns
     assert main(["upscale", str(folder), "-o", str(tmp_path / "out"), "--skip-existing"]) == 0
     assert (tmp_path / "out" / "clip_x4.mov").stat().st_mtime_ns == stamp
-
-
-def test_steady_detail_holds_still_scenes_and_leaves_motion_alone():
-    rng = np.random.default_rng(0)
-    still = np.full((16, 16, 3), 120, np.uint8)
-    steadier = SteadyDetail()
-    outputs = [steadier(still, rng.integers(100, 140, (64, 64, 3), dtype=np.uint8)) for _ in range(6)]
-    raw_flicker = 2 * 20 / 3  # mean |a - b| of two uniform draws over 40 levels, about 13
-    flicker = np.mean([np.abs(b.astype(int) - a).mean() for a, b in zip(outputs, outputs[1:])])
-    assert flicker < 0.5 * raw_flicker
-    moving = SteadyDetail()
-    first = rng.integers(0, 190, (16, 16, 3), dtype=np.uint8)
-    moving(first, rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
-    second, output = first + 60, rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)  # a change everywhere
-    assert np.abs(moving(second, output).astype(int) - output).max() <= 1
-    assert np.array_equal(SteadyDetail(SteadySettings(hold=0.0))(still, output), output)
-    with pytest.raises(ValueError, match="hold"):
-        SteadySettings(hold=1.0)
 
 
 def test_a_clip_without_frames_is_refused(tmp_path):
