@@ -7,7 +7,7 @@ For each input size, on the bundled model and the same photo, alternating runs i
 Prints seconds (median of --repeats), output MP/s and the ratio cleaned / clean (issue #34's bar: at
 most 1.5x at 512x512), and the cleanup's multiply-accumulates per output pixel.
 
-    python benchmarks/bench_cleanup.py [--sizes 256,512] [--repeats 5]
+    python benchmarks/bench_cleanup.py [--sizes 256,512] [--repeats 5] [--model FOLDER]
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="256,512")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--model", help="a model folder with a cleanup network (default: the bundled model)")
     args = parser.parse_args()
-    pipeline = SRPipeline.from_pretrained()
+    pipeline = SRPipeline.from_pretrained(args.model)
     if not pipeline.has_cleanup_network():
         raise SystemExit("the bundled model has no cleanup network")
     config = pipeline.cleanup_config

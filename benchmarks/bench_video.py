@@ -37,7 +37,7 @@ def make_clip(path: Path, size: tuple[int, int], frames: int) -> Path:
     rng = np.random.default_rng(0)
     coarse = rng.integers(0, 255, (size[1] // 2, size[0] // 2, 3), dtype=np.uint8)
     photo = np.asarray(Image.fromarray(coarse).resize((size[0] * 8, size[1] * 8), Image.Resampling.BICUBIC))
-    lows = [lr for _, lr in camera_frames(photo, frames, size, pan=(2.0, 1.0))]
+    lows = [lr for _, lr in camera_frames(photo, frames, size, pan=(96 / frames, 48 / frames))]
     return write_clip(path, lows, audio_seconds=frames / 24)
 
 
