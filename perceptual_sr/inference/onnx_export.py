@@ -205,12 +205,7 @@ class OnnxSR(nn.Module):
         path = check_image_file(path, what="ONNX file")
         self.session, self.provider, self.precision = _open_session(path, threads, provider, precision)
         metadata = self.session.get_modelmeta().custom_metadata_map
-        try:
-            self.config = SRConfig.from_dict(json.loads(metadata[CONFIG_KEY]))
-        except (KeyError, json.JSONDecodeError) as error:
-            raise ValueError(f"{str(path)!r} was not written by perceptual-sr export (no {CONFIG_KEY})") from error
-        except (TypeError, ValueError, AttributeError) as error:
-            raise ValueError(f"{str(path)!r} has an invalid {CONFIG_KEY} in its metadata: {error}") from error
+        self.config = config_in_metadata(path, metadata, CONFIG_KEY, SRConfig)
         self.form = metadata.get(FORM_KEY, "module")  # files written before FORM_KEY hold the plain module
         try:
             self.detail = float(metadata.get(DETAIL_KEY, "1.0"))
@@ -257,6 +252,16 @@ class OnnxSR(nn.Module):
         batch = np.ascontiguousarray(low_res.detach().float().cpu().numpy())
         (high_res,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})
         return torch.from_numpy(high_res).to(low_res.device)
+
+
+def config_in_metadata(path: Path, metadata: dict[str, str], key: str, config_class: type) -> Any:
+    """The configuration dataclass an exported file records under `key`; ValueError naming the file."""
+    try:
+        return config_class.from_dict(json.loads(metadata[key]))
+    except (KeyError, json.JSONDecodeError) as error:
+        raise ValueError(f"{str(path)!r} was not written by perceptual-sr export (no {key})") from error
+    except (TypeError, ValueError, AttributeError) as error:
+        raise ValueError(f"{str(path)!r} has an invalid {key} in its metadata: {error}") from error
 
 
 def _open_session(path: Path, threads: int | None, provider: str, precision: str) -> tuple[Any, str, str]:

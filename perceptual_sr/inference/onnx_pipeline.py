@@ -27,6 +27,7 @@ from perceptual_sr.inference.onnx_export import (
     OnnxSR,
     _open_session,
     _write_onnx,
+    config_in_metadata,
     export_onnx,
 )
 from perceptual_sr.inference.pipeline import SRPipeline
@@ -95,11 +96,7 @@ class OnnxCleanup(nn.Module):
         path = check_image_file(path, what="ONNX file")
         self.session, self.provider, self.precision = _open_session(path, threads, provider, precision)
         metadata = self.session.get_modelmeta().custom_metadata_map
-        try:
-            self.config = CleanupConfig.from_dict(json.loads(metadata[CLEANUP_CONFIG_KEY]))
-        except (KeyError, json.JSONDecodeError, TypeError, ValueError) as error:
-            raise ValueError(f"{str(path)!r} is not a cleanup network written by perceptual-sr export "
-                             f"(its {CLEANUP_CONFIG_KEY} is missing or invalid: {error})") from error
+        self.config = config_in_metadata(path, metadata, CLEANUP_CONFIG_KEY, CleanupConfig)
         probe = np.full((1, 3, 8, 8), 0.5, np.float32)
         try:
             (cleaned,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: probe, STRENGTH_NAME: np.ones(1, np.float32)})

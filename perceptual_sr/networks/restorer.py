@@ -19,7 +19,6 @@ to clean (FBCNN, Jiang et al. 2021, conditions on the JPEG quality the same way)
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +29,7 @@ from torch import nn
 from perceptual_sr.hub import model_card
 from perceptual_sr.networks.hub_module import SafeHubModule
 from perceptual_sr.networks.network_ends import check_rgb_batch
-from perceptual_sr.utils.config_flags import is_whole_number, setting
+from perceptual_sr.utils.config_flags import config_from_dict, is_whole_number, setting
 
 CLEANUP_MODEL_TYPE = "perceptual-sr-cleanup"
 # A damaged config.json (channels: 4096) must fail before it allocates gigabytes.
@@ -84,11 +83,8 @@ class CleanupConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "CleanupConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown CleanupConfig keys {unknown}; expected a subset of {sorted(known)}")
-        return cls(**values)
+        """Build from a dict (e.g. a parsed config.json); unknown keys are an error."""
+        return config_from_dict(cls, values)
 
 
 def _conv(in_channels: int, out_channels: int) -> nn.Conv2d:

@@ -10,7 +10,6 @@ Super-Resolution", ECCV 2016, supplementary material, Table 2 (x4 / x8 SR nets):
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from torch import nn
 from perceptual_sr.hub import model_card, weights
 from perceptual_sr.networks.hub_module import SafeHubModule
 from perceptual_sr.networks.network_ends import check_rgb_batch, output_head
-from perceptual_sr.utils.config_flags import is_whole_number, setting
+from perceptual_sr.utils.config_flags import config_from_dict, is_whole_number, setting
 
 MODEL_TYPE = "perceptual-sr"
 SCALES = (2, 4, 8)
@@ -106,11 +105,7 @@ class SRConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "SRConfig":
         """Build from a dict (e.g. a parsed config.json); unknown keys are an error."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown SRConfig keys {unknown}; expected a subset of {sorted(known)}")
-        return cls(**values)
+        return config_from_dict(cls, values)
 
 
 def _norm(kind: str, channels: int) -> nn.Module:

@@ -111,3 +111,13 @@ def from_flags(cls: type, values: dict[str, Any]) -> Any:
         return tuple(given) if typing.get_origin(kind) is tuple and isinstance(given, list) else given
 
     return cls(**{spec.name: value(spec.name) for spec in dataclasses.fields(cls) if spec.name in values})
+
+
+def config_from_dict(cls: type, values: dict[str, Any]) -> Any:
+    """Dataclass `cls` from a dict (e.g. a parsed config.json); a key it does not know is a
+    ValueError naming it, so a damaged or foreign file fails here, not as a TypeError later."""
+    known = {spec.name for spec in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys {unknown}; expected a subset of {sorted(known)}")
+    return cls(**values)
