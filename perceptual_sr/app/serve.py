@@ -5,8 +5,8 @@ Environment variables:
                              (default: the weights bundled with the package; nothing is downloaded).
     PERCEPTUAL_SR_MAX_PIXELS largest accepted input, width x height (default 1048576 = 1024 x 1024).
     PERCEPTUAL_SR_CONCURRENCY upscales running at once (default 1); more requests wait in the queue.
-    PERCEPTUAL_SR_MAX_VIDEO_SECONDS longest clip the Video tab takes (default 10).
-    PERCEPTUAL_SR_MAX_VIDEO_PIXELS  largest frame of a clip, width x height (default 76800 = 320 x 240).
+    PERCEPTUAL_SR_MAX_VIDEO_SECONDS longest clip the Video tab takes (default 5).
+    PERCEPTUAL_SR_MAX_VIDEO_PIXELS  largest frame of a clip, width x height (default 57600 = 320 x 180).
     PERCEPTUAL_SR_DEVICE     cpu, cuda, cuda:N or mps (default: CUDA when present, then MPS, then CPU).
     GRADIO_SERVER_NAME       host to bind (default 127.0.0.1; Spaces set 0.0.0.0).
     GRADIO_SERVER_PORT       port (default 7860).
@@ -52,8 +52,8 @@ def main() -> None:
         share = _bool_env("GRADIO_SHARE")
         max_pixels = _int_env("PERCEPTUAL_SR_MAX_PIXELS", 1024 * 1024)
         concurrency = _int_env("PERCEPTUAL_SR_CONCURRENCY", 1)
-        max_video_seconds = _int_env("PERCEPTUAL_SR_MAX_VIDEO_SECONDS", 10)
-        max_video_pixels = _int_env("PERCEPTUAL_SR_MAX_VIDEO_PIXELS", 320 * 240)
+        max_video_seconds = _int_env("PERCEPTUAL_SR_MAX_VIDEO_SECONDS", 5)
+        max_video_pixels = _int_env("PERCEPTUAL_SR_MAX_VIDEO_PIXELS", 320 * 180)
 
         from perceptual_sr import SRPipeline
         from perceptual_sr.utils.runtime import choose_device, reuse_freed_memory

@@ -1,6 +1,7 @@
 """The demo's Video tab: a short clip in, the upscaled clip out (playable, with a download), its sound kept.
 
-Clips cost the network's time per frame (about 0.35 s per 320x180 frame on the Space's 2 vCPUs),
+Clips cost the network's time per frame (a 320x180 frame, 1280x720 out: 0.35 s on a 2-core Xeon with
+AMX, about 1.8 s on a 2-core AMD EPYC without AVX-512),
 so the tab takes short, small clips: `max_seconds` and `max_frame_pixels` (the environment's
 PERCEPTUAL_SR_MAX_VIDEO_SECONDS and PERCEPTUAL_SR_MAX_VIDEO_PIXELS, see `serve.py`). A clip over
 a limit gets a message before any frame is upscaled. Gradio's progress bar counts the frames.
@@ -20,8 +21,8 @@ import gradio as gr
 from perceptual_sr.inference.image_pipeline import ImagePipeline
 from perceptual_sr.utils.image_io import ImageTooLargeError
 
-DEFAULT_MAX_SECONDS = 10.0
-DEFAULT_MAX_FRAME_PIXELS = 320 * 240  # a 320x240 frame becomes 1280x960
+DEFAULT_MAX_SECONDS = 5.0
+DEFAULT_MAX_FRAME_PIXELS = 320 * 180  # a 320x180 frame becomes 1280x720
 _OUTPUT_MAX_AGE_S = 15 * 60  # Gradio copies outputs into its own cache right after each call
 
 
