@@ -80,7 +80,7 @@ def build_video_tab(pipeline: ImagePipeline, *, max_seconds: float, max_frame_pi
                 progress: gr.Progress = gr.Progress()) -> tuple[str, str]:
         return upscaler(clip_path, detail, automatic_cleanup, progress)
 
-    gr.Markdown(f"Short clips: up to {max_seconds:g} s and {max_frame_pixels:,} pixels a frame (e.g. 320 x 240). "
+    gr.Markdown(f"Short clips: up to {max_seconds:g} s and {max_frame_pixels:,} pixels a frame. "
                 "Sound is kept; the invented detail holds still where the scene does.")
     with gr.Row():
         with gr.Column(scale=1):
