@@ -80,10 +80,14 @@ class VideoResult:
 
 
 def sample_frames(source: str | Path, info: ClipInfo, count: int = AUTO_SAMPLE_FRAMES) -> list[np.ndarray]:
-    """Up to `count` frames spread evenly over the clip (one decoding pass)."""
-    every = max(1, info.frames // count)
-    frames = [item.rgb for item in read_clip(source) if isinstance(item, Frame)]
-    return frames[::every][:count] if frames else []
+    """Up to `count` frames spread evenly over the clip (one decoding pass, keeping only those)."""
+    every, kept, index = max(1, info.frames // count), [], 0
+    for item in read_clip(source):
+        if isinstance(item, Frame):
+            if index % every == 0 and len(kept) < count:
+                kept.append(item.rgb)
+            index += 1
+    return kept
 
 
 def measure_clip(pipeline: ImagePipeline, source: str | Path, info: ClipInfo | None = None,
