@@ -80,12 +80,7 @@ class ImagePipeline:
         if isinstance(image, torch.Tensor) and outscale != self.scale:
             raise ValueError("outscale works on PIL images, paths and numpy arrays; resize a tensor result "
                              "with torch.nn.functional.interpolate")
-        if isinstance(image, (str, Path)):
-            image = open_image(image, max_pixels=settings.max_pixels)
-        inference.check_input(image, settings.max_pixels)  # before anything measures it
-        quality = self._measure(image) if cleanup == "auto" else None
-        if quality is not None:
-            cleanup = quality.cleanup
+        image, cleanup, quality = self._read_and_measure(image, cleanup, settings.max_pixels)
         device = choose_device(settings.device)
         network = self.inference_network(device, settings.fast, detail=detail, cleanup=cleanup)
         result = inference.upscale_with(network, image, settings, device, self.cleanup_at(cleanup, device))
@@ -104,12 +99,7 @@ class ImagePipeline:
                              "upscaling; load the bundled default or a folder that has one")
         settings = inference.UpscaleOptions(**{"color_fix": None, **options})
         _, cleanup, _ = self.check_settings(None, cleanup, None)
-        if isinstance(image, (str, Path)):
-            image = open_image(image, max_pixels=settings.max_pixels)
-        inference.check_input(image, settings.max_pixels)
-        quality = self._measure(image) if cleanup == "auto" else None
-        if quality is not None:
-            cleanup = quality.cleanup
+        image, cleanup, quality = self._read_and_measure(image, cleanup, settings.max_pixels)
         device = choose_device(settings.device)
         # No upscaler, the cleanup as in `upscale` (its tiles and overlap); at strength 0 nothing runs,
         # and the input comes back through the same decode and encode as any other.
@@ -122,7 +112,22 @@ class ImagePipeline:
         where nothing is cleaned ("auto" measured on `image`): what evaluation scores per image."""
         detail, cleanup, _ = self.check_settings(detail, cleanup)
         strength = self.assess(image).cleanup if cleanup == "auto" else cleanup
-        return self.inference_network(torch.device("cpu"), detail=detail, cleanup=strength), self.cleanup_at(strength)
+        return self.scored_network(detail, strength), self.cleanup_at(strength)
+
+    def scored_network(self, detail: float, cleanup: float) -> nn.Module:
+        """The upscaler evaluation scores at (`detail`, `cleanup`), on the CPU: the inference form
+        here; `SRPipeline` gives its plain blend, which evaluation prepares as it is told."""
+        return self.inference_network(torch.device("cpu"), detail=detail, cleanup=cleanup)
+
+    def _read_and_measure(self, image: Any, cleanup: float | str,
+                          max_pixels: int | None) -> tuple[Any, float, InputQuality | None]:
+        """(the input, opened if a path and checked as `upscale` checks it; the cleanup strength, "auto"
+        measured on it; what auto read, or None)."""
+        if isinstance(image, (str, Path)):
+            image = open_image(image, max_pixels=max_pixels)
+        inference.check_input(image, max_pixels)  # before anything measures it
+        quality = self._measure(image) if cleanup == "auto" else None
+        return image, quality.cleanup if quality is not None else cleanup, quality
 
     def assess(self, image: Any, max_pixels: int | None = inference.DEFAULT_MAX_PIXELS) -> InputQuality:
         """What `cleanup="auto"` chooses for `image`, and why: a path, a PIL image as opened (so a

@@ -203,8 +203,7 @@ class OnnxSR(nn.Module):
                  precision: str = "auto") -> None:
         super().__init__()
         path = check_image_file(path, what="ONNX file")
-        self.session, self.provider, self.precision = _open_session(path, threads, provider, precision)
-        metadata = self.session.get_modelmeta().custom_metadata_map
+        self.session, self.provider, self.precision, metadata = open_exported(path, threads, provider, precision)
         self.config = config_in_metadata(path, metadata, CONFIG_KEY, SRConfig)
         self.form = metadata.get(FORM_KEY, "module")  # files written before FORM_KEY hold the plain module
         try:
@@ -264,8 +263,9 @@ def config_in_metadata(path: Path, metadata: dict[str, str], key: str, config_cl
         raise ValueError(f"{str(path)!r} has an invalid {key} in its metadata: {error}") from error
 
 
-def _open_session(path: Path, threads: int | None, provider: str, precision: str) -> tuple[Any, str, str]:
-    """(an ONNX Runtime session of `path`, the provider, the precision); ValueError for a bad file."""
+def open_exported(path: Path, threads: int | None, provider: str, precision: str) -> tuple[Any, str, str, dict]:
+    """(an ONNX Runtime session of `path`, the provider, the precision, the file's metadata);
+    ValueError for a bad file."""
     import onnxruntime
 
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
@@ -284,7 +284,7 @@ def _open_session(path: Path, threads: int | None, provider: str, precision: str
         session = onnxruntime.InferenceSession(str(path), options, providers=_providers(provider, precision, threads))
     except Exception as error:  # onnxruntime raises its own exception types for unreadable files
         raise ValueError(f"cannot load {str(path)!r} with ONNX Runtime: {error}") from error
-    return session, provider, precision
+    return session, provider, precision, session.get_modelmeta().custom_metadata_map
 
 
 def _resolve_provider(available: list[str], provider: str, precision: str) -> tuple[str, str]:

@@ -25,10 +25,10 @@ from perceptual_sr.inference.onnx_export import (
     INPUT_NAME,
     OUTPUT_NAME,
     OnnxSR,
-    _open_session,
     _write_onnx,
     config_in_metadata,
     export_onnx,
+    open_exported,
 )
 from perceptual_sr.inference.pipeline import SRPipeline
 from perceptual_sr.networks.restorer import CleanupAt, CleanupConfig, CleanupNet, pad_for_cleanup
@@ -94,8 +94,7 @@ class OnnxCleanup(nn.Module):
                  precision: str = "auto") -> None:
         super().__init__()
         path = check_image_file(path, what="ONNX file")
-        self.session, self.provider, self.precision = _open_session(path, threads, provider, precision)
-        metadata = self.session.get_modelmeta().custom_metadata_map
+        self.session, self.provider, self.precision, metadata = open_exported(path, threads, provider, precision)
         self.config = config_in_metadata(path, metadata, CLEANUP_CONFIG_KEY, CleanupConfig)
         probe = np.full((1, 3, 8, 8), 0.5, np.float32)
         try:

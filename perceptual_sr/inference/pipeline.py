@@ -259,13 +259,8 @@ class SRPipeline(ImagePipeline):
         it): what evaluation scores per image."""
         return self.components_for(image, detail=detail, cleanup=cleanup)[0]
 
-    def components_for(self, image: Any, *, detail: float | None = None, cleanup: float | str | None = "auto"
-                       ) -> tuple[PerceptualSR, CleanupAt | None]:
-        """(upscaler, cleanup) that `upscale` would run for `image`: `network_for`'s network and the
-        cleanup network at the strength chosen (None where nothing is cleaned), on the CPU."""
-        detail, cleanup, _ = self.check_settings(detail, cleanup)
-        strength = self.assess(image).cleanup if cleanup == "auto" else cleanup
-        return self.network_at(detail=detail, cleanup=strength), self.cleanup_at(strength)
+    def scored_network(self, detail: float, cleanup: float) -> PerceptualSR:
+        return self.network_at(detail=detail, cleanup=cleanup)
 
 def load_weight_sets(folder: Path) -> dict[str, PerceptualSR]:
     """Every weight set of a local model folder, each loaded strictly from safetensors."""

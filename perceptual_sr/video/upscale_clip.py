@@ -94,7 +94,11 @@ def measure_clip(pipeline: ImagePipeline, source: str | Path, info: ClipInfo | N
                  max_pixels: int | None = DEFAULT_MAX_PIXELS) -> InputQuality:
     """`cleanup="auto"` for a clip: the median over `AUTO_SAMPLE_FRAMES` frames spread over it
     of what `assess` reads (noise; a frame carries no JPEG tables)."""
-    qualities = [pipeline.assess(frame, max_pixels) for frame in sample_frames(source, info or open_clip(source))]
+    return _median_quality(pipeline, sample_frames(source, info or open_clip(source)), max_pixels)
+
+
+def _median_quality(pipeline: ImagePipeline, frames: list[np.ndarray], max_pixels: int | None) -> InputQuality:
+    qualities = [pipeline.assess(frame, max_pixels) for frame in frames]
     return InputQuality(None, median(q.noise_sigma for q in qualities), median(q.cleanup for q in qualities))
 
 
@@ -130,10 +134,7 @@ def upscale_video(pipeline: ImagePipeline, source: str | Path, destination: str 
         raise ClipError(f"the clip lasts {info.duration:.1f} s; at most {max_seconds:g} s are accepted here")
     # One pass over a sample of frames: what auto chooses, and the noise the steadying must see past.
     samples = sample_frames(source, info) if cleanup == "auto" or steady.hold else []
-    quality = None
-    if cleanup == "auto":
-        measured = [pipeline.assess(frame, max_pixels) for frame in samples]
-        quality = InputQuality(None, median(q.noise_sigma for q in measured), median(q.cleanup for q in measured))
+    quality = _median_quality(pipeline, samples, max_pixels) if cleanup == "auto" else None
     strength = quality.cleanup if quality is not None else cleanup
     noise = median(auto_cleanup.assess(frame).noise_sigma for frame in samples) if samples else 0.0
     size = even_size(info.width * outscale, info.height * outscale)
