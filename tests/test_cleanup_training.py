@@ -1,6 +1,7 @@
 """Training of the cleanup network: both stages run, learn, checkpoint and resume exactly."""
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from perceptual_sr.data.dataset import SRPairDataset
 from perceptual_sr.data.prepare import PrepareConfig, prepare
 from perceptual_sr.inference.auto_cleanup import assess
 from perceptual_sr.networks.restorer import CleanupConfig, CleanupNet
+from perceptual_sr.networks.upscaler import PerceptualSR
 from perceptual_sr.training.cleanup_training import CleanupTrainConfig, DegradedSamples, strength_of, train_cleanup
 
 TINY = CleanupConfig(channels=8, full_res_channels=4, blocks=1)
@@ -56,11 +58,12 @@ def test_samples_are_seeded_and_stage_hr_skips_what_it_cannot_learn_from(dataset
     assert all(samples[k][3] > 0 for k in range(12))
 
 
-@pytest.mark.parametrize("stage", ["lr", "hr"])
-def test_each_stage_trains_checkpoints_and_resumes_exactly(dataset, tmp_path, stage, monkeypatch):
+@pytest.mark.parametrize("stage, upscaler_rate", [("lr", 0.0), ("hr", 0.0), ("hr", 1e-3)])
+def test_each_stage_trains_checkpoints_and_resumes_exactly(dataset, tmp_path, stage, upscaler_rate, monkeypatch):
     from perceptual_sr.training import cleanup_training
 
-    whole = train_cleanup(_config(dataset, tmp_path / "whole", stage=stage), TINY)
+    overrides = dict(stage=stage, upscaler_learning_rate=upscaler_rate)
+    whole = train_cleanup(_config(dataset, tmp_path / "whole", **overrides), TINY)
     calls, real_loss = [], cleanup_training.charbonnier
 
     def interrupted_at_the_third_step(*args):
@@ -71,15 +74,76 @@ def test_each_stage_trains_checkpoints_and_resumes_exactly(dataset, tmp_path, st
 
     monkeypatch.setattr(cleanup_training, "charbonnier", interrupted_at_the_third_step)
     with pytest.raises(KeyboardInterrupt):
-        train_cleanup(_config(dataset, tmp_path / "split", stage=stage), TINY)
+        train_cleanup(_config(dataset, tmp_path / "split", **overrides), TINY)
     monkeypatch.setattr(cleanup_training, "charbonnier", real_loss)
-    resumed = train_cleanup(_config(dataset, tmp_path / "split", stage=stage, resume=True))  # its own architecture
+    resumed = train_cleanup(_config(dataset, tmp_path / "split", resume=True, **overrides))  # its own architecture
     assert not torch.equal(whole.tail[-1].weight, torch.zeros_like(whole.tail[-1].weight))  # it learned
     for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-6)
     assert CleanupNet.from_pretrained(tmp_path / "whole").config == TINY
     rows = (tmp_path / "split" / "log.csv").read_text().splitlines()
     assert rows[0].startswith("step,") and len(rows) == 5
+    # The co-trained upscaler is a fine-tuned copy, saved beside the cleanup; the bundled one is untouched.
+    assert (tmp_path / "whole" / "upscaler").is_dir() == (upscaler_rate > 0)
+    if upscaler_rate > 0:
+        bundled = PerceptualSR.from_pretrained().state_dict()
+        trained, split = (PerceptualSR.from_pretrained(tmp_path / run / "upscaler").state_dict()
+                          for run in ("whole", "split"))
+        assert not torch.equal(trained["head.0.weight"], bundled["head.0.weight"])
+        assert all(torch.allclose(trained[k], split[k], atol=1e-6) for k in trained)
+        assert all(torch.equal(trained[k], bundled[k]) for k in trained if "running" in k)  # BatchNorm kept as is
+
+
+@pytest.fixture(scope="module")
+def selection_photos(tmp_path_factory, make_photo):
+    folder = tmp_path_factory.mktemp("select")
+    for i in range(2):
+        Image.fromarray(make_photo(64, 64, seed=10 + i)).save(folder / f"photo{i}.png")
+    return folder
+
+
+def test_selection_scores_the_cleanup_in_front_of_the_upscaler_on_both_damages(selection_photos):
+    from perceptual_sr.evaluation.metrics import LPIPSMetric
+    from perceptual_sr.training.cleanup_selection import selection_scores
+
+    scores = selection_scores(CleanupNet(TINY), PerceptualSR.from_pretrained(), selection_photos, max_images=2,
+                              lpips_metric=LPIPSMetric())
+    assert set(scores) == {"jpeg75", "noise", "score"}
+    assert all(0 < value < 5 for value in scores.values())
+    assert scores["score"] == pytest.approx((scores["jpeg75"] + scores["noise"]) / 2)
+
+
+@pytest.mark.parametrize("scripted, best_step", [((0.5, 0.6, 0.4), 4), ((0.4, 0.5, 0.6), 0)])
+def test_a_run_keeps_its_best_scored_checkpoint(dataset, selection_photos, tmp_path, monkeypatch, scripted, best_step):
+    from perceptual_sr.training import cleanup_selection
+
+    scores = iter(scripted)
+    monkeypatch.setattr(cleanup_selection, "selection_scores",
+                        lambda *args, **kwargs: {"jpeg75": (s := next(scores)), "noise": s, "score": s})
+    start = CleanupNet(TINY)
+    torch.nn.init.normal_(start.tail[-1].weight, std=0.01)
+    start.save_pretrained(tmp_path / "start")
+    final = train_cleanup(_config(dataset, tmp_path / "run", stage="hr", init_from=str(tmp_path / "start"),
+                                  select_on=str(selection_photos)))
+    rows = (tmp_path / "run" / "selection.csv").read_text().splitlines()
+    assert rows[0] == "step,jpeg75,noise,score" and [row.split(",")[0] for row in rows[1:]] == ["0", "2", "4"]
+    best = CleanupNet.from_pretrained(tmp_path / "run" / "best")
+    expected = final if best_step == 4 else start
+    assert all(torch.equal(a, b) for a, b in zip(best.state_dict().values(), expected.state_dict().values()))
+    assert json.loads((tmp_path / "run" / "best" / "score.json").read_text())["step"] == best_step
+
+
+def test_a_run_saved_before_a_setting_existed_resumes_with_its_default(dataset, tmp_path):
+    train_cleanup(_config(dataset, tmp_path / "run", steps=2), TINY)
+    state_path = tmp_path / "run" / "checkpoint" / "training_state.pt"
+    state = torch.load(state_path, weights_only=True)
+    recipe = json.loads(state["train_config"])
+    del recipe["upscaler_learning_rate"], recipe["select_on"]
+    torch.save({**state, "train_config": json.dumps(recipe)}, state_path)
+    resumed = train_cleanup(_config(dataset, tmp_path / "run", steps=4, resume=True))
+    assert resumed.config == TINY
+    with pytest.raises(ValueError, match="upscaler_learning_rate"):
+        train_cleanup(_config(dataset, tmp_path / "run", steps=6, resume=True, stage="hr", upscaler_learning_rate=1e-3))
 
 
 def test_a_used_output_folder_or_a_changed_recipe_is_refused(dataset, tmp_path, capsys):
@@ -97,5 +161,9 @@ def test_bad_settings_are_clear_errors(dataset):
         CleanupTrainConfig(lr_crop=4)
     with pytest.raises(ValueError, match="clean_share"):
         CleanupTrainConfig(clean_share=1.5)
+    with pytest.raises(ValueError, match="need stage hr"):
+        CleanupTrainConfig(stage="lr", upscaler_learning_rate=1e-5)
+    with pytest.raises(ValueError, match="not a folder"):
+        CleanupTrainConfig(stage="hr", select_on=str(dataset / "no-such-folder"))
     with pytest.raises(ValueError, match="larger than the dataset"):
         DegradedSamples(SRPairDataset(dataset), _config(dataset, "unused", lr_crop=40))

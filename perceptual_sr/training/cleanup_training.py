@@ -6,7 +6,14 @@ Stage "hr" (B): the cleaned LR goes through the frozen upscaler, and the percept
 relu2_2 + pixel MSE, as the upscaler's own recipe) is taken on the HR output against the true HR,
 with stage A's loss kept as deep supervision at LR. An L1 cleanup alone is smoother than a clean
 LR and the upscaler then paints less (measured in issue #34: LPIPS worse than no cleanup); this
-stage teaches the cleanup what the upscaler needs.
+stage teaches the cleanup what the upscaler needs. With `upscaler_learning_rate` the upscaler is
+fine-tuned behind the cleanup too (issue #34's prototype: the cleanup of such a joint run did
+better in front of the *unchanged* default than one trained through the frozen default), and is
+saved as `upscaler/` beside the cleanup network.
+
+With `select_on` (a folder of photos, e.g. Set5), each checkpoint is scored by LPIPS on the HR
+output (`cleanup_selection`), and the best so far is kept in `best/`: stage B improves and then
+goes back as it trains on.
 
 Every sample is degraded on the fly (`degradations.degrade_realistic`, a preset such as
 "upload"), and its strength is read off the degraded LR by the rule `cleanup="auto"` applies to
@@ -18,6 +25,7 @@ must leave it alone. Sample k of the run is made from seed k, so a resumed run i
 
 from __future__ import annotations
 
+import copy
 import csv
 import dataclasses
 import json
@@ -46,6 +54,9 @@ from perceptual_sr.utils.config_flags import setting
 STAGES = ("lr", "hr")
 CHECKPOINT_DIR = "checkpoint"
 TRAINING_STATE = "training_state.pt"
+BEST_DIR = "best"
+UPSCALER_DIR = "upscaler"
+SELECTION_LOG = "selection.csv"
 LOG_FIELDS = ("step", "samples", "loss", "lr_loss", "perceptual", "strength", "seconds")
 
 
@@ -65,6 +76,8 @@ class CleanupTrainConfig:
     batch_size: int = setting(16, "samples per step")
     lr_crop: int = setting(48, "LR side of a sample, in pixels (the HR crop is scale times it)")
     learning_rate: float = setting(2e-4, "Adam learning rate (cosine decay to 0)")
+    upscaler_learning_rate: float = setting(0.0, "stage hr: also fine-tune the upscaler behind the cleanup at this "
+                                                 "rate (0: it stays frozen)")
     lr_weight: float = setting(1.0, "weight of the Charbonnier term at LR (stage hr: deep supervision)")
     feature_layers: str = setting("relu2_2", "VGG-16 layers of the perceptual term (stage hr)")
     pixel_weight: float = setting(10.0, "pixel MSE weight of the perceptual term (stage hr)")
@@ -74,6 +87,9 @@ class CleanupTrainConfig:
     hatch_weight: float = setting(10.0, "spectral cross-hatch penalty of the perceptual term (stage hr)")
     grid_weight: float = setting(30000.0, "4-pixel grid penalty of the perceptual term (stage hr)")
     checkpoint_every: int = setting(100, "steps between checkpoints")
+    select_on: str | None = setting(None, "stage hr: a folder of photos (e.g. Set5); each checkpoint is scored by "
+                                          "LPIPS on their JPEG 75 and noise LRs, and the best is kept in best/")
+    select_images: int = setting(10, "photos of --select-on scored at each checkpoint")
     log_every: int = setting(25, "steps between log.csv rows")
     seed: int = setting(0, "seed of the sample order and the degradations")
     workers: int = setting(1, "processes that degrade samples while the network trains")
@@ -84,17 +100,22 @@ class CleanupTrainConfig:
             raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
         if self.degradation not in PRESETS:
             raise ValueError(f"degradation must be one of {sorted(PRESETS)}, got {self.degradation!r}")
-        for name in ("steps", "batch_size", "lr_crop", "checkpoint_every", "log_every"):
+        for name in ("steps", "batch_size", "lr_crop", "checkpoint_every", "log_every", "select_images"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if self.lr_crop < 8:
             raise ValueError(f"lr_crop must be at least 8 (one JPEG block), got {self.lr_crop}")
         if not 0.0 <= self.clean_share <= 1.0:
             raise ValueError(f"clean_share must be in [0, 1], got {self.clean_share!r}")
-        for name in ("learning_rate", "lr_weight", "pixel_weight", "hatch_weight", "grid_weight"):
+        for name in ("learning_rate", "upscaler_learning_rate", "lr_weight", "pixel_weight", "hatch_weight",
+                     "grid_weight"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.stage == "lr" and (self.upscaler_learning_rate or self.select_on):
+            raise ValueError("--upscaler-learning-rate and --select-on need stage hr (stage lr runs no upscaler)")
+        if self.select_on is not None and not Path(self.select_on).is_dir():
+            raise ValueError(f"--select-on: {self.select_on!r} is not a folder")
 
 
 # --- samples ---------------------------------------------------------------------------------
@@ -181,6 +202,7 @@ def train_cleanup(config: CleanupTrainConfig, network_config: CleanupConfig | No
         recover_folder(checkpoint_dir)
         if not (checkpoint_dir / TRAINING_STATE).is_file():
             raise FileNotFoundError(f"--resume: no checkpoint in {checkpoint_dir}; run without --resume to start fresh")
+        state = _read_checkpoint(checkpoint_dir, config)
     elif out_dir.exists() and any(out_dir.iterdir()):
         raise FileExistsError(f"{out_dir} is not empty; pass --resume to continue its run, or choose a new "
                               "--output-dir (nothing there is overwritten)")
@@ -193,18 +215,31 @@ def train_cleanup(config: CleanupTrainConfig, network_config: CleanupConfig | No
     else:
         network = CleanupNet(network_config)
     network.train()
-    optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate)
-    step = 0
-    if config.resume:
-        step = _load_checkpoint(checkpoint_dir, optimizer, config)
-        _keep_log_rows_up_to(out_dir / "log.csv", step)  # rows after the checkpoint are logged again
-    upscaler, perceptual = None, None
+    upscaler, reference, perceptual = None, None, None
     if config.stage == "hr":
-        upscaler = PerceptualSR.from_pretrained(config.upscaler).eval().requires_grad_(False)
-        if upscaler.scale != samples.scale:
-            raise ValueError(f"the upscaler is x{upscaler.scale}, the data x{samples.scale}")
+        reference = PerceptualSR.from_pretrained(config.upscaler).eval().requires_grad_(False)
+        if reference.scale != samples.scale:
+            raise ValueError(f"the upscaler is x{reference.scale}, the data x{samples.scale}")
+        upscaler = reference
+        if config.upscaler_learning_rate > 0:  # a trained copy; the reference stays what selection scores
+            # Kept in eval mode: its BatchNorm statistics stay the default's, so the gradient the cleanup
+            # gets is that of the network as it runs (a batch of 8 small crops is a poor statistic).
+            upscaler = (PerceptualSR.from_pretrained(checkpoint_dir / UPSCALER_DIR) if config.resume
+                        else copy.deepcopy(reference)).eval().requires_grad_(True)
         perceptual = PerceptualLoss(config.feature_layers, pixel_weight=config.pixel_weight,
                                     hatch_weight=config.hatch_weight, grid_weight=config.grid_weight)
+    groups = [{"params": list(network.parameters()), "lr": config.learning_rate}]
+    if upscaler is not None and upscaler is not reference:
+        groups.append({"params": list(upscaler.parameters()), "lr": config.upscaler_learning_rate})
+    base_rates = [group["lr"] for group in groups]
+    optimizer = torch.optim.Adam(groups)
+    step = 0
+    if config.resume:
+        optimizer.load_state_dict(state["optimizer"])
+        step = int(state["step"])
+        _keep_log_rows_up_to(out_dir / "log.csv", step)  # rows after the checkpoint are logged again
+        _keep_log_rows_up_to(out_dir / SELECTION_LOG, step)
+    selection = _Selection(config, reference, out_dir) if config.select_on else None
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text(out_dir / "train_config.json", json.dumps(dataclasses.asdict(config), indent=2))
     log_path = out_dir / "log.csv"
@@ -215,9 +250,11 @@ def train_cleanup(config: CleanupTrainConfig, network_config: CleanupConfig | No
             log.writerow(LOG_FIELDS)
         started, totals, window = time.monotonic(), np.zeros(4), 0
         try:
+            if selection is not None and step == 0:  # the starting point is a candidate too
+                selection.score(step, network, upscaler)
             for degraded, clean_lr, hr, strength in sample_batches(samples, config, step):
-                for group in optimizer.param_groups:
-                    group["lr"] = config.learning_rate * 0.5 * (1 + math.cos(math.pi * step / config.steps))
+                for group, base_rate in zip(optimizer.param_groups, base_rates):
+                    group["lr"] = base_rate * 0.5 * (1 + math.cos(math.pi * step / config.steps))
                 cleaned = network(degraded, strength)
                 lr_loss = charbonnier(cleaned, clean_lr)
                 loss, perceptual_term = config.lr_weight * lr_loss, torch.zeros(())
@@ -239,19 +276,63 @@ def train_cleanup(config: CleanupTrainConfig, network_config: CleanupConfig | No
                     bar.set_postfix(loss=f"{means[0]:.4f}")
                     totals[:], window = 0, 0
                 if step % config.checkpoint_every == 0 or step == config.steps:
-                    _save_checkpoint(checkpoint_dir, network, optimizer, step, config)
+                    # Scored before the checkpoint is taken: a run stopped in between scores it again.
+                    if selection is not None:
+                        selection.score(step, network, upscaler)
+                    _save_checkpoint(checkpoint_dir, network, upscaler, reference, optimizer, step, config)
         except KeyboardInterrupt:
-            _save_checkpoint(checkpoint_dir, network, optimizer, step, config)
+            _save_checkpoint(checkpoint_dir, network, upscaler, reference, optimizer, step, config)
             raise
     network.eval()
     network.save_pretrained(out_dir)
+    if upscaler is not reference:
+        upscaler.save_pretrained(out_dir / UPSCALER_DIR)
     return network
 
 
-def _save_checkpoint(folder: Path, network: CleanupNet, optimizer: torch.optim.Optimizer, step: int,
-                     config: CleanupTrainConfig) -> None:
+class _Selection:
+    """Scores checkpoints on `config.select_on` and keeps the best in `out_dir/best` (the cleanup
+    network, and the co-trained upscaler as `upscaler/`), with one selection.csv row per score."""
+
+    def __init__(self, config: CleanupTrainConfig, reference: PerceptualSR, out_dir: Path) -> None:
+        from perceptual_sr.evaluation.metrics import LPIPSMetric  # two weight files: only when selecting
+
+        self.config, self.reference, self.out_dir = config, reference, out_dir
+        self.lpips_metric = LPIPSMetric()
+        recover_folder(out_dir / BEST_DIR)
+        score_file = out_dir / BEST_DIR / "score.json"
+        self.best = json.loads(score_file.read_text())["score"] if score_file.is_file() else math.inf
+
+    def score(self, step: int, network: CleanupNet, upscaler: PerceptualSR) -> None:
+        from perceptual_sr.training.cleanup_selection import SELECTION_DEGRADATIONS, selection_scores
+
+        network.eval()
+        scores = selection_scores(network, self.reference, self.config.select_on,
+                                  max_images=self.config.select_images, lpips_metric=self.lpips_metric)
+        network.train()
+        path = self.out_dir / SELECTION_LOG
+        new_log = not path.exists()
+        with path.open("a", newline="") as log_file:
+            log = csv.writer(log_file)
+            if new_log:
+                log.writerow(("step", *SELECTION_DEGRADATIONS, "score"))
+            log.writerow([step, *(f"{scores[d]:.4f}" for d in SELECTION_DEGRADATIONS), f"{scores['score']:.4f}"])
+        tqdm.write(f"step {step}: selection " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+        if scores["score"] < self.best:
+            self.best = scores["score"]
+            with atomic_folder(self.out_dir / BEST_DIR) as staging:
+                network.save_pretrained(staging)
+                if upscaler is not self.reference:
+                    upscaler.save_pretrained(staging / UPSCALER_DIR)
+                write_text(staging / "score.json", json.dumps({"step": step, **scores}, indent=2))
+
+
+def _save_checkpoint(folder: Path, network: CleanupNet, upscaler: PerceptualSR | None, reference: PerceptualSR | None,
+                     optimizer: torch.optim.Optimizer, step: int, config: CleanupTrainConfig) -> None:
     with atomic_folder(folder) as staging:
         network.save_pretrained(staging)
+        if upscaler is not reference:
+            upscaler.save_pretrained(staging / UPSCALER_DIR)
         torch.save({"step": step, "optimizer": optimizer.state_dict(),
                     "train_config": json.dumps(dataclasses.asdict(config))}, staging / TRAINING_STATE)
 
@@ -263,24 +344,24 @@ def _keep_log_rows_up_to(path: Path, step: int) -> None:
         write_text(path, "\n".join(kept) + "\n")
 
 
-def _load_checkpoint(folder: Path, optimizer: torch.optim.Optimizer, config: CleanupTrainConfig) -> int:
-    """Restore the optimizer from the checkpoint in `folder` (the network was loaded from it) after
-    checking the recipe; returns the step it was taken at."""
+def _read_checkpoint(folder: Path, config: CleanupTrainConfig) -> dict[str, Any]:
+    """The training state of the checkpoint in `folder` (step and optimizer), after checking that
+    `config` is the recipe it was trained with."""
     try:
         # weights_only: the restricted unpickler (tensors and plain containers only).
         state = torch.load(folder / TRAINING_STATE, map_location="cpu", weights_only=True)
         recipe = json.loads(state["train_config"])
     except Exception as error:  # noqa: BLE001 - a damaged file raises anything
         raise ValueError(f"cannot resume from {folder}: {TRAINING_STATE} is damaged ({type(error).__name__})") from None
+    defaults = {f.name: f.default for f in dataclasses.fields(CleanupTrainConfig)}  # of runs saved before a field
     changed = [name for name in ("data", "stage", "degradation", "clean_share", "batch_size", "lr_crop", "seed",
                                  "upscaler", "feature_layers", "pixel_weight", "lr_weight", "hatch_weight",
-                                 "grid_weight")
-               if recipe.get(name) != getattr(config, name)]
+                                 "grid_weight", "upscaler_learning_rate")
+               if recipe.get(name, defaults[name]) != getattr(config, name)]
     if changed:
         raise ValueError(f"--resume with a different recipe ({', '.join(changed)}); use the original flags "
                          "or start a new run in another --output-dir")
-    optimizer.load_state_dict(state["optimizer"])
-    return int(state["step"])
+    return state
 
 
 def config_from(values: dict[str, Any]) -> CleanupTrainConfig:
