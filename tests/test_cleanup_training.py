@@ -58,11 +58,13 @@ def test_samples_are_seeded_and_stage_hr_skips_what_it_cannot_learn_from(dataset
     assert all(samples[k][3] > 0 for k in range(12))
 
 
-@pytest.mark.parametrize("stage, upscaler_rate", [("lr", 0.0), ("hr", 0.0), ("hr", 1e-3)])
-def test_each_stage_trains_checkpoints_and_resumes_exactly(dataset, tmp_path, stage, upscaler_rate, monkeypatch):
+@pytest.mark.parametrize("stage, upscaler_rate, hr_target", [("lr", 0.0, "photo"), ("hr", 0.0, "photo"),
+                                                              ("hr", 1e-3, "clean")])
+def test_each_stage_trains_checkpoints_and_resumes_exactly(dataset, tmp_path, stage, upscaler_rate, hr_target,
+                                                           monkeypatch):
     from perceptual_sr.training import cleanup_training
 
-    overrides = dict(stage=stage, upscaler_learning_rate=upscaler_rate)
+    overrides = dict(stage=stage, upscaler_learning_rate=upscaler_rate, hr_target=hr_target)
     whole = train_cleanup(_config(dataset, tmp_path / "whole", **overrides), TINY)
     calls, real_loss = [], cleanup_training.charbonnier
 
@@ -161,6 +163,8 @@ def test_bad_settings_are_clear_errors(dataset):
         CleanupTrainConfig(lr_crop=4)
     with pytest.raises(ValueError, match="clean_share"):
         CleanupTrainConfig(clean_share=1.5)
+    with pytest.raises(ValueError, match="hr_target"):
+        CleanupTrainConfig(stage="hr", hr_target="upscaled")
     with pytest.raises(ValueError, match="need stage hr"):
         CleanupTrainConfig(stage="lr", upscaler_learning_rate=1e-5)
     with pytest.raises(ValueError, match="not a folder"):

@@ -6,7 +6,11 @@ Stage "hr" (B): the cleaned LR goes through the frozen upscaler, and the percept
 relu2_2 + pixel MSE, as the upscaler's own recipe) is taken on the HR output against the true HR,
 with stage A's loss kept as deep supervision at LR. An L1 cleanup alone is smoother than a clean
 LR and the upscaler then paints less (measured in issue #34: LPIPS worse than no cleanup); this
-stage teaches the cleanup what the upscaler needs. With `upscaler_learning_rate` the upscaler is
+stage teaches the cleanup what the upscaler needs. Its target is the true HR, or with `hr_target`
+"clean" the upscaler's own output on the clean LR: what a perfect cleanup would give. That target
+holds nothing the cleanup cannot reach (the upscaler's own error is in both), so there is no reward
+for feeding the upscaler something other than a clean LR, such as the cross-hatch a cleanup learnt
+to feed it against the true HR (`hatch_weight`). With `upscaler_learning_rate` the upscaler is
 fine-tuned behind the cleanup too (issue #34's prototype: the cleanup of such a joint run did
 better in front of the *unchanged* default than one trained through the frozen default), and is
 saved as `upscaler/` beside the cleanup network.
@@ -52,6 +56,7 @@ from perceptual_sr.utils.color import rgb_to_grey
 from perceptual_sr.utils.config_flags import setting
 
 STAGES = ("lr", "hr")
+HR_TARGETS = ("photo", "clean")
 CHECKPOINT_DIR = "checkpoint"
 TRAINING_STATE = "training_state.pt"
 BEST_DIR = "best"
@@ -69,6 +74,9 @@ class CleanupTrainConfig:
     stage: str = setting("lr", "lr: Charbonnier at LR (stage A); hr: perceptual loss through the upscaler (B)",
                          choices=STAGES)
     upscaler: str | None = setting(None, "model folder of the frozen upscaler for stage hr (none: the bundled default)")
+    hr_target: str = setting("photo", "stage hr: what the HR output is compared with: photo (the true HR) or clean "
+                                      "(the upscaler's output on the clean LR: what a perfect cleanup gives)",
+                             choices=HR_TARGETS)
     init_from: str | None = setting(None, "start from this saved cleanup network (e.g. stage A's run folder)")
     degradation: str = setting("upload", "degradation preset of the training inputs", choices=tuple(PRESETS))
     clean_share: float = setting(0.1, "share of clean inputs at a random strength, left unchanged")
@@ -98,6 +106,8 @@ class CleanupTrainConfig:
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
+        if self.hr_target not in HR_TARGETS:
+            raise ValueError(f"hr_target must be one of {HR_TARGETS}, got {self.hr_target!r}")
         if self.degradation not in PRESETS:
             raise ValueError(f"degradation must be one of {sorted(PRESETS)}, got {self.degradation!r}")
         for name in ("steps", "batch_size", "lr_crop", "checkpoint_every", "log_every", "select_images"):
@@ -259,6 +269,9 @@ def train_cleanup(config: CleanupTrainConfig, network_config: CleanupConfig | No
                 lr_loss = charbonnier(cleaned, clean_lr)
                 loss, perceptual_term = config.lr_weight * lr_loss, torch.zeros(())
                 if upscaler is not None:
+                    if config.hr_target == "clean":
+                        with torch.no_grad():
+                            hr = reference(clean_lr)
                     perceptual_term, _ = perceptual(upscaler(cleaned), hr)
                     loss = loss + perceptual_term
                 optimizer.zero_grad(set_to_none=True)
@@ -356,7 +369,7 @@ def _read_checkpoint(folder: Path, config: CleanupTrainConfig) -> dict[str, Any]
     defaults = {f.name: f.default for f in dataclasses.fields(CleanupTrainConfig)}  # of runs saved before a field
     changed = [name for name in ("data", "stage", "degradation", "clean_share", "batch_size", "lr_crop", "seed",
                                  "upscaler", "feature_layers", "pixel_weight", "lr_weight", "hatch_weight",
-                                 "grid_weight", "upscaler_learning_rate")
+                                 "grid_weight", "upscaler_learning_rate", "hr_target")
                if recipe.get(name, defaults[name]) != getattr(config, name)]
     if changed:
         raise ValueError(f"--resume with a different recipe ({', '.join(changed)}); use the original flags "
