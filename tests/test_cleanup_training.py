@@ -58,13 +58,12 @@ def test_samples_are_seeded_and_stage_hr_skips_what_it_cannot_learn_from(dataset
     assert all(samples[k][3] > 0 for k in range(12))
 
 
-@pytest.mark.parametrize("stage, upscaler_rate, hr_target", [("lr", 0.0, "photo"), ("hr", 0.0, "photo"),
-                                                              ("hr", 1e-3, "clean")])
-def test_each_stage_trains_checkpoints_and_resumes_exactly(dataset, tmp_path, stage, upscaler_rate, hr_target,
-                                                           monkeypatch):
+@pytest.mark.parametrize("overrides", [dict(stage="lr"), dict(stage="lr", adversarial_weight=0.05, lr_crop=16),
+                                       dict(stage="hr"), dict(stage="hr", upscaler_learning_rate=1e-3, hr_target="clean")])
+def test_each_stage_trains_checkpoints_and_resumes_exactly(dataset, tmp_path, overrides, monkeypatch):
     from perceptual_sr.training import cleanup_training
 
-    overrides = dict(stage=stage, upscaler_learning_rate=upscaler_rate, hr_target=hr_target)
+    upscaler_rate = overrides.get("upscaler_learning_rate", 0.0)
     whole = train_cleanup(_config(dataset, tmp_path / "whole", **overrides), TINY)
     calls, real_loss = [], cleanup_training.charbonnier
 
@@ -115,8 +114,9 @@ def test_selection_scores_the_cleanup_in_front_of_the_upscaler_on_both_damages(s
     assert scores["score"] == pytest.approx((scores["jpeg75"] + scores["noise"]) / 2)
 
 
-@pytest.mark.parametrize("scripted, best_step", [((0.5, 0.6, 0.4), 4), ((0.4, 0.5, 0.6), 0)])
-def test_a_run_keeps_its_best_scored_checkpoint(dataset, selection_photos, tmp_path, monkeypatch, scripted, best_step):
+@pytest.mark.parametrize("stage, scripted, best_step", [("hr", (0.5, 0.6, 0.4), 4), ("lr", (0.4, 0.5, 0.6), 0)])
+def test_a_run_keeps_its_best_scored_checkpoint(dataset, selection_photos, tmp_path, monkeypatch, stage, scripted,
+                                                best_step):
     from perceptual_sr.training import cleanup_selection
 
     scores = iter(scripted)
@@ -125,7 +125,7 @@ def test_a_run_keeps_its_best_scored_checkpoint(dataset, selection_photos, tmp_p
     start = CleanupNet(TINY)
     torch.nn.init.normal_(start.tail[-1].weight, std=0.01)
     start.save_pretrained(tmp_path / "start")
-    final = train_cleanup(_config(dataset, tmp_path / "run", stage="hr", init_from=str(tmp_path / "start"),
+    final = train_cleanup(_config(dataset, tmp_path / "run", stage=stage, init_from=str(tmp_path / "start"),
                                   select_on=str(selection_photos)))
     rows = (tmp_path / "run" / "selection.csv").read_text().splitlines()
     assert rows[0] == "step,jpeg75,noise,score" and [row.split(",")[0] for row in rows[1:]] == ["0", "2", "4"]
@@ -165,8 +165,10 @@ def test_bad_settings_are_clear_errors(dataset):
         CleanupTrainConfig(clean_share=1.5)
     with pytest.raises(ValueError, match="hr_target"):
         CleanupTrainConfig(stage="hr", hr_target="upscaled")
-    with pytest.raises(ValueError, match="need stage hr"):
+    with pytest.raises(ValueError, match="needs stage hr"):
         CleanupTrainConfig(stage="lr", upscaler_learning_rate=1e-5)
+    with pytest.raises(ValueError, match="multiple of 8"):
+        CleanupTrainConfig(adversarial_weight=0.1, lr_crop=12)
     with pytest.raises(ValueError, match="not a folder"):
         CleanupTrainConfig(stage="hr", select_on=str(dataset / "no-such-folder"))
     with pytest.raises(ValueError, match="larger than the dataset"):

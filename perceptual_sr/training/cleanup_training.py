@@ -29,6 +29,7 @@ must leave it alone. Sample k of the run is made from seed k, so a resumed run i
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import dataclasses
@@ -48,6 +49,7 @@ from tqdm import tqdm
 from perceptual_sr.data.dataset import SRPairDataset
 from perceptual_sr.data.degradations import PRESETS, degrade_realistic_with_record
 from perceptual_sr.inference.auto_cleanup import cleanup_strength, noise_sigma
+from perceptual_sr.networks.discriminator import Critic
 from perceptual_sr.networks.restorer import CleanupConfig, CleanupNet
 from perceptual_sr.networks.upscaler import PerceptualSR
 from perceptual_sr.training.loss import PerceptualLoss
@@ -62,7 +64,8 @@ TRAINING_STATE = "training_state.pt"
 BEST_DIR = "best"
 UPSCALER_DIR = "upscaler"
 SELECTION_LOG = "selection.csv"
-LOG_FIELDS = ("step", "samples", "loss", "lr_loss", "perceptual", "strength", "seconds")
+LOG_FIELDS = ("step", "samples", "loss", "lr_loss", "perceptual", "strength", "seconds", "adversarial",
+              "discriminator")
 
 
 @dataclass(frozen=True)
@@ -94,8 +97,14 @@ class CleanupTrainConfig:
     # learns to feed it one (measured: hatch 0.1 -> 1.0 on Set5 JPEG 75 after 2,000 samples).
     hatch_weight: float = setting(10.0, "spectral cross-hatch penalty of the perceptual term (stage hr)")
     grid_weight: float = setting(30000.0, "4-pixel grid penalty of the perceptual term (stage hr)")
+    # The Charbonnier and feature terms average over what the damage left uncertain, and a smooth LR
+    # makes the upscaler paint less (stage A alone is worse than no cleanup). A discriminator that
+    # tells the cleaned LR from the clean one rewards texture instead, at LR where it is cheap.
+    adversarial_weight: float = setting(0.0, "weight of an adversarial term on the cleaned LR against the clean LR "
+                                             "(0: none)")
+    discriminator_features: int = setting(32, "width of the discriminator's first stage (adversarial term)")
     checkpoint_every: int = setting(100, "steps between checkpoints")
-    select_on: str | None = setting(None, "stage hr: a folder of photos (e.g. Set5); each checkpoint is scored by "
+    select_on: str | None = setting(None, "a folder of photos (e.g. Set5); each checkpoint is scored by "
                                           "LPIPS on their JPEG 75 and noise LRs, and the best is kept in best/")
     select_images: int = setting(10, "photos of --select-on scored at each checkpoint")
     log_every: int = setting(25, "steps between log.csv rows")
@@ -110,7 +119,8 @@ class CleanupTrainConfig:
             raise ValueError(f"hr_target must be one of {HR_TARGETS}, got {self.hr_target!r}")
         if self.degradation not in PRESETS:
             raise ValueError(f"degradation must be one of {sorted(PRESETS)}, got {self.degradation!r}")
-        for name in ("steps", "batch_size", "lr_crop", "checkpoint_every", "log_every", "select_images"):
+        for name in ("steps", "batch_size", "lr_crop", "checkpoint_every", "log_every", "select_images",
+                     "discriminator_features"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if self.lr_crop < 8:
@@ -118,12 +128,14 @@ class CleanupTrainConfig:
         if not 0.0 <= self.clean_share <= 1.0:
             raise ValueError(f"clean_share must be in [0, 1], got {self.clean_share!r}")
         for name in ("learning_rate", "upscaler_learning_rate", "lr_weight", "pixel_weight", "hatch_weight",
-                     "grid_weight"):
+                     "grid_weight", "adversarial_weight"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        if self.stage == "lr" and (self.upscaler_learning_rate or self.select_on):
-            raise ValueError("--upscaler-learning-rate and --select-on need stage hr (stage lr runs no upscaler)")
+        if self.stage == "lr" and self.upscaler_learning_rate:
+            raise ValueError("--upscaler-learning-rate needs stage hr (stage lr runs no upscaler)")
+        if self.adversarial_weight and self.lr_crop % 8:
+            raise ValueError(f"the discriminator needs an lr_crop that is a multiple of 8, got {self.lr_crop}")
         if self.select_on is not None and not Path(self.select_on).is_dir():
             raise ValueError(f"--select-on: {self.select_on!r} is not a folder")
 
@@ -225,11 +237,12 @@ def train_cleanup(config: CleanupTrainConfig, network_config: CleanupConfig | No
     else:
         network = CleanupNet(network_config)
     network.train()
-    upscaler, reference, perceptual = None, None, None
-    if config.stage == "hr":
+    upscaler, reference, perceptual, critic = None, None, None, None
+    if config.stage == "hr" or config.select_on:  # trained through, or what selection scores in front of
         reference = PerceptualSR.from_pretrained(config.upscaler).eval().requires_grad_(False)
         if reference.scale != samples.scale:
             raise ValueError(f"the upscaler is x{reference.scale}, the data x{samples.scale}")
+    if config.stage == "hr":
         upscaler = reference
         if config.upscaler_learning_rate > 0:  # a trained copy; the reference stays what selection scores
             # Kept in eval mode: its BatchNorm statistics stay the default's, so the gradient the cleanup
@@ -238,14 +251,21 @@ def train_cleanup(config: CleanupTrainConfig, network_config: CleanupConfig | No
                         else copy.deepcopy(reference)).eval().requires_grad_(True)
         perceptual = PerceptualLoss(config.feature_layers, pixel_weight=config.pixel_weight,
                                     hatch_weight=config.hatch_weight, grid_weight=config.grid_weight)
+    trained_upscaler = upscaler if upscaler is not reference else None  # the co-trained copy, if any
     groups = [{"params": list(network.parameters()), "lr": config.learning_rate}]
-    if upscaler is not None and upscaler is not reference:
-        groups.append({"params": list(upscaler.parameters()), "lr": config.upscaler_learning_rate})
+    if trained_upscaler is not None:
+        groups.append({"params": list(trained_upscaler.parameters()), "lr": config.upscaler_learning_rate})
     base_rates = [group["lr"] for group in groups]
     optimizer = torch.optim.Adam(groups)
+    if config.adversarial_weight:
+        critic = Critic(config.adversarial_weight, config.discriminator_features, config.learning_rate,
+                        torch.device("cpu"))
     step = 0
     if config.resume:
         optimizer.load_state_dict(state["optimizer"])
+        if critic is not None:
+            critic.network.load_state_dict(state["critic"])
+            critic.optimizer.load_state_dict(state["critic_optimizer"])
         step = int(state["step"])
         _keep_log_rows_up_to(out_dir / "log.csv", step)  # rows after the checkpoint are logged again
         _keep_log_rows_up_to(out_dir / SELECTION_LOG, step)
@@ -258,10 +278,10 @@ def train_cleanup(config: CleanupTrainConfig, network_config: CleanupConfig | No
         log = csv.writer(log_file)
         if new_log:
             log.writerow(LOG_FIELDS)
-        started, totals, window = time.monotonic(), np.zeros(4), 0
+        started, totals, window = time.monotonic(), np.zeros(6), 0
         try:
             if selection is not None and step == 0:  # the starting point is a candidate too
-                selection.score(step, network, upscaler)
+                selection.score(step, network, trained_upscaler)
             for degraded, clean_lr, hr, strength in sample_batches(samples, config, step):
                 for group, base_rate in zip(optimizer.param_groups, base_rates):
                     group["lr"] = base_rate * 0.5 * (1 + math.cos(math.pi * step / config.steps))
@@ -274,32 +294,40 @@ def train_cleanup(config: CleanupTrainConfig, network_config: CleanupConfig | No
                             hr = reference(clean_lr)
                     perceptual_term, _ = perceptual(upscaler(cleaned), hr)
                     loss = loss + perceptual_term
+                adversarial_term, discriminator_loss = torch.zeros(()), torch.zeros(())
+                if critic is not None:
+                    adversarial_term = critic.generator_loss(cleaned)
+                    loss = loss + adversarial_term
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                if critic is not None:  # then the discriminator, on the output the network just learned from
+                    discriminator_loss = critic.update(cleaned, clean_lr, optimizer.param_groups[0]["lr"],
+                                                       contextlib.nullcontext())
                 step += 1
-                totals += [loss.item(), lr_loss.item(), perceptual_term.item(), strength.mean().item()]
+                totals += [loss.item(), lr_loss.item(), perceptual_term.item(), strength.mean().item(),
+                           adversarial_term.item(), discriminator_loss.item()]
                 window += 1
                 bar.update(1)
                 if step % config.log_every == 0 or step == config.steps:
                     means = totals / window
-                    log.writerow([step, step * config.batch_size, *(f"{v:.6f}" for v in means),
-                                  f"{time.monotonic() - started:.1f}"])
+                    log.writerow([step, step * config.batch_size, *(f"{v:.6f}" for v in means[:4]),
+                                  f"{time.monotonic() - started:.1f}", *(f"{v:.6f}" for v in means[4:])])
                     log_file.flush()
                     bar.set_postfix(loss=f"{means[0]:.4f}")
                     totals[:], window = 0, 0
                 if step % config.checkpoint_every == 0 or step == config.steps:
                     # Scored before the checkpoint is taken: a run stopped in between scores it again.
                     if selection is not None:
-                        selection.score(step, network, upscaler)
-                    _save_checkpoint(checkpoint_dir, network, upscaler, reference, optimizer, step, config)
+                        selection.score(step, network, trained_upscaler)
+                    _save_checkpoint(checkpoint_dir, network, trained_upscaler, critic, optimizer, step, config)
         except KeyboardInterrupt:
-            _save_checkpoint(checkpoint_dir, network, upscaler, reference, optimizer, step, config)
+            _save_checkpoint(checkpoint_dir, network, trained_upscaler, critic, optimizer, step, config)
             raise
     network.eval()
     network.save_pretrained(out_dir)
-    if upscaler is not reference:
-        upscaler.save_pretrained(out_dir / UPSCALER_DIR)
+    if trained_upscaler is not None:
+        trained_upscaler.save_pretrained(out_dir / UPSCALER_DIR)
     return network
 
 
@@ -316,7 +344,7 @@ class _Selection:
         score_file = out_dir / BEST_DIR / "score.json"
         self.best = json.loads(score_file.read_text())["score"] if score_file.is_file() else math.inf
 
-    def score(self, step: int, network: CleanupNet, upscaler: PerceptualSR) -> None:
+    def score(self, step: int, network: CleanupNet, trained_upscaler: PerceptualSR | None) -> None:
         from perceptual_sr.training.cleanup_selection import SELECTION_DEGRADATIONS, selection_scores
 
         network.eval()
@@ -335,18 +363,20 @@ class _Selection:
             self.best = scores["score"]
             with atomic_folder(self.out_dir / BEST_DIR) as staging:
                 network.save_pretrained(staging)
-                if upscaler is not self.reference:
-                    upscaler.save_pretrained(staging / UPSCALER_DIR)
+                if trained_upscaler is not None:
+                    trained_upscaler.save_pretrained(staging / UPSCALER_DIR)
                 write_text(staging / "score.json", json.dumps({"step": step, **scores}, indent=2))
 
 
-def _save_checkpoint(folder: Path, network: CleanupNet, upscaler: PerceptualSR | None, reference: PerceptualSR | None,
+def _save_checkpoint(folder: Path, network: CleanupNet, trained_upscaler: PerceptualSR | None, critic: Critic | None,
                      optimizer: torch.optim.Optimizer, step: int, config: CleanupTrainConfig) -> None:
     with atomic_folder(folder) as staging:
         network.save_pretrained(staging)
-        if upscaler is not reference:
-            upscaler.save_pretrained(staging / UPSCALER_DIR)
-        torch.save({"step": step, "optimizer": optimizer.state_dict(),
+        if trained_upscaler is not None:
+            trained_upscaler.save_pretrained(staging / UPSCALER_DIR)
+        critic_state = {} if critic is None else {"critic": critic.network.state_dict(),
+                                                  "critic_optimizer": critic.optimizer.state_dict()}
+        torch.save({"step": step, "optimizer": optimizer.state_dict(), **critic_state,
                     "train_config": json.dumps(dataclasses.asdict(config))}, staging / TRAINING_STATE)
 
 
@@ -369,7 +399,8 @@ def _read_checkpoint(folder: Path, config: CleanupTrainConfig) -> dict[str, Any]
     defaults = {f.name: f.default for f in dataclasses.fields(CleanupTrainConfig)}  # of runs saved before a field
     changed = [name for name in ("data", "stage", "degradation", "clean_share", "batch_size", "lr_crop", "seed",
                                  "upscaler", "feature_layers", "pixel_weight", "lr_weight", "hatch_weight",
-                                 "grid_weight", "upscaler_learning_rate", "hr_target")
+                                 "grid_weight", "upscaler_learning_rate", "hr_target", "adversarial_weight",
+                                 "discriminator_features")
                if recipe.get(name, defaults[name]) != getattr(config, name)]
     if changed:
         raise ValueError(f"--resume with a different recipe ({', '.join(changed)}); use the original flags "
