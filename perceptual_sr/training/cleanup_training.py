@@ -13,7 +13,9 @@ for feeding the upscaler something other than a clean LR, such as the cross-hatc
 to feed it against the true HR (`hatch_weight`). With `upscaler_learning_rate` the upscaler is
 fine-tuned behind the cleanup too (issue #34's prototype: the cleanup of such a joint run did
 better in front of the *unchanged* default than one trained through the frozen default), and is
-saved as `upscaler/` beside the cleanup network.
+saved as `upscaler/` beside the cleanup network. In either stage, `adversarial_weight` adds a
+discriminator that tells the cleaned LR from the clean one (`networks.discriminator`, judged at LR
+where it is cheap): what the smooth losses average away, it rewards as texture.
 
 With `select_on` (a folder of photos, e.g. Set5), each checkpoint is scored by LPIPS on the HR
 output (`cleanup_selection`), and the best so far is kept in `best/`: stage B improves and then
@@ -214,12 +216,31 @@ def charbonnier(output: torch.Tensor, target: torch.Tensor, epsilon: float = 1e-
 # --- the run ---------------------------------------------------------------------------------
 
 
+@dataclass
+class _Learner:
+    """What a step trains and what it trains against."""
+
+    network: CleanupNet
+    optimizer: torch.optim.Optimizer
+    base_rates: list[float]  # of the optimizer's groups, before the schedule
+    reference: PerceptualSR | None = None  # the frozen upscaler: trained through (hr) and scored in front of
+    upscaler: PerceptualSR | None = None  # what stage hr trains through: the reference or its trained copy
+    perceptual: PerceptualLoss | None = None
+    critic: Critic | None = None
+
+    @property
+    def trained_upscaler(self) -> PerceptualSR | None:
+        """The upscaler fine-tuned behind the cleanup, if the recipe fine-tunes one."""
+        return self.upscaler if self.upscaler is not self.reference else None
+
+
 def train_cleanup(config: CleanupTrainConfig, network_config: CleanupConfig | None = None) -> CleanupNet:
     """Run (or resume) a cleanup training as `config` says; returns the trained network, also
     saved with `save_pretrained` into `config.output_dir`."""
     torch.manual_seed(config.seed)
     out_dir = Path(config.output_dir)
     checkpoint_dir = out_dir / CHECKPOINT_DIR
+    state = None
     if config.resume:
         recover_folder(checkpoint_dir)
         if not (checkpoint_dir / TRAINING_STATE).is_file():
@@ -228,48 +249,14 @@ def train_cleanup(config: CleanupTrainConfig, network_config: CleanupConfig | No
     elif out_dir.exists() and any(out_dir.iterdir()):
         raise FileExistsError(f"{out_dir} is not empty; pass --resume to continue its run, or choose a new "
                               "--output-dir (nothing there is overwritten)")
-    pairs = SRPairDataset(config.data, "train")
-    samples = DegradedSamples(pairs, config)
-    if config.resume:  # the checkpoint's own architecture, whatever the flags say
-        network = CleanupNet.from_pretrained(checkpoint_dir)
-    elif config.init_from:
-        network = CleanupNet.from_pretrained(config.init_from)
-    else:
-        network = CleanupNet(network_config)
-    network.train()
-    upscaler, reference, perceptual, critic = None, None, None, None
-    if config.stage == "hr" or config.select_on:  # trained through, or what selection scores in front of
-        reference = PerceptualSR.from_pretrained(config.upscaler).eval().requires_grad_(False)
-        if reference.scale != samples.scale:
-            raise ValueError(f"the upscaler is x{reference.scale}, the data x{samples.scale}")
-    if config.stage == "hr":
-        upscaler = reference
-        if config.upscaler_learning_rate > 0:  # a trained copy; the reference stays what selection scores
-            # Kept in eval mode: its BatchNorm statistics stay the default's, so the gradient the cleanup
-            # gets is that of the network as it runs (a batch of 8 small crops is a poor statistic).
-            upscaler = (PerceptualSR.from_pretrained(checkpoint_dir / UPSCALER_DIR) if config.resume
-                        else copy.deepcopy(reference)).eval().requires_grad_(True)
-        perceptual = PerceptualLoss(config.feature_layers, pixel_weight=config.pixel_weight,
-                                    hatch_weight=config.hatch_weight, grid_weight=config.grid_weight)
-    trained_upscaler = upscaler if upscaler is not reference else None  # the co-trained copy, if any
-    groups = [{"params": list(network.parameters()), "lr": config.learning_rate}]
-    if trained_upscaler is not None:
-        groups.append({"params": list(trained_upscaler.parameters()), "lr": config.upscaler_learning_rate})
-    base_rates = [group["lr"] for group in groups]
-    optimizer = torch.optim.Adam(groups)
-    if config.adversarial_weight:
-        critic = Critic(config.adversarial_weight, config.discriminator_features, config.learning_rate,
-                        torch.device("cpu"))
+    samples = DegradedSamples(SRPairDataset(config.data, "train"), config)
+    learner = _set_up(config, network_config, samples.scale, checkpoint_dir, state)
     step = 0
-    if config.resume:
-        optimizer.load_state_dict(state["optimizer"])
-        if critic is not None:
-            critic.network.load_state_dict(state["critic"])
-            critic.optimizer.load_state_dict(state["critic_optimizer"])
+    if state is not None:
         step = int(state["step"])
         _keep_log_rows_up_to(out_dir / "log.csv", step)  # rows after the checkpoint are logged again
         _keep_log_rows_up_to(out_dir / SELECTION_LOG, step)
-    selection = _Selection(config, reference, out_dir) if config.select_on else None
+    selection = _Selection(config, learner.reference, out_dir) if config.select_on else None
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text(out_dir / "train_config.json", json.dumps(dataclasses.asdict(config), indent=2))
     log_path = out_dir / "log.csv"
@@ -281,32 +268,10 @@ def train_cleanup(config: CleanupTrainConfig, network_config: CleanupConfig | No
         started, totals, window = time.monotonic(), np.zeros(6), 0
         try:
             if selection is not None and step == 0:  # the starting point is a candidate too
-                selection.score(step, network, trained_upscaler)
-            for degraded, clean_lr, hr, strength in sample_batches(samples, config, step):
-                for group, base_rate in zip(optimizer.param_groups, base_rates):
-                    group["lr"] = base_rate * 0.5 * (1 + math.cos(math.pi * step / config.steps))
-                cleaned = network(degraded, strength)
-                lr_loss = charbonnier(cleaned, clean_lr)
-                loss, perceptual_term = config.lr_weight * lr_loss, torch.zeros(())
-                if upscaler is not None:
-                    if config.hr_target == "clean":
-                        with torch.no_grad():
-                            hr = reference(clean_lr)
-                    perceptual_term, _ = perceptual(upscaler(cleaned), hr)
-                    loss = loss + perceptual_term
-                adversarial_term, discriminator_loss = torch.zeros(()), torch.zeros(())
-                if critic is not None:
-                    adversarial_term = critic.generator_loss(cleaned)
-                    loss = loss + adversarial_term
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                if critic is not None:  # then the discriminator, on the output the network just learned from
-                    discriminator_loss = critic.update(cleaned, clean_lr, optimizer.param_groups[0]["lr"],
-                                                       contextlib.nullcontext())
+                selection.score(step, learner)
+            for batch in sample_batches(samples, config, step):
+                totals += _train_step(learner, config, batch, step)
                 step += 1
-                totals += [loss.item(), lr_loss.item(), perceptual_term.item(), strength.mean().item(),
-                           adversarial_term.item(), discriminator_loss.item()]
                 window += 1
                 bar.update(1)
                 if step % config.log_every == 0 or step == config.steps:
@@ -319,16 +284,87 @@ def train_cleanup(config: CleanupTrainConfig, network_config: CleanupConfig | No
                 if step % config.checkpoint_every == 0 or step == config.steps:
                     # Scored before the checkpoint is taken: a run stopped in between scores it again.
                     if selection is not None:
-                        selection.score(step, network, trained_upscaler)
-                    _save_checkpoint(checkpoint_dir, network, trained_upscaler, critic, optimizer, step, config)
+                        selection.score(step, learner)
+                    _save_checkpoint(checkpoint_dir, learner, step, config)
         except KeyboardInterrupt:
-            _save_checkpoint(checkpoint_dir, network, trained_upscaler, critic, optimizer, step, config)
+            _save_checkpoint(checkpoint_dir, learner, step, config)
             raise
-    network.eval()
-    network.save_pretrained(out_dir)
-    if trained_upscaler is not None:
-        trained_upscaler.save_pretrained(out_dir / UPSCALER_DIR)
-    return network
+    learner.network.eval()
+    learner.network.save_pretrained(out_dir)
+    if learner.trained_upscaler is not None:
+        learner.trained_upscaler.save_pretrained(out_dir / UPSCALER_DIR)
+    return learner.network
+
+
+def _set_up(config: CleanupTrainConfig, network_config: CleanupConfig | None, scale: int, checkpoint_dir: Path,
+            state: dict[str, Any] | None) -> _Learner:
+    """The networks, losses and optimizers of the run, as the checkpoint left them when resuming
+    (`state`), else fresh."""
+    if state is not None:  # the checkpoint's own architecture, whatever the flags say
+        network = CleanupNet.from_pretrained(checkpoint_dir)
+    elif config.init_from:
+        network = CleanupNet.from_pretrained(config.init_from)
+    else:
+        network = CleanupNet(network_config)
+    network.train()
+    reference = upscaler = perceptual = critic = None
+    if config.stage == "hr" or config.select_on:  # trained through, or what selection scores in front of
+        reference = PerceptualSR.from_pretrained(config.upscaler).eval().requires_grad_(False)
+        if reference.scale != scale:
+            raise ValueError(f"the upscaler is x{reference.scale}, the data x{scale}")
+    if config.stage == "hr":
+        upscaler = reference
+        if config.upscaler_learning_rate > 0:  # a trained copy; the reference stays what selection scores
+            # Kept in eval mode: its BatchNorm statistics stay the default's, so the gradient the cleanup
+            # gets is that of the network as it runs (a batch of 8 small crops is a poor statistic).
+            upscaler = (PerceptualSR.from_pretrained(checkpoint_dir / UPSCALER_DIR) if state is not None
+                        else copy.deepcopy(reference)).eval().requires_grad_(True)
+        perceptual = PerceptualLoss(config.feature_layers, pixel_weight=config.pixel_weight,
+                                    hatch_weight=config.hatch_weight, grid_weight=config.grid_weight)
+    groups = [{"params": list(network.parameters()), "lr": config.learning_rate}]
+    if upscaler is not None and upscaler is not reference:
+        groups.append({"params": list(upscaler.parameters()), "lr": config.upscaler_learning_rate})
+    optimizer = torch.optim.Adam(groups)
+    if config.adversarial_weight:
+        critic = Critic(config.adversarial_weight, config.discriminator_features, config.learning_rate,
+                        torch.device("cpu"))
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        if critic is not None:
+            critic.network.load_state_dict(state["critic"])
+            critic.optimizer.load_state_dict(state["critic_optimizer"])
+    return _Learner(network, optimizer, [group["lr"] for group in groups], reference, upscaler, perceptual, critic)
+
+
+def _train_step(learner: _Learner, config: CleanupTrainConfig, batch: tuple[torch.Tensor, ...],
+                step: int) -> list[float]:
+    """One optimizer step (and one discriminator step) on `batch`; returns the logged terms: loss,
+    Charbonnier at LR, perceptual, mean strength, adversarial, discriminator."""
+    degraded, clean_lr, hr, strength = batch
+    rate = 0.5 * (1 + math.cos(math.pi * step / config.steps))
+    for group, base_rate in zip(learner.optimizer.param_groups, learner.base_rates):
+        group["lr"] = base_rate * rate
+    cleaned = learner.network(degraded, strength)
+    lr_loss = charbonnier(cleaned, clean_lr)
+    loss, perceptual_term = config.lr_weight * lr_loss, torch.zeros(())
+    if learner.upscaler is not None:
+        if config.hr_target == "clean":
+            with torch.no_grad():
+                hr = learner.reference(clean_lr)
+        perceptual_term, _ = learner.perceptual(learner.upscaler(cleaned), hr)
+        loss = loss + perceptual_term
+    adversarial_term, discriminator_loss = torch.zeros(()), torch.zeros(())
+    if learner.critic is not None:
+        adversarial_term = learner.critic.generator_loss(cleaned)
+        loss = loss + adversarial_term
+    learner.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    learner.optimizer.step()
+    if learner.critic is not None:  # then the discriminator, on the output the network just learned from
+        discriminator_loss = learner.critic.update(cleaned, clean_lr, config.learning_rate * rate,
+                                                   contextlib.nullcontext())
+    return [loss.item(), lr_loss.item(), perceptual_term.item(), strength.mean().item(), adversarial_term.item(),
+            discriminator_loss.item()]
 
 
 class _Selection:
@@ -344,9 +380,10 @@ class _Selection:
         score_file = out_dir / BEST_DIR / "score.json"
         self.best = json.loads(score_file.read_text())["score"] if score_file.is_file() else math.inf
 
-    def score(self, step: int, network: CleanupNet, trained_upscaler: PerceptualSR | None) -> None:
+    def score(self, step: int, learner: _Learner) -> None:
         from perceptual_sr.training.cleanup_selection import SELECTION_DEGRADATIONS, selection_scores
 
+        network, trained_upscaler = learner.network, learner.trained_upscaler
         network.eval()
         scores = selection_scores(network, self.reference, self.config.select_on,
                                   max_images=self.config.select_images, lpips_metric=self.lpips_metric)
@@ -368,15 +405,15 @@ class _Selection:
                 write_text(staging / "score.json", json.dumps({"step": step, **scores}, indent=2))
 
 
-def _save_checkpoint(folder: Path, network: CleanupNet, trained_upscaler: PerceptualSR | None, critic: Critic | None,
-                     optimizer: torch.optim.Optimizer, step: int, config: CleanupTrainConfig) -> None:
+def _save_checkpoint(folder: Path, learner: _Learner, step: int, config: CleanupTrainConfig) -> None:
     with atomic_folder(folder) as staging:
-        network.save_pretrained(staging)
-        if trained_upscaler is not None:
-            trained_upscaler.save_pretrained(staging / UPSCALER_DIR)
+        learner.network.save_pretrained(staging)
+        if learner.trained_upscaler is not None:
+            learner.trained_upscaler.save_pretrained(staging / UPSCALER_DIR)
+        critic = learner.critic
         critic_state = {} if critic is None else {"critic": critic.network.state_dict(),
                                                   "critic_optimizer": critic.optimizer.state_dict()}
-        torch.save({"step": step, "optimizer": optimizer.state_dict(), **critic_state,
+        torch.save({"step": step, "optimizer": learner.optimizer.state_dict(), **critic_state,
                     "train_config": json.dumps(dataclasses.asdict(config))}, staging / TRAINING_STATE)
 
 
@@ -388,8 +425,8 @@ def _keep_log_rows_up_to(path: Path, step: int) -> None:
 
 
 def _read_checkpoint(folder: Path, config: CleanupTrainConfig) -> dict[str, Any]:
-    """The training state of the checkpoint in `folder` (step and optimizer), after checking that
-    `config` is the recipe it was trained with."""
+    """The training state of the checkpoint in `folder` (step, optimizer, and the discriminator's
+    weights and optimizer when the recipe has one), after checking that `config` is its recipe."""
     try:
         # weights_only: the restricted unpickler (tensors and plain containers only).
         state = torch.load(folder / TRAINING_STATE, map_location="cpu", weights_only=True)
