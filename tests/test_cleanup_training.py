@@ -58,8 +58,9 @@ def test_samples_are_seeded_and_stage_hr_skips_what_it_cannot_learn_from(dataset
     assert all(samples[k][3] > 0 for k in range(12))
 
 
-@pytest.mark.parametrize("overrides", [dict(stage="lr"), dict(stage="lr", adversarial_weight=0.05, lr_crop=16),
-                                       dict(stage="hr"), dict(stage="hr", upscaler_learning_rate=1e-3, hr_target="clean")])
+@pytest.mark.parametrize("overrides", [
+    dict(stage="lr"), dict(stage="lr", adversarial_weight=0.05, lr_crop=16, lr_hatch_weight=0.1, lr_grid_weight=10.0),
+    dict(stage="hr"), dict(stage="hr", upscaler_learning_rate=1e-3, hr_target="clean")])
 def test_each_stage_trains_checkpoints_and_resumes_exactly(dataset, tmp_path, overrides, monkeypatch):
     from perceptual_sr.training import cleanup_training
 
@@ -98,40 +99,55 @@ def test_each_stage_trains_checkpoints_and_resumes_exactly(dataset, tmp_path, ov
 @pytest.fixture(scope="module")
 def selection_photos(tmp_path_factory, make_photo):
     folder = tmp_path_factory.mktemp("select")
-    for i in range(2):
-        Image.fromarray(make_photo(64, 64, seed=10 + i)).save(folder / f"photo{i}.png")
+    for i in range(2):  # large enough for the hatch score's spectrum
+        Image.fromarray(make_photo(192, 160, seed=10 + i)).save(folder / f"photo{i}.png")
     return folder
 
 
-def test_selection_scores_the_cleanup_in_front_of_the_upscaler_on_both_damages(selection_photos):
+def test_selection_scores_the_cleanup_in_front_of_the_upscaler_on_both_damages(selection_photos, monkeypatch):
     from perceptual_sr.evaluation.metrics import LPIPSMetric
-    from perceptual_sr.training.cleanup_selection import selection_scores
+    from perceptual_sr.training import cleanup_selection
 
-    scores = selection_scores(CleanupNet(TINY), PerceptualSR.from_pretrained(), selection_photos, max_images=2,
-                              lpips_metric=LPIPSMetric())
-    assert set(scores) == {"jpeg75", "noise", "score"}
-    assert all(0 < value < 5 for value in scores.values())
-    assert scores["score"] == pytest.approx((scores["jpeg75"] + scores["noise"]) / 2)
+    cleanup = CleanupNet(TINY)
+    torch.nn.init.normal_(cleanup.tail[-1].weight, std=0.05)  # a cleanup that changes its input
+
+    def scores(strength):
+        return cleanup_selection.selection_scores(cleanup, PerceptualSR.from_pretrained(), selection_photos,
+                                                  max_images=2, lpips_metric=LPIPSMetric(), strength=strength)
+
+    cleaned, alone = scores("auto"), scores(0.0)
+    assert set(cleaned) == {"jpeg75", "noise", "jpeg75 hatch", "noise hatch"}
+    assert all(0 < value < 5 for value in cleaned.values()) and cleaned != alone
+    score = cleanup_selection.selection_score(cleaned, alone)
+    if score < float("inf"):
+        assert score == pytest.approx((cleaned["jpeg75"] + cleaned["noise"]) / 2)
+    painted = {**cleaned, "noise hatch": alone["noise hatch"] + 2 * cleanup_selection.HATCH_MARGIN}
+    assert cleanup_selection.selection_score(painted, alone) == float("inf")  # never a candidate, whatever its LPIPS
 
 
-@pytest.mark.parametrize("stage, scripted, best_step", [("hr", (0.5, 0.6, 0.4), 4), ("lr", (0.4, 0.5, 0.6), 0)])
+@pytest.mark.parametrize("stage, scripted, best_step", [("hr", (0.5, 0.6, 0.4), 4), ("lr", (0.4, 0.5, 0.6), 0),
+                                                        ("lr", (float("inf"), 0.5, float("inf")), 2)])
 def test_a_run_keeps_its_best_scored_checkpoint(dataset, selection_photos, tmp_path, monkeypatch, stage, scripted,
                                                 best_step):
     from perceptual_sr.training import cleanup_selection
 
     scores = iter(scripted)
     monkeypatch.setattr(cleanup_selection, "selection_scores",
-                        lambda *args, **kwargs: {"jpeg75": (s := next(scores)), "noise": s, "score": s})
+                        lambda *args, strength="auto", **kwargs: {"jpeg75": (s := 1.0 if strength == 0 else next(scores)),
+                                                                  "noise": s, "jpeg75 hatch": 0.1, "noise hatch": 0.1})
+    monkeypatch.setattr(cleanup_selection, "selection_score", lambda scores, alone: scores["jpeg75"])
     start = CleanupNet(TINY)
     torch.nn.init.normal_(start.tail[-1].weight, std=0.01)
     start.save_pretrained(tmp_path / "start")
     final = train_cleanup(_config(dataset, tmp_path / "run", stage=stage, init_from=str(tmp_path / "start"),
                                   select_on=str(selection_photos)))
     rows = (tmp_path / "run" / "selection.csv").read_text().splitlines()
-    assert rows[0] == "step,jpeg75,noise,score" and [row.split(",")[0] for row in rows[1:]] == ["0", "2", "4"]
+    assert rows[0] == "step,jpeg75,noise,jpeg75 hatch,noise hatch,score"
+    assert [row.split(",")[0] for row in rows[1:]] == ["0", "2", "4"]
     best = CleanupNet.from_pretrained(tmp_path / "run" / "best")
-    expected = final if best_step == 4 else start
-    assert all(torch.equal(a, b) for a, b in zip(best.state_dict().values(), expected.state_dict().values()))
+    expected = {0: start, 4: final}.get(best_step)
+    if expected is not None:
+        assert all(torch.equal(a, b) for a, b in zip(best.state_dict().values(), expected.state_dict().values()))
     assert json.loads((tmp_path / "run" / "best" / "score.json").read_text())["step"] == best_step
 
 
@@ -167,6 +183,8 @@ def test_bad_settings_are_clear_errors(dataset):
         CleanupTrainConfig(stage="hr", hr_target="upscaled")
     with pytest.raises(ValueError, match="needs stage hr"):
         CleanupTrainConfig(stage="lr", upscaler_learning_rate=1e-5)
+    with pytest.raises(ValueError, match="at least 16"):
+        CleanupTrainConfig(lr_hatch_weight=0.1, lr_crop=12)
     with pytest.raises(ValueError, match="multiple of 8"):
         CleanupTrainConfig(adversarial_weight=0.1, lr_crop=12)
     with pytest.raises(ValueError, match="not a folder"):
