@@ -3,6 +3,7 @@
     python train_cleanup.py --data DATA192 --output-dir ../runs/cleanup-a --stage lr --steps 4000
     python train_cleanup.py --data DATA192 --output-dir ../runs/cleanup-b --stage hr \\
         --init-from ../runs/cleanup-a --lr-crop 32 --steps 20000
+    python train_cleanup.py ... --select-on SET5   # keep the checkpoint with the best LPIPS in best/
     python train_cleanup.py ... --resume          # continue after an interruption
 
 Every field of CleanupConfig (architecture) and CleanupTrainConfig (run settings) is a flag;
