@@ -14,7 +14,13 @@ from perceptual_sr.data.prepare import PrepareConfig, prepare
 from perceptual_sr.inference.auto_cleanup import assess
 from perceptual_sr.networks.restorer import CleanupConfig, CleanupNet
 from perceptual_sr.networks.upscaler import PerceptualSR
-from perceptual_sr.training.cleanup_training import CleanupTrainConfig, DegradedSamples, strength_of, train_cleanup
+from perceptual_sr.training.cleanup_training import (
+    LOG_FIELDS,
+    CleanupTrainConfig,
+    DegradedSamples,
+    strength_of,
+    train_cleanup,
+)
 
 TINY = CleanupConfig(channels=8, full_res_channels=4, blocks=1)
 pytestmark = pytest.mark.slow  # prepares a dataset and trains
@@ -158,8 +164,12 @@ def test_a_run_saved_before_a_setting_existed_resumes_with_its_default(dataset, 
     recipe = json.loads(state["train_config"])
     del recipe["upscaler_learning_rate"], recipe["select_on"]
     torch.save({**state, "train_config": json.dumps(recipe)}, state_path)
+    log = tmp_path / "run" / "log.csv"  # as such a run logged it: without the adversarial columns
+    log.write_text("".join(",".join(row.split(",")[:7]) + "\n" for row in log.read_text().splitlines()))
     resumed = train_cleanup(_config(dataset, tmp_path / "run", steps=4, resume=True))
     assert resumed.config == TINY
+    rows = log.read_text().splitlines()
+    assert rows[0] == ",".join(LOG_FIELDS) and len(rows) == 5 and len(rows[-1].split(",")) == len(LOG_FIELDS)
     with pytest.raises(ValueError, match="upscaler_learning_rate"):
         train_cleanup(_config(dataset, tmp_path / "run", steps=6, resume=True, stage="hr", upscaler_learning_rate=1e-3))
 

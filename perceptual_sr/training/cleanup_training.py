@@ -262,7 +262,7 @@ def train_cleanup(config: CleanupTrainConfig, network_config: CleanupConfig | No
     step = 0
     if state is not None:
         step = int(state["step"])
-        _keep_log_rows_up_to(out_dir / "log.csv", step)  # rows after the checkpoint are logged again
+        _keep_log_rows_up_to(out_dir / "log.csv", step, LOG_FIELDS)  # rows after the checkpoint are logged again
         _keep_log_rows_up_to(out_dir / SELECTION_LOG, step)
     selection = _Selection(config, learner.reference, out_dir) if config.select_on else None
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -436,9 +436,13 @@ def _save_checkpoint(folder: Path, learner: _Learner, step: int, config: Cleanup
                     "train_config": json.dumps(dataclasses.asdict(config))}, staging / TRAINING_STATE)
 
 
-def _keep_log_rows_up_to(path: Path, step: int) -> None:
+def _keep_log_rows_up_to(path: Path, step: int, header: tuple[str, ...] | None = None) -> None:
+    """Drop the rows of log `path` after `step`; a `header` that extends the file's (a run logged
+    before columns were added) replaces it, so the rows to come match their header."""
     if path.is_file():
         rows = path.read_text().splitlines()
+        if header is not None and rows and header[:len(rows[0].split(","))] == tuple(rows[0].split(",")):
+            rows[0] = ",".join(header)
         kept = rows[:1] + [row for row in rows[1:] if int(row.split(",", 1)[0]) <= step]
         write_text(path, "\n".join(kept) + "\n")
 
