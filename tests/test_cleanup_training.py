@@ -1,5 +1,6 @@
 """Training of the cleanup network: both stages run, learn, checkpoint and resume exactly."""
 
+import dataclasses
 import io
 import json
 
@@ -124,9 +125,8 @@ def test_selection_scores_the_cleanup_in_front_of_the_upscaler_on_both_damages(s
     cleaned, alone = scores("auto"), scores(0.0)
     assert set(cleaned) == {"jpeg75", "noise", "jpeg75 hatch", "noise hatch"}
     assert all(0 < value < 5 for value in cleaned.values()) and cleaned != alone
-    score = cleanup_selection.selection_score(cleaned, alone)
-    if score < float("inf"):
-        assert score == pytest.approx((cleaned["jpeg75"] + cleaned["noise"]) / 2)
+    unhatched = {**alone, "jpeg75 hatch": float("inf"), "noise hatch": float("inf")}
+    assert cleanup_selection.selection_score(cleaned, unhatched) == pytest.approx((cleaned["jpeg75"] + cleaned["noise"]) / 2)
     painted = {**cleaned, "noise hatch": alone["noise hatch"] + 2 * cleanup_selection.HATCH_MARGIN}
     assert cleanup_selection.selection_score(painted, alone) == float("inf")  # never a candidate, whatever its LPIPS
 
@@ -162,7 +162,7 @@ def test_a_run_saved_before_a_setting_existed_resumes_with_its_default(dataset, 
     state_path = tmp_path / "run" / "checkpoint" / "training_state.pt"
     state = torch.load(state_path, weights_only=True)
     recipe = json.loads(state["train_config"])
-    del recipe["upscaler_learning_rate"], recipe["select_on"]
+    del recipe["upscaler_learning_rate"]
     torch.save({**state, "train_config": json.dumps(recipe)}, state_path)
     log = tmp_path / "run" / "log.csv"  # as such a run logged it: without the adversarial columns
     log.write_text("".join(",".join(row.split(",")[:7]) + "\n" for row in log.read_text().splitlines()))
@@ -191,8 +191,12 @@ def test_bad_settings_are_clear_errors(dataset):
         CleanupTrainConfig(clean_share=1.5)
     with pytest.raises(ValueError, match="hr_target"):
         CleanupTrainConfig(stage="hr", hr_target="upscaled")
-    with pytest.raises(ValueError, match="needs stage hr"):
+    with pytest.raises(ValueError, match="need stage hr"):
         CleanupTrainConfig(stage="lr", upscaler_learning_rate=1e-5)
+    with pytest.raises(ValueError, match="need stage hr"):
+        CleanupTrainConfig(stage="lr", hr_target="clean")
+    with pytest.raises(ValueError, match="not a folder"):
+        CleanupTrainConfig(stage="lr", select_on="")
     with pytest.raises(ValueError, match="at least 16"):
         CleanupTrainConfig(lr_hatch_weight=0.1, lr_crop=12)
     with pytest.raises(ValueError, match="multiple of 8"):
@@ -201,3 +205,53 @@ def test_bad_settings_are_clear_errors(dataset):
         CleanupTrainConfig(stage="hr", select_on=str(dataset / "no-such-folder"))
     with pytest.raises(ValueError, match="larger than the dataset"):
         DegradedSamples(SRPairDataset(dataset), _config(dataset, "unused", lr_crop=40))
+
+
+def test_an_interrupt_after_the_weights_moved_waits_for_the_step_to_end(dataset, tmp_path, monkeypatch):
+    import signal
+
+    from perceptual_sr.networks.discriminator import Critic
+
+    overrides = dict(stage="lr", adversarial_weight=0.05, lr_crop=16)
+    whole = train_cleanup(_config(dataset, tmp_path / "whole", **overrides), TINY)
+    calls, real_update = [], Critic.update
+
+    def ctrl_c_during_the_second_discriminator_step(self, *args):
+        calls.append(1)
+        if len(calls) == 2:  # the network's weights have moved; the discriminator's have not yet
+            signal.raise_signal(signal.SIGINT)
+        return real_update(self, *args)
+
+    monkeypatch.setattr(Critic, "update", ctrl_c_during_the_second_discriminator_step)
+    with pytest.raises(KeyboardInterrupt):
+        train_cleanup(_config(dataset, tmp_path / "split", **overrides), TINY)
+    monkeypatch.setattr(Critic, "update", real_update)
+    state = torch.load(tmp_path / "split" / "checkpoint" / "training_state.pt", weights_only=True)
+    assert state["step"] == 2  # the step finished and was counted
+    resumed = train_cleanup(_config(dataset, tmp_path / "split", resume=True, **overrides))
+    for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_selection_survives_an_interrupt_and_refuses_other_photos_on_resume(dataset, selection_photos, tmp_path,
+                                                                             monkeypatch):
+    from perceptual_sr.training import cleanup_selection
+
+    scored = []
+
+    def scores(*args, strength="auto", **kwargs):
+        if strength != 0:
+            scored.append(1)
+            if len(scored) == 2:  # while scoring step 2, before its row is written
+                raise KeyboardInterrupt
+        return {"jpeg75": 0.5, "noise": 0.5, "jpeg75 hatch": 0.1, "noise hatch": 0.1}
+
+    monkeypatch.setattr(cleanup_selection, "selection_scores", scores)
+    config = _config(dataset, tmp_path / "run", stage="lr", select_on=str(selection_photos))
+    with pytest.raises(KeyboardInterrupt):
+        train_cleanup(config, TINY)
+    train_cleanup(dataclasses.replace(config, resume=True))
+    rows = (tmp_path / "run" / "selection.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in rows[1:]] == ["0", "2", "4"]  # step 2 scored on resume, once each
+    with pytest.raises(ValueError, match="select-on"):
+        train_cleanup(dataclasses.replace(config, resume=True, steps=6, select_images=1))

@@ -51,5 +51,8 @@ def selection_scores(cleanup: CleanupNet, upscaler: PerceptualSR, folder: str | 
 def selection_score(scores: dict[str, float], upscaler_alone: dict[str, float]) -> float:
     """The mean LPIPS ratio of `scores` (lower is better), or infinity where the output's hatch is
     more than `HATCH_MARGIN` above the upscaler alone's (`upscaler_alone`, the scores at strength 0)."""
+    if any(math.isnan(upscaler_alone[f"{d} hatch"]) for d in SELECTION_DEGRADATIONS):
+        raise ValueError("the selection photos are too small for the hatch score's spectrum: choose a --select-on "
+                         "folder with larger photos (Set5's are 256 to 512 pixels)")
     hatched = any(scores[f"{d} hatch"] > upscaler_alone[f"{d} hatch"] + HATCH_MARGIN for d in SELECTION_DEGRADATIONS)
     return math.inf if hatched else sum(scores[d] for d in SELECTION_DEGRADATIONS) / len(SELECTION_DEGRADATIONS)

@@ -7,10 +7,10 @@ relu2_2 + pixel MSE, as the upscaler's own recipe) is taken on the HR output aga
 with stage A's loss kept as deep supervision at LR. An L1 cleanup alone is smoother than a clean
 LR and the upscaler then paints less (measured in issue #34: LPIPS worse than no cleanup); this
 stage teaches the cleanup what the upscaler needs. Its target is the true HR, or with `hr_target`
-"clean" the upscaler's own output on the clean LR: what a perfect cleanup would give. That target
-holds nothing the cleanup cannot reach (the upscaler's own error is in both), so there is no reward
-for feeding the upscaler something other than a clean LR, such as the cross-hatch a cleanup learnt
-to feed it against the true HR (`hatch_weight`). With `upscaler_learning_rate` the upscaler is
+"clean" the frozen upscaler's output on the clean LR: what a perfect cleanup would give. Through
+the frozen upscaler, that target holds nothing the cleanup cannot reach (the upscaler's own error
+is in both), so there is no reward for feeding it something other than a clean LR, such as the
+cross-hatch a cleanup learnt to feed it against the true HR (`hatch_weight`). With `upscaler_learning_rate` the upscaler is
 fine-tuned behind the cleanup too (issue #34's prototype: the cleanup of such a joint run did
 better in front of the *unchanged* default than one trained through the frozen default), and is
 saved as `upscaler/` beside the cleanup network. In either stage, `adversarial_weight` adds a
@@ -58,6 +58,7 @@ from perceptual_sr.training.loss import PerceptualLoss, periodic_error, spectral
 from perceptual_sr.utils.atomic_write import atomic_folder, recover_folder, write_text
 from perceptual_sr.utils.color import rgb_to_grey
 from perceptual_sr.utils.config_flags import setting
+from perceptual_sr.utils.interrupts import interrupts_deferred
 
 STAGES = ("lr", "hr")
 HR_TARGETS = ("photo", "clean")
@@ -78,7 +79,8 @@ class CleanupTrainConfig:
     output_dir: str = setting("runs/cleanup", "run folder: checkpoint, log.csv and the final network")
     stage: str = setting("lr", "lr: Charbonnier at LR (stage A); hr: perceptual loss through the upscaler (B)",
                          choices=STAGES)
-    upscaler: str | None = setting(None, "model folder of the frozen upscaler for stage hr (none: the bundled default)")
+    upscaler: str | None = setting(None, "model folder of the upscaler that stage hr trains through and selection "
+                                         "scores in front of (none: the bundled default)")
     hr_target: str = setting("photo", "stage hr: what the HR output is compared with: photo (the true HR) or clean "
                                       "(the upscaler's output on the clean LR: what a perfect cleanup gives)",
                              choices=HR_TARGETS)
@@ -140,13 +142,13 @@ class CleanupTrainConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        if self.stage == "lr" and self.upscaler_learning_rate:
-            raise ValueError("--upscaler-learning-rate needs stage hr (stage lr runs no upscaler)")
+        if self.stage == "lr" and (self.upscaler_learning_rate or self.hr_target != "photo"):
+            raise ValueError("--upscaler-learning-rate and --hr-target need stage hr (stage lr runs no upscaler)")
         if (self.lr_hatch_weight or self.lr_grid_weight) and self.lr_crop < 16:
             raise ValueError(f"the LR texture penalties need an lr_crop of at least 16, got {self.lr_crop}")
         if self.adversarial_weight and self.lr_crop % 8:
             raise ValueError(f"the discriminator needs an lr_crop that is a multiple of 8, got {self.lr_crop}")
-        if self.select_on is not None and not Path(self.select_on).is_dir():
+        if self.select_on is not None and not (self.select_on and Path(self.select_on).is_dir()):
             raise ValueError(f"--select-on: {self.select_on!r} is not a folder")
 
 
@@ -231,7 +233,7 @@ class _Learner:
     network: CleanupNet
     optimizer: torch.optim.Optimizer
     base_rates: list[float]  # of the optimizer's groups, before the schedule
-    reference: PerceptualSR | None = None  # the frozen upscaler: trained through (hr) and scored in front of
+    reference: PerceptualSR | None = None  # the frozen upscaler: selection scores in front of it
     upscaler: PerceptualSR | None = None  # what stage hr trains through: the reference or its trained copy
     perceptual: PerceptualLoss | None = None
     critic: Critic | None = None
@@ -275,11 +277,12 @@ def train_cleanup(config: CleanupTrainConfig, network_config: CleanupConfig | No
             log.writerow(LOG_FIELDS)
         started, totals, window = time.monotonic(), np.zeros(6), 0
         try:
-            if selection is not None and step == 0:  # the starting point is a candidate too
+            if selection is not None and not selection.has_scored(step):  # the start is a candidate too
                 selection.score(step, learner)
             for batch in sample_batches(samples, config, step):
-                totals += _train_step(learner, config, batch, step)
-                step += 1
+                with interrupts_deferred():  # a step is taken whole, or not at all
+                    totals += _train_step(learner, config, batch, step)
+                    step += 1
                 window += 1
                 bar.update(1)
                 if step % config.log_every == 0 or step == config.steps:
@@ -290,7 +293,8 @@ def train_cleanup(config: CleanupTrainConfig, network_config: CleanupConfig | No
                     bar.set_postfix(loss=f"{means[0]:.4f}")
                     totals[:], window = 0, 0
                 if step % config.checkpoint_every == 0 or step == config.steps:
-                    # Scored before the checkpoint is taken: a run stopped in between scores it again.
+                    # Scored before the checkpoint is taken: a run stopped before its row is written
+                    # scores that step again when it resumes (`has_scored`).
                     if selection is not None:
                         selection.score(step, learner)
                     _save_checkpoint(checkpoint_dir, learner, step, config)
@@ -315,10 +319,15 @@ def _set_up(config: CleanupTrainConfig, network_config: CleanupConfig | None, sc
     else:
         network = CleanupNet(network_config)
     network.train()
-    reference = upscaler = perceptual = critic = None
+    critic = None
+    if config.adversarial_weight:  # built before loading anything that draws random numbers, so
+        # whether a run selects does not change where its discriminator starts
+        critic = Critic(config.adversarial_weight, config.discriminator_features, config.learning_rate,
+                        torch.device("cpu"))
+    reference = upscaler = perceptual = None
     if config.stage == "hr" or config.select_on:  # trained through, or what selection scores in front of
         reference = PerceptualSR.from_pretrained(config.upscaler).eval().requires_grad_(False)
-        if reference.scale != scale:
+        if config.stage == "hr" and reference.scale != scale:
             raise ValueError(f"the upscaler is x{reference.scale}, the data x{scale}")
     if config.stage == "hr":
         upscaler = reference
@@ -333,9 +342,6 @@ def _set_up(config: CleanupTrainConfig, network_config: CleanupConfig | None, sc
     if upscaler is not None and upscaler is not reference:
         groups.append({"params": list(upscaler.parameters()), "lr": config.upscaler_learning_rate})
     optimizer = torch.optim.Adam(groups)
-    if config.adversarial_weight:
-        critic = Critic(config.adversarial_weight, config.discriminator_features, config.learning_rate,
-                        torch.device("cpu"))
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         if critic is not None:
@@ -390,8 +396,19 @@ class _Selection:
         self.lpips_metric = LPIPSMetric()
         recover_folder(out_dir / BEST_DIR)
         score_file = out_dir / BEST_DIR / "score.json"
-        self.best = json.loads(score_file.read_text())["score"] if score_file.is_file() else math.inf
+        self.best = math.inf
+        if score_file.is_file():
+            record = json.loads(score_file.read_text())
+            if (record.get("select_on"), record.get("select_images")) != (config.select_on, config.select_images):
+                raise ValueError(f"{out_dir / BEST_DIR} was scored on {record.get('select_on')!r} "
+                                 f"({record.get('select_images')} photos): resume with the same --select-on and "
+                                 "--select-images, or move best/ and selection.csv away to start a new selection")
+            self.best = record["score"]
         self.upscaler_alone: dict[str, float] | None = None  # the hatch a checkpoint is held to; on first use
+
+    def has_scored(self, step: int) -> bool:
+        path = self.out_dir / SELECTION_LOG
+        return path.is_file() and any(row.split(",", 1)[0] == str(step) for row in path.read_text().splitlines()[1:])
 
     def score(self, step: int, learner: _Learner) -> None:
         from perceptual_sr.training.cleanup_selection import SELECTION_DEGRADATIONS, selection_score, selection_scores
@@ -405,6 +422,14 @@ class _Selection:
         scores = selection_scores(network, self.reference, self.config.select_on, **options)
         scores["score"] = selection_score(scores, self.upscaler_alone)
         network.train()
+        if scores["score"] < self.best:  # best/ first: a selection.csv row marks a finished score
+            self.best = scores["score"]
+            with atomic_folder(self.out_dir / BEST_DIR) as staging:
+                network.save_pretrained(staging)
+                if trained_upscaler is not None:
+                    trained_upscaler.save_pretrained(staging / UPSCALER_DIR)
+                write_text(staging / "score.json", json.dumps({"step": step, **scores, "select_on": self.config.select_on,
+                                                               "select_images": self.config.select_images}, indent=2))
         path = self.out_dir / SELECTION_LOG
         new_log = not path.exists()
         with path.open("a", newline="") as log_file:
@@ -415,13 +440,6 @@ class _Selection:
             log.writerow([step, *(f"{scores[d]:.4f}" for d in SELECTION_DEGRADATIONS),
                           *(f"{scores[f'{d} hatch']:.3f}" for d in SELECTION_DEGRADATIONS), f"{scores['score']:.4f}"])
         tqdm.write(f"step {step}: selection " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
-        if scores["score"] < self.best:
-            self.best = scores["score"]
-            with atomic_folder(self.out_dir / BEST_DIR) as staging:
-                network.save_pretrained(staging)
-                if trained_upscaler is not None:
-                    trained_upscaler.save_pretrained(staging / UPSCALER_DIR)
-                write_text(staging / "score.json", json.dumps({"step": step, **scores}, indent=2))
 
 
 def _save_checkpoint(folder: Path, learner: _Learner, step: int, config: CleanupTrainConfig) -> None:

@@ -32,3 +32,24 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Within the block, Ctrl-C and SIGTERM wait until it ends, and are then delivered as they would
+    have been (KeyboardInterrupt, or the default SIGTERM). For work that must not stop half-done: an
+    optimizer step interrupted after the weights moved would be checkpointed as the step before, and
+    a resumed run would train that batch twice. Elsewhere than in the main thread, nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {number: signal.signal(number, lambda signum, frame: received.append(signum))
+                for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    for number in dict.fromkeys(received):
+        signal.raise_signal(number)
