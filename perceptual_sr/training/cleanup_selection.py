@@ -14,7 +14,6 @@ JPEG 75 0.585x -> 0.543x bicubic's, with hatch 0.14 -> 0.66), and people see it.
 
 from __future__ import annotations
 
-import copy
 import math
 from pathlib import Path
 
@@ -37,7 +36,7 @@ def selection_scores(cleanup: CleanupNet, upscaler: PerceptualSR, folder: str | 
     """LPIPS of `cleanup` + `upscaler` at `strength` (0: the upscaler alone) as a multiple of
     bicubic's, per degradation of `SELECTION_DEGRADATIONS` on the photos of `folder`, and the
     output's mean hatch score under "<degradation> hatch"."""
-    pipeline = SRPipeline({"": upscaler}, cleanup=copy.deepcopy(cleanup).eval())
+    pipeline = SRPipeline({"": upscaler}, cleanup=cleanup)  # copies of their weights, run in eval mode
     scores = {}
     for degradation in SELECTION_DEGRADATIONS:
         result, = evaluate(lambda image: pipeline.components_for(image, cleanup=strength), [folder],

@@ -414,14 +414,12 @@ class _Selection:
         from perceptual_sr.training.cleanup_selection import SELECTION_DEGRADATIONS, selection_score, selection_scores
 
         network, trained_upscaler = learner.network, learner.trained_upscaler
-        network.eval()
         options = dict(max_images=self.config.select_images, lpips_metric=self.lpips_metric)
         if self.upscaler_alone is None:
             self.upscaler_alone = selection_scores(network, self.reference, self.config.select_on, strength=0.0,
                                                    **options)
         scores = selection_scores(network, self.reference, self.config.select_on, **options)
         scores["score"] = selection_score(scores, self.upscaler_alone)
-        network.train()
         if scores["score"] < self.best:  # best/ first: a selection.csv row marks a finished score
             self.best = scores["score"]
             with atomic_folder(self.out_dir / BEST_DIR) as staging:
