@@ -1,4 +1,5 @@
-"""The cleanup network: shapes, the identity at strength 0, its receptive field, save and load."""
+"""The cleanup network: shapes, the identity at strength 0, its receptive field, save and load, for
+either way back to the input's size (pixel-shuffle, or a bilinear resize)."""
 
 import pytest
 import torch
@@ -6,6 +7,8 @@ import torch
 from perceptual_sr.networks.restorer import CleanupAt, CleanupConfig, CleanupNet
 
 TINY = CleanupConfig(channels=8, full_res_channels=4, blocks=2)
+TINY_RESIZE = CleanupConfig(channels=8, full_res_channels=4, blocks=2, upsample="resize")
+BOTH = pytest.mark.parametrize("config", [TINY, TINY_RESIZE], ids=["shuffle", "resize"])
 
 
 def _trained_looking(config: CleanupConfig = TINY) -> CleanupNet:
@@ -17,16 +20,18 @@ def _trained_looking(config: CleanupConfig = TINY) -> CleanupNet:
     return network.eval()
 
 
+@BOTH
 @pytest.mark.parametrize("size", [(1, 1), (1, 7), (5, 3), (8, 8), (33, 20)])
-def test_any_size_keeps_its_shape(size):
+def test_any_size_keeps_its_shape(size, config):
     image = torch.rand(2, 3, *size)
-    assert _trained_looking()(image, 0.7).shape == image.shape
+    assert _trained_looking(config)(image, 0.7).shape == image.shape
 
 
-def test_strength_zero_and_a_fresh_network_return_the_input_exactly():
+@BOTH
+def test_strength_zero_and_a_fresh_network_return_the_input_exactly(config):
     image = torch.rand(1, 3, 16, 16)
-    assert torch.equal(_trained_looking()(image, 0.0), image)
-    assert torch.equal(CleanupNet(TINY)(image, 1.0), image)  # starts from "change nothing"
+    assert torch.equal(_trained_looking(config)(image, 0.0), image)
+    assert torch.equal(CleanupNet(config)(image, 1.0), image)  # starts from "change nothing"
 
 
 def test_one_strength_per_image_in_a_batch():
@@ -38,14 +43,17 @@ def test_one_strength_per_image_in_a_batch():
         network(image, torch.tensor([0.1, 0.2, 0.3]))
 
 
-def test_every_parameter_gets_a_gradient():
-    network = _trained_looking().train()
+@BOTH
+def test_every_parameter_gets_a_gradient_and_the_count_is_the_configs(config):
+    network = _trained_looking(config).train()
+    assert config.parameter_count() == sum(p.numel() for p in network.parameters())
     network(torch.rand(2, 3, 16, 16), torch.tensor([0.5, 1.0])).square().mean().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in network.parameters())
 
 
-def test_the_receptive_field_spans_three_jpeg_blocks_and_matches_the_config():
-    config = CleanupConfig()
+@pytest.mark.parametrize("upsample", ["shuffle", "resize"])
+def test_the_receptive_field_spans_three_jpeg_blocks_and_matches_the_config(upsample):
+    config = CleanupConfig(upsample=upsample)
     network = _trained_looking(config)
     image = torch.rand(1, 3, 101, 101, requires_grad=True)
     network(image, 1.0)[0, :, 50, 50].sum().backward()
@@ -57,14 +65,30 @@ def test_the_receptive_field_spans_three_jpeg_blocks_and_matches_the_config():
 def test_its_cost_is_within_the_budget_of_the_issue():
     # At most 40,000 multiply-accumulates per output pixel of the x4 upscale: 640,000 per LR pixel.
     assert CleanupConfig().macs_per_pixel() <= 640_000
+    assert CleanupConfig(upsample="resize").macs_per_pixel() == CleanupConfig().macs_per_pixel()
 
 
-def test_save_and_load_give_the_same_function(tmp_path):
-    network = _trained_looking()
+def test_resize_upsampling_has_no_per_phase_weights_to_paint_a_two_pixel_grid_with():
+    """On a flat input a shuffle network's output differs between the four sub-pixel phases (each
+    has its own slice of the up conv); a resize network's cannot."""
+    image = torch.full((1, 3, 16, 16), 0.5)
+    for config, phases_differ in ((TINY, True), (TINY_RESIZE, False)):
+        torch.manual_seed(1)
+        network = CleanupNet(config)
+        with torch.no_grad():
+            network.tail[-1].weight.normal_(0, 0.3)
+        output = network(image, 1.0)[0, :, 4:12, 4:12]  # away from the borders' reflection
+        phases = torch.stack([output[:, i::2, j::2] for i in range(2) for j in range(2)])
+        assert bool((phases.amax(0) - phases.amin(0)).max() > 1e-4) == phases_differ, config.upsample
+
+
+@BOTH
+def test_save_and_load_give_the_same_function(tmp_path, config):
+    network = _trained_looking(config)
     network.save_pretrained(tmp_path / "cleanup")
     loaded = CleanupNet.from_pretrained(tmp_path / "cleanup")
     image = torch.rand(1, 3, 9, 14)
-    assert loaded.config == TINY
+    assert loaded.config == config
     assert torch.equal(loaded(image, 0.4), network(image, 0.4))
 
 
@@ -75,6 +99,8 @@ def test_a_damaged_config_is_a_clear_error():
         CleanupConfig(channels=100_000)
     with pytest.raises(ValueError, match="not a 'perceptual-sr-cleanup'"):
         CleanupConfig(model_type="perceptual-sr")
+    with pytest.raises(ValueError, match="upsample must be one of"):
+        CleanupConfig(upsample="deconv")
     with pytest.raises(ValueError, match="unknown CleanupConfig keys"):
         CleanupNet({"channels": 8, "scale": 4})
 
@@ -84,3 +110,14 @@ def test_bound_to_a_strength_it_runs_like_an_upscaler_of_scale_one():
     image = torch.rand(1, 3, 10, 10)
     out = bound(image)
     assert bound.scale == 1 and out.shape == image.shape and out.min() >= 0 and out.max() <= 1
+
+
+def test_a_resize_network_exports_to_onnx_and_runs_the_same(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from perceptual_sr.inference.onnx_pipeline import OnnxCleanup, export_cleanup_onnx
+
+    network = _trained_looking(TINY_RESIZE)
+    exported = OnnxCleanup(export_cleanup_onnx(network, tmp_path / "m.cleanup.onnx"))
+    image = torch.rand(1, 3, 13, 22)
+    assert exported.config == TINY_RESIZE
+    assert torch.allclose(exported(image, 0.6), network(image, 0.6).clamp(0, 1), atol=1e-5)

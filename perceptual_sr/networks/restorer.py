@@ -10,7 +10,7 @@ Architecture: a plain stack of 3x3 convolutions with PReLU, as Real-ESRGAN's SRV
 so that a receptive field of several JPEG blocks costs little:
 
     [LR, strength] -> 2 convs at LR size -> unshuffle x2 -> `blocks` convs at LR/2 (residual)
-                   -> conv + shuffle x2 -> 2 convs at LR size -> correction
+                   -> back to LR size (`upsample`) -> 2 convs at LR size -> correction
 
 The output is `lr + strength * correction`: strength 0 returns the input exactly and the change
 grows with the strength. The strength is also an input channel, so the network knows how hard
@@ -34,6 +34,12 @@ from perceptual_sr.utils.config_flags import config_from_dict, is_whole_number, 
 CLEANUP_MODEL_TYPE = "perceptual-sr-cleanup"
 # A damaged config.json (channels: 4096) must fail before it allocates gigabytes.
 MAX_PARAMETERS = 20_000_000
+# How the body's features return to the input's size. "shuffle": a conv to 4x the channels, then
+# pixel-shuffle (Shi et al. 2016). "resize": bilinear x2, then a conv (Odena et al. 2016,
+# "Deconvolution and Checkerboard Artifacts"). Measured: with an adversarial term the shuffle
+# network painted a 2-pixel grid (each of its 4 sub-pixel phases has its own weights), which the
+# upscaler magnified; a resize has no per-phase weights to paint one with.
+UPSAMPLINGS = ("shuffle", "resize")
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,9 @@ class CleanupConfig:
     channels: int = setting(64, "feature channels of the half-resolution body")
     full_res_channels: int = setting(32, "feature channels at the input's resolution")
     blocks: int = setting(8, "3x3 convolutions of the body (each adds 4 LR pixels of receptive field)")
+    # Saved folders from before the choice existed hold the shuffle network: it stays the default.
+    upsample: str = setting("shuffle", "how the body's features return to the input's size: shuffle "
+                                       "(conv + pixel-shuffle) or resize (bilinear + conv)", choices=UPSAMPLINGS)
 
     def __post_init__(self) -> None:
         if self.model_type != CLEANUP_MODEL_TYPE:
@@ -59,21 +68,24 @@ class CleanupConfig:
             if not is_whole_number(value) or value < (0 if name == "blocks" else 1):
                 raise ValueError(f"{name} must be a {'non-negative' if name == 'blocks' else 'positive'} integer, "
                                  f"got {value!r}")
+        if self.upsample not in UPSAMPLINGS:
+            raise ValueError(f"upsample must be one of {UPSAMPLINGS}, got {self.upsample!r}")
         if self.parameter_count() > MAX_PARAMETERS:
             raise ValueError(f"this configuration describes a cleanup network of {self.parameter_count():,} "
                              f"parameters; at most {MAX_PARAMETERS:,} are accepted. Is config.json damaged?")
 
     def parameter_count(self) -> int:
         c, f = self.channels, self.full_res_channels
-        convs = [(4, f), (f, f), (4 * f, c), *[(c, c)] * self.blocks, (c, 4 * f), (f, f), (f, 3)]
+        up = (c, 4 * f) if self.upsample == "shuffle" else (c, f)
+        convs = [(4, f), (f, f), (4 * f, c), *[(c, c)] * self.blocks, up, (f, f), (f, 3)]
         prelus = f + f + c + c * self.blocks + f
         return sum(i * o * 9 + o for i, o in convs) + prelus
 
     def macs_per_pixel(self) -> int:
         """Multiply-accumulates per input pixel (the body runs on a quarter of the pixels)."""
         c, f = self.channels, self.full_res_channels
-        full = 4 * f + f * f + f * f + f * 3
-        half = 4 * f * c + self.blocks * c * c + c * 4 * f
+        full = 4 * f + f * f + f * f + f * 3 + (0 if self.upsample == "shuffle" else c * f)
+        half = 4 * f * c + self.blocks * c * c + (c * 4 * f if self.upsample == "shuffle" else 0)
         return 9 * full + 9 * half // 4
 
     def receptive_field(self) -> int:
@@ -106,7 +118,10 @@ class CleanupNet(SafeHubModule, library_name=model_card.LIBRARY):
         self.head = nn.Sequential(_conv(4, f), nn.PReLU(f), _conv(f, f), nn.PReLU(f))
         self.down = nn.Sequential(nn.PixelUnshuffle(2), _conv(4 * f, c), nn.PReLU(c))
         self.body = nn.Sequential(*[layer for _ in range(self.config.blocks) for layer in (_conv(c, c), nn.PReLU(c))])
-        self.up = nn.Sequential(_conv(c, 4 * f), nn.PixelShuffle(2))
+        if self.config.upsample == "shuffle":
+            self.up = nn.Sequential(_conv(c, 4 * f), nn.PixelShuffle(2))
+        else:
+            self.up = nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False), _conv(c, f))
         self.tail = nn.Sequential(_conv(f, f), nn.PReLU(f), _conv(f, 3))
         # Start as the identity (zero correction): training begins from "change nothing".
         nn.init.zeros_(self.tail[-1].weight)
