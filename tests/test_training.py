@@ -364,6 +364,33 @@ def test_a_run_with_an_adversarial_term_resumes_exactly_and_ships_without_its_di
 
 
 @pytest.mark.slow
+def test_an_interrupt_after_the_weights_moved_waits_for_the_step_to_end(dataset, tmp_path, monkeypatch):
+    """Ctrl-C between the network's update and the discriminator's: the step ends and is counted,
+    so the checkpoint never labels moved weights as the step before (a resume would train twice)."""
+    import signal
+
+    recipe = dict(adversarial_weight=0.1, discriminator_features=4, crop_size=32, learning_rate=1e-3,
+                  checkpoint_every=100)
+    whole = train(TINY, _config(dataset, tmp_path / "whole", steps=4, **recipe))
+    calls, real_update = [], Critic.update
+
+    def ctrl_c_during_the_second_discriminator_step(self, *args):
+        calls.append(1)
+        if len(calls) == 2:
+            signal.raise_signal(signal.SIGINT)
+        return real_update(self, *args)
+
+    monkeypatch.setattr(Critic, "update", ctrl_c_during_the_second_discriminator_step)
+    with pytest.raises(KeyboardInterrupt):
+        train(TINY, _config(dataset, tmp_path / "split", steps=4, **recipe))
+    monkeypatch.setattr(Critic, "update", real_update)
+    assert torch.load(tmp_path / "split" / "checkpoint" / "training_state.pt", weights_only=True)["step"] == 2
+    resumed = train(TINY, _config(dataset, tmp_path / "split", steps=4, resume=True, **recipe))
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.slow
 def test_a_checkpoint_that_lost_its_discriminator_is_one_clear_error(dataset, tmp_path):
     recipe = dict(adversarial_weight=0.1, discriminator_features=4, crop_size=32)
     train(TINY, _config(dataset, tmp_path, steps=2, **recipe))

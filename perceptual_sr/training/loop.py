@@ -47,6 +47,7 @@ from perceptual_sr.training.logs import (
 from perceptual_sr.training.loss import PerceptualLoss
 from perceptual_sr.training.samples import ResumableSampler, random_crops, random_dihedral
 from perceptual_sr.utils.atomic_write import write_json
+from perceptual_sr.utils.interrupts import interrupts_deferred
 from perceptual_sr.utils.runtime import autocast, choose_device, resolve_precision, training_precision
 
 
@@ -424,7 +425,8 @@ def train(model_config: SRConfig, config: TrainConfig) -> PerceptualSR:
     try:
         while run.step < run.steps:
             low_res, high_res = next(data)
-            loss, terms = train_step(run, low_res, high_res)
+            with interrupts_deferred():  # a step is taken whole, or not at all: see interrupts_deferred
+                loss, terms = train_step(run, low_res, high_res)
             log.record(low_res.shape[0], loss, terms)
             if run.step % config.checkpoint_every == 0 and run.step < run.steps:
                 checkpoint(run)
