@@ -174,6 +174,20 @@ def test_a_run_saved_before_a_setting_existed_resumes_with_its_default(dataset, 
         train_cleanup(_config(dataset, tmp_path / "run", steps=6, resume=True, stage="hr", upscaler_learning_rate=1e-3))
 
 
+def test_a_log_row_cut_off_by_a_hard_kill_is_dropped_on_resume(dataset, tmp_path):
+    train_cleanup(_config(dataset, tmp_path / "run", steps=2, checkpoint_every=2), TINY)
+    log = tmp_path / "run" / "log.csv"
+    whole = log.read_text()
+    log.write_text(whole + "3,24,0.01")  # a row of a step after the checkpoint, cut off mid-write
+    train_cleanup(_config(dataset, tmp_path / "run", steps=4, checkpoint_every=2, resume=True))
+    rows = log.read_text().splitlines()
+    assert rows[:3] == whole.splitlines() and [row.split(",")[0] for row in rows[1:]] == ["1", "2", "3", "4"]
+    assert all(len(row.split(",")) == len(LOG_FIELDS) for row in rows)
+    log.write_text("step,sam")  # not even a whole header
+    train_cleanup(_config(dataset, tmp_path / "run", steps=5, checkpoint_every=2, resume=True))
+    assert log.read_text().splitlines()[0] == ",".join(LOG_FIELDS)
+
+
 def test_a_used_output_folder_or_a_changed_recipe_is_refused(dataset, tmp_path, capsys):
     (tmp_path / "used").mkdir()
     (tmp_path / "used" / "mine.txt").write_text("keep me")

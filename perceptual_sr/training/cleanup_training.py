@@ -453,11 +453,18 @@ def _save_checkpoint(folder: Path, learner: _Learner, step: int, config: Cleanup
 
 
 def _keep_log_rows_up_to(path: Path, step: int, header: tuple[str, ...] | None = None) -> None:
-    """Drop the rows of log `path` after `step`; a `header` that extends the file's (a run logged
+    """Drop the rows of log `path` after `step`, and a last row a hard kill cut off (the log is
+    appended to: such a row has no line end); a `header` that extends the file's (a run logged
     before columns were added) replaces it, so the rows to come match their header."""
     if path.is_file():
-        rows = path.read_text().splitlines()
-        if header is not None and rows and header[:len(rows[0].split(","))] == tuple(rows[0].split(",")):
+        text = path.read_text()
+        rows = text.splitlines()
+        if rows and not text.endswith("\n"):
+            rows.pop()
+        if not rows:
+            path.unlink()  # not even a whole header: the run writes a new log
+            return
+        if header is not None and header[:len(rows[0].split(","))] == tuple(rows[0].split(",")):
             rows[0] = ",".join(header)
         kept = rows[:1] + [row for row in rows[1:] if int(row.split(",", 1)[0]) <= step]
         write_text(path, "\n".join(kept) + "\n")
