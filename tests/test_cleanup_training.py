@@ -67,7 +67,8 @@ def test_samples_are_seeded_and_stage_hr_skips_what_it_cannot_learn_from(dataset
 
 @pytest.mark.parametrize("overrides", [
     dict(stage="lr"), dict(stage="lr", adversarial_weight=0.05, lr_crop=16, lr_hatch_weight=0.1, lr_grid_weight=10.0),
-    dict(stage="hr"), dict(stage="hr", upscaler_learning_rate=1e-3, hr_target="clean")])
+    dict(stage="hr"), dict(stage="hr", upscaler_learning_rate=1e-3, hr_target="clean"),
+    dict(stage="hr", adversarial_weight=0.05, adversarial_on="hr", lr_crop=16)])
 def test_each_stage_trains_checkpoints_and_resumes_exactly(dataset, tmp_path, overrides, monkeypatch):
     from perceptual_sr.training import cleanup_training
 
@@ -188,6 +189,29 @@ def test_a_log_row_cut_off_by_a_hard_kill_is_dropped_on_resume(dataset, tmp_path
     assert log.read_text().splitlines()[0] == ",".join(LOG_FIELDS)
 
 
+def test_judged_at_hr_the_discriminator_sees_the_upscaled_output_against_the_upscaled_clean_lr(dataset, tmp_path,
+                                                                                                monkeypatch):
+    from perceptual_sr.networks.discriminator import Critic
+
+    seen, real_update = [], Critic.update
+
+    def recording(self, output, real, *args):
+        seen.append((output.detach().clone(), real.clone()))
+        return real_update(self, output, real, *args)
+
+    monkeypatch.setattr(Critic, "update", recording)
+    config = _config(dataset, tmp_path / "run", steps=1, stage="hr", adversarial_weight=0.05, adversarial_on="hr",
+                     lr_crop=16)
+    train_cleanup(config, TINY)
+    _, clean_lr, _, _ = DegradedSamples(SRPairDataset(dataset), config)[0]  # the first of the only batch
+    reference = PerceptualSR.from_pretrained().eval()
+    output, real = seen[0]
+    assert output.shape[-2:] == real.shape[-2:] == (64, 64)  # HR, 4x the LR crop
+    with torch.no_grad():
+        assert torch.allclose(real[0], reference(clean_lr[None])[0], atol=1e-5)
+        assert not torch.allclose(output[0], real[0], atol=1e-3)  # the cleaned damage, upscaled
+
+
 def test_a_used_output_folder_or_a_changed_recipe_is_refused(dataset, tmp_path, capsys):
     (tmp_path / "used").mkdir()
     (tmp_path / "used" / "mine.txt").write_text("keep me")
@@ -209,6 +233,8 @@ def test_bad_settings_are_clear_errors(dataset):
         CleanupTrainConfig(stage="lr", upscaler_learning_rate=1e-5)
     with pytest.raises(ValueError, match="need stage hr"):
         CleanupTrainConfig(stage="lr", hr_target="clean")
+    with pytest.raises(ValueError, match="needs stage hr"):
+        CleanupTrainConfig(stage="lr", adversarial_weight=0.05, adversarial_on="hr")
     with pytest.raises(ValueError, match="not a folder"):
         CleanupTrainConfig(stage="lr", select_on="")
     with pytest.raises(ValueError, match="at least 16"):

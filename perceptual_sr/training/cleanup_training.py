@@ -15,7 +15,10 @@ fine-tuned behind the cleanup too (issue #34's prototype: the cleanup of such a 
 better in front of the *unchanged* default than one trained through the frozen default), and is
 saved as `upscaler/` beside the cleanup network. In either stage, `adversarial_weight` adds a
 discriminator that tells the cleaned LR from the clean one (`networks.discriminator`, judged at LR
-where it is cheap): what the smooth losses average away, it rewards as texture.
+where it is cheap): what the smooth losses average away, it rewards as texture. In stage B it can
+judge the upscaled output instead (`adversarial_on` "hr"): the upscaler's output on the cleaned LR
+against its output on the clean LR, so what it rewards is what a perfect cleanup gives, as seen
+where people look.
 
 With `select_on` (a folder of photos, e.g. Set5), each checkpoint is scored by LPIPS on the HR
 output (`cleanup_selection`), and the best so far is kept in `best/`: stage B improves and then
@@ -62,6 +65,7 @@ from perceptual_sr.utils.interrupts import interrupts_deferred
 
 STAGES = ("lr", "hr")
 HR_TARGETS = ("photo", "clean")
+ADVERSARIAL_PLACES = ("lr", "hr")
 CHECKPOINT_DIR = "checkpoint"
 TRAINING_STATE = "training_state.pt"
 BEST_DIR = "best"
@@ -106,6 +110,11 @@ class CleanupTrainConfig:
     # tells the cleaned LR from the clean one rewards texture instead, at LR where it is cheap.
     adversarial_weight: float = setting(0.0, "weight of an adversarial term on the cleaned LR against the clean LR "
                                              "(0: none)")
+    # Measured at LR: the cleanup painted a grid the upscaler magnified. Judged on the upscaled
+    # output, the discriminator sees what the grid (or any texture) becomes.
+    adversarial_on: str = setting("lr", "what the discriminator judges: lr (the cleaned LR against the clean LR) or, "
+                                        "in stage hr, hr (the upscaled output against the upscaler's output on the "
+                                        "clean LR)", choices=ADVERSARIAL_PLACES)
     discriminator_features: int = setting(32, "width of the discriminator's first stage (adversarial term)")
     # Measured: with the adversarial term alone the cleanup painted a fine grid that the upscaler
     # magnified (Set5 JPEG 75 hatch 0.14 -> 0.66), on clean inputs too when forced. These are the
@@ -127,6 +136,10 @@ class CleanupTrainConfig:
             raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
         if self.hr_target not in HR_TARGETS:
             raise ValueError(f"hr_target must be one of {HR_TARGETS}, got {self.hr_target!r}")
+        if self.adversarial_on not in ADVERSARIAL_PLACES:
+            raise ValueError(f"adversarial_on must be one of {ADVERSARIAL_PLACES}, got {self.adversarial_on!r}")
+        if self.adversarial_on == "hr" and self.stage != "hr":
+            raise ValueError("--adversarial-on hr needs stage hr (stage lr runs no upscaler)")
         if self.degradation not in PRESETS:
             raise ValueError(f"degradation must be one of {sorted(PRESETS)}, got {self.degradation!r}")
         for name in ("steps", "batch_size", "lr_crop", "checkpoint_every", "log_every", "select_images",
@@ -365,21 +378,25 @@ def _train_step(learner: _Learner, config: CleanupTrainConfig, batch: tuple[torc
         loss = loss + config.lr_hatch_weight * spectral_excess(cleaned, clean_lr)
     if config.lr_grid_weight:
         loss = loss + config.lr_grid_weight * periodic_error(cleaned, clean_lr, period=2)
+    judged, real = cleaned, clean_lr  # what the discriminator tells apart
     if learner.upscaler is not None:
-        if config.hr_target == "clean":
+        upscaled = learner.upscaler(cleaned)
+        if config.hr_target == "clean" or config.adversarial_on == "hr":
             with torch.no_grad():
-                hr = learner.reference(clean_lr)
-        perceptual_term, _ = learner.perceptual(learner.upscaler(cleaned), hr)
+                upscaled_clean = learner.reference(clean_lr)
+        perceptual_term, _ = learner.perceptual(upscaled, upscaled_clean if config.hr_target == "clean" else hr)
         loss = loss + perceptual_term
+        if config.adversarial_on == "hr":
+            judged, real = upscaled, upscaled_clean
     adversarial_term, discriminator_loss = torch.zeros(()), torch.zeros(())
     if learner.critic is not None:
-        adversarial_term = learner.critic.generator_loss(cleaned)
+        adversarial_term = learner.critic.generator_loss(judged)
         loss = loss + adversarial_term
     learner.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     learner.optimizer.step()
     if learner.critic is not None:  # then the discriminator, on the output the network just learned from
-        discriminator_loss = learner.critic.update(cleaned, clean_lr, config.learning_rate * rate,
+        discriminator_loss = learner.critic.update(judged, real, config.learning_rate * rate,
                                                    contextlib.nullcontext())
     return [loss.item(), lr_loss.item(), perceptual_term.item(), strength.mean().item(), adversarial_term.item(),
             discriminator_loss.item()]
@@ -482,7 +499,7 @@ def _read_checkpoint(folder: Path, config: CleanupTrainConfig) -> dict[str, Any]
     defaults = {f.name: f.default for f in dataclasses.fields(CleanupTrainConfig)}  # of runs saved before a field
     changed = [name for name in ("data", "stage", "degradation", "clean_share", "batch_size", "lr_crop", "seed",
                                  "upscaler", "feature_layers", "pixel_weight", "lr_weight", "hatch_weight",
-                                 "grid_weight", "upscaler_learning_rate", "hr_target", "adversarial_weight",
+                                 "grid_weight", "upscaler_learning_rate", "hr_target", "adversarial_weight", "adversarial_on",
                                  "discriminator_features", "lr_hatch_weight", "lr_grid_weight")
                if recipe.get(name, defaults[name]) != getattr(config, name)]
     if changed:
