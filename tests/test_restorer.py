@@ -121,3 +121,25 @@ def test_a_resize_network_exports_to_onnx_and_runs_the_same(tmp_path):
     image = torch.rand(1, 3, 13, 22)
     assert exported.config == TINY_RESIZE
     assert torch.allclose(exported(image, 0.6), network(image, 0.6).clamp(0, 1), atol=1e-5)
+
+
+def test_a_resize_start_copies_a_shuffle_network_and_averages_its_four_phases(tmp_path):
+    import runpy
+    from pathlib import Path
+
+    tool = runpy.run_path(str(Path(__file__).resolve().parent.parent / "tools" / "cleanup_resize_start.py"))
+    shuffle = _trained_looking()
+    with torch.no_grad():  # the same weights in all four phases of every output channel
+        shuffle.up[0].weight.copy_(shuffle.up[0].weight[::4].repeat_interleave(4, dim=0))
+        shuffle.up[0].bias.copy_(shuffle.up[0].bias[::4].repeat_interleave(4))
+    resize = tool["resize_start"](shuffle)
+    assert resize.config == TINY_RESIZE
+    assert torch.equal(resize.up[1].weight, shuffle.up[0].weight[::4])
+    assert torch.equal(resize.up[1].bias, shuffle.up[0].bias[::4])
+    kept = {k: v for k, v in shuffle.state_dict().items() if not k.startswith("up.")}
+    assert all(torch.equal(resize.state_dict()[k], v) for k, v in kept.items())
+    # On a flat input both then compute the same thing: one value per channel, resized or shuffled.
+    flat = torch.full((1, 3, 12, 12), 0.3)
+    assert torch.allclose(resize(flat, 1.0), shuffle(flat, 1.0), atol=1e-6)
+    with pytest.raises(ValueError, match="expected a shuffle"):
+        tool["resize_start"](resize)
