@@ -108,8 +108,8 @@ class CleanupTrainConfig:
     # The Charbonnier and feature terms average over what the damage left uncertain, and a smooth LR
     # makes the upscaler paint less (stage A alone is worse than no cleanup). A discriminator that
     # tells the cleaned LR from the clean one rewards texture instead, at LR where it is cheap.
-    adversarial_weight: float = setting(0.0, "weight of an adversarial term on the cleaned LR against the clean LR "
-                                             "(0: none)")
+    adversarial_weight: float = setting(0.0, "weight of an adversarial term (0: none); --adversarial-on says what "
+                                             "its discriminator judges")
     # Measured at LR: the cleanup painted a grid the upscaler magnified. Judged on the upscaled
     # output, the discriminator sees what the grid (or any texture) becomes.
     adversarial_on: str = setting("lr", "what the discriminator judges: lr (the cleaned LR against the clean LR) or, "
@@ -499,8 +499,8 @@ def _read_checkpoint(folder: Path, config: CleanupTrainConfig) -> dict[str, Any]
     defaults = {f.name: f.default for f in dataclasses.fields(CleanupTrainConfig)}  # of runs saved before a field
     changed = [name for name in ("data", "stage", "degradation", "clean_share", "batch_size", "lr_crop", "seed",
                                  "upscaler", "feature_layers", "pixel_weight", "lr_weight", "hatch_weight",
-                                 "grid_weight", "upscaler_learning_rate", "hr_target", "adversarial_weight", "adversarial_on",
-                                 "discriminator_features", "lr_hatch_weight", "lr_grid_weight")
+                                 "grid_weight", "upscaler_learning_rate", "hr_target", "adversarial_weight",
+                                 "adversarial_on", "discriminator_features", "lr_hatch_weight", "lr_grid_weight")
                if recipe.get(name, defaults[name]) != getattr(config, name)]
     if changed:
         raise ValueError(f"--resume with a different recipe ({', '.join(changed)}); use the original flags "
