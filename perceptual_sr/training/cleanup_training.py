@@ -10,8 +10,8 @@ stage teaches the cleanup what the upscaler needs. Its target is the true HR, or
 "clean" the frozen upscaler's output on the clean LR: what a perfect cleanup would give. Through
 the frozen upscaler, that target holds nothing the cleanup cannot reach (the upscaler's own error
 is in both), so there is no reward for feeding it something other than a clean LR, such as the
-cross-hatch a cleanup learnt to feed it against the true HR (`hatch_weight`). With `upscaler_learning_rate` the upscaler is
-fine-tuned behind the cleanup too (issue #34's prototype: the cleanup of such a joint run did
+cross-hatch a cleanup learnt to feed it against the true HR (`hatch_weight`). With
+`upscaler_learning_rate` the upscaler is fine-tuned behind the cleanup too (issue #34's prototype: the cleanup of such a joint run did
 better in front of the *unchanged* default than one trained through the frozen default), and is
 saved as `upscaler/` beside the cleanup network. In either stage, `adversarial_weight` adds a
 discriminator that tells the cleaned LR from the clean one (`networks.discriminator`, judged at LR
@@ -38,6 +38,7 @@ import contextlib
 import copy
 import csv
 import dataclasses
+import functools
 import json
 import math
 import re
@@ -57,6 +58,7 @@ from perceptual_sr.inference.auto_cleanup import cleanup_strength, noise_sigma
 from perceptual_sr.networks.discriminator import Critic
 from perceptual_sr.networks.restorer import CleanupConfig, CleanupNet
 from perceptual_sr.networks.upscaler import PerceptualSR
+from perceptual_sr.training.cleanup_selection import SELECTION_LOG, CheckpointSelection
 from perceptual_sr.training.loss import PerceptualLoss, periodic_error, spectral_excess
 from perceptual_sr.utils.atomic_write import atomic_folder, recover_folder, write_text
 from perceptual_sr.utils.color import rgb_to_grey
@@ -68,9 +70,7 @@ HR_TARGETS = ("photo", "clean")
 ADVERSARIAL_PLACES = ("lr", "hr")
 CHECKPOINT_DIR = "checkpoint"
 TRAINING_STATE = "training_state.pt"
-BEST_DIR = "best"
 UPSCALER_DIR = "upscaler"
-SELECTION_LOG = "selection.csv"
 LOG_FIELDS = ("step", "samples", "loss", "lr_loss", "perceptual", "strength", "seconds", "adversarial",
               "discriminator")
 
@@ -279,7 +279,9 @@ def train_cleanup(config: CleanupTrainConfig, network_config: CleanupConfig | No
         step = int(state["step"])
         _keep_log_rows_up_to(out_dir / "log.csv", step, LOG_FIELDS)  # rows after the checkpoint are logged again
         _keep_log_rows_up_to(out_dir / SELECTION_LOG, step)
-    selection = _Selection(config, learner.reference, out_dir) if config.select_on else None
+    selection = (CheckpointSelection(config.select_on, config.select_images, learner.reference, out_dir)
+                 if config.select_on else None)
+    save_networks = functools.partial(_save_networks, learner=learner)  # what best/ gets
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text(out_dir / "train_config.json", json.dumps(dataclasses.asdict(config), indent=2))
     log_path = out_dir / "log.csv"
@@ -291,7 +293,7 @@ def train_cleanup(config: CleanupTrainConfig, network_config: CleanupConfig | No
         started, totals, window = time.monotonic(), np.zeros(6), 0
         try:
             if selection is not None and not selection.has_scored(step):  # the start is a candidate too
-                selection.score(step, learner)
+                selection.score(step, learner.network, save_networks)
             for batch in sample_batches(samples, config, step):
                 with interrupts_deferred():  # a step is taken whole, or not at all
                     totals += _train_step(learner, config, batch, step)
@@ -309,15 +311,13 @@ def train_cleanup(config: CleanupTrainConfig, network_config: CleanupConfig | No
                     # Scored before the checkpoint is taken: a run stopped before its row is written
                     # scores that step again when it resumes (`has_scored`).
                     if selection is not None:
-                        selection.score(step, learner)
+                        selection.score(step, learner.network, save_networks)
                     _save_checkpoint(checkpoint_dir, learner, step, config)
         except KeyboardInterrupt:
             _save_checkpoint(checkpoint_dir, learner, step, config)
             raise
     learner.network.eval()
-    learner.network.save_pretrained(out_dir)
-    if learner.trained_upscaler is not None:
-        learner.trained_upscaler.save_pretrained(out_dir / UPSCALER_DIR)
+    _save_networks(out_dir, learner)
     return learner.network
 
 
@@ -402,66 +402,16 @@ def _train_step(learner: _Learner, config: CleanupTrainConfig, batch: tuple[torc
             discriminator_loss.item()]
 
 
-class _Selection:
-    """Scores checkpoints on `config.select_on` and keeps the best in `out_dir/best` (the cleanup
-    network, and the co-trained upscaler as `upscaler/`), with one selection.csv row per score."""
-
-    def __init__(self, config: CleanupTrainConfig, reference: PerceptualSR, out_dir: Path) -> None:
-        from perceptual_sr.evaluation.metrics import LPIPSMetric  # two weight files: only when selecting
-
-        self.config, self.reference, self.out_dir = config, reference, out_dir
-        self.lpips_metric = LPIPSMetric()
-        recover_folder(out_dir / BEST_DIR)
-        score_file = out_dir / BEST_DIR / "score.json"
-        self.best = math.inf
-        if score_file.is_file():
-            record = json.loads(score_file.read_text())
-            if (record.get("select_on"), record.get("select_images")) != (config.select_on, config.select_images):
-                raise ValueError(f"{out_dir / BEST_DIR} was scored on {record.get('select_on')!r} "
-                                 f"({record.get('select_images')} photos): resume with the same --select-on and "
-                                 "--select-images, or move best/ and selection.csv away to start a new selection")
-            self.best = record["score"]
-        self.upscaler_alone: dict[str, float] | None = None  # the hatch a checkpoint is held to; on first use
-
-    def has_scored(self, step: int) -> bool:
-        path = self.out_dir / SELECTION_LOG
-        return path.is_file() and any(row.split(",", 1)[0] == str(step) for row in path.read_text().splitlines()[1:])
-
-    def score(self, step: int, learner: _Learner) -> None:
-        from perceptual_sr.training.cleanup_selection import SELECTION_DEGRADATIONS, selection_score, selection_scores
-
-        network, trained_upscaler = learner.network, learner.trained_upscaler
-        options = dict(max_images=self.config.select_images, lpips_metric=self.lpips_metric)
-        if self.upscaler_alone is None:
-            self.upscaler_alone = selection_scores(network, self.reference, self.config.select_on, strength=0.0,
-                                                   **options)
-        scores = selection_scores(network, self.reference, self.config.select_on, **options)
-        scores["score"] = selection_score(scores, self.upscaler_alone)
-        if scores["score"] < self.best:  # best/ first: a selection.csv row marks a finished score
-            self.best = scores["score"]
-            with atomic_folder(self.out_dir / BEST_DIR) as staging:
-                network.save_pretrained(staging)
-                if trained_upscaler is not None:
-                    trained_upscaler.save_pretrained(staging / UPSCALER_DIR)
-                write_text(staging / "score.json", json.dumps({"step": step, **scores, "select_on": self.config.select_on,
-                                                               "select_images": self.config.select_images}, indent=2))
-        path = self.out_dir / SELECTION_LOG
-        new_log = not path.exists()
-        with path.open("a", newline="") as log_file:
-            log = csv.writer(log_file)
-            if new_log:
-                log.writerow(("step", *SELECTION_DEGRADATIONS, *(f"{d} hatch" for d in SELECTION_DEGRADATIONS),
-                              "score"))
-            log.writerow([step, *(f"{scores[d]:.4f}" for d in SELECTION_DEGRADATIONS),
-                          *(f"{scores[f'{d} hatch']:.3f}" for d in SELECTION_DEGRADATIONS), f"{scores['score']:.4f}"])
-        tqdm.write(f"step {step}: selection " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+def _save_networks(folder: Path, learner: _Learner) -> None:
+    """What a run ships: the cleanup network, and a co-trained upscaler as `upscaler/`."""
+    learner.network.save_pretrained(folder)
+    if learner.trained_upscaler is not None:
+        learner.trained_upscaler.save_pretrained(folder / UPSCALER_DIR)
 
 
 def _save_checkpoint(folder: Path, learner: _Learner, step: int, config: CleanupTrainConfig) -> None:
     with atomic_folder(folder) as staging:
-        learner.network.save_pretrained(staging)
-        if learner.trained_upscaler is not None:
-            learner.trained_upscaler.save_pretrained(staging / UPSCALER_DIR)
+        _save_networks(staging, learner)
         critic = learner.critic
         critic_state = {} if critic is None else {"critic": critic.network.state_dict(),
                                                   "critic_optimizer": critic.optimizer.state_dict()}
