@@ -235,6 +235,8 @@ def test_bad_settings_are_clear_errors(dataset):
         CleanupTrainConfig(stage="lr", hr_target="clean")
     with pytest.raises(ValueError, match="needs stage hr"):
         CleanupTrainConfig(stage="lr", adversarial_weight=0.05, adversarial_on="hr")
+    with pytest.raises(ValueError, match="needs an --adversarial-weight"):
+        CleanupTrainConfig(stage="hr", adversarial_on="hr")
     with pytest.raises(ValueError, match="not a folder"):
         CleanupTrainConfig(stage="lr", select_on="")
     with pytest.raises(ValueError, match="at least 16"):

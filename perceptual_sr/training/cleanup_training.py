@@ -11,14 +11,15 @@ stage teaches the cleanup what the upscaler needs. Its target is the true HR, or
 the frozen upscaler, that target holds nothing the cleanup cannot reach (the upscaler's own error
 is in both), so there is no reward for feeding it something other than a clean LR, such as the
 cross-hatch a cleanup learnt to feed it against the true HR (`hatch_weight`). With
-`upscaler_learning_rate` the upscaler is fine-tuned behind the cleanup too (issue #34's prototype: the cleanup of such a joint run did
-better in front of the *unchanged* default than one trained through the frozen default), and is
-saved as `upscaler/` beside the cleanup network. In either stage, `adversarial_weight` adds a
-discriminator that tells the cleaned LR from the clean one (`networks.discriminator`, judged at LR
-where it is cheap): what the smooth losses average away, it rewards as texture. In stage B it can
-judge the upscaled output instead (`adversarial_on` "hr"): the upscaler's output on the cleaned LR
-against its output on the clean LR, so what it rewards is what a perfect cleanup gives, as seen
-where people look.
+`upscaler_learning_rate` the upscaler is fine-tuned behind the cleanup too (issue #34's
+prototype: the cleanup of such a joint run did better in front of the *unchanged* default than one
+trained through the frozen default), and is saved as `upscaler/` beside the cleanup network.
+
+In either stage, `adversarial_weight` adds a discriminator that tells the cleaned LR from the
+clean one (`networks.discriminator`, judged at LR where it is cheap): what the smooth losses
+average away, it rewards as texture. In stage B it can judge the upscaled output instead
+(`adversarial_on` "hr"): the upscaler's output on the cleaned LR against its output on the clean
+LR, so what it rewards is what a perfect cleanup gives, as seen where people look.
 
 With `select_on` (a folder of photos, e.g. Set5), each checkpoint is scored by LPIPS on the HR
 output (`cleanup_selection`), and the best so far is kept in `best/`: stage B improves and then
@@ -140,6 +141,8 @@ class CleanupTrainConfig:
             raise ValueError(f"adversarial_on must be one of {ADVERSARIAL_PLACES}, got {self.adversarial_on!r}")
         if self.adversarial_on == "hr" and self.stage != "hr":
             raise ValueError("--adversarial-on hr needs stage hr (stage lr runs no upscaler)")
+        if self.adversarial_on == "hr" and not self.adversarial_weight:
+            raise ValueError("--adversarial-on hr needs an --adversarial-weight above 0 (there is no discriminator)")
         if self.degradation not in PRESETS:
             raise ValueError(f"degradation must be one of {sorted(PRESETS)}, got {self.degradation!r}")
         for name in ("steps", "batch_size", "lr_crop", "checkpoint_every", "log_every", "select_images",
