@@ -49,6 +49,7 @@ class CleanupConfig:
     channels: feature channels of the half-resolution body.
     full_res_channels: feature channels at the input's resolution (head and tail).
     blocks: 3x3 convolutions of the body; each widens the receptive field by 4 LR pixels.
+    upsample: how the body's features return to the input's size (`UPSAMPLINGS`).
     """
 
     model_type: str = setting(CLEANUP_MODEL_TYPE, "written to config.json, so a saved folder says what it holds",
@@ -84,9 +85,12 @@ class CleanupConfig:
     def macs_per_pixel(self) -> int:
         """Multiply-accumulates per input pixel (the body runs on a quarter of the pixels)."""
         c, f = self.channels, self.full_res_channels
-        full = 4 * f + f * f + f * f + f * 3 + (0 if self.upsample == "shuffle" else c * f)
-        half = 4 * f * c + self.blocks * c * c + (c * 4 * f if self.upsample == "shuffle" else 0)
-        return 9 * full + 9 * half // 4
+        full = 4 * f + f * f + f * f + f * 3
+        half = 4 * f * c + self.blocks * c * c
+        # Either way back costs c * f per input pixel: shuffle's c -> 4f conv runs on a quarter of
+        # the pixels, resize's c -> f conv on all of them.
+        back = c * f
+        return 9 * full + 9 * half // 4 + 9 * back
 
     def receptive_field(self) -> int:
         """Side of the input square one output pixel depends on, in input pixels: 2 a side for each
