@@ -67,6 +67,7 @@ def test_samples_are_seeded_and_stage_hr_skips_what_it_cannot_learn_from(dataset
 
 @pytest.mark.parametrize("overrides", [
     dict(stage="lr"), dict(stage="lr", adversarial_weight=0.05, lr_crop=16, lr_hatch_weight=0.1, lr_grid_weight=10.0),
+    dict(stage="lr", lr_feature_weight=0.05),
     dict(stage="hr"), dict(stage="hr", upscaler_learning_rate=1e-3, hr_target="clean"),
     dict(stage="hr", adversarial_weight=0.05, adversarial_on="hr", lr_crop=16)])
 def test_each_stage_trains_checkpoints_and_resumes_exactly(dataset, tmp_path, overrides, monkeypatch):
@@ -210,6 +211,29 @@ def test_judged_at_hr_the_discriminator_sees_the_upscaled_output_against_the_ups
     with torch.no_grad():
         assert torch.allclose(real[0], reference(clean_lr[None])[0], atol=1e-5)
         assert not torch.allclose(output[0], real[0], atol=1e-3)  # the cleaned damage, upscaled
+
+
+def test_the_feature_term_at_lr_compares_the_cleaned_lr_with_the_clean_lr(dataset, tmp_path, monkeypatch):
+    from perceptual_sr.training.loss import PerceptualLoss
+
+    seen, real_forward = [], PerceptualLoss.forward
+
+    def recording(self, output, target):
+        seen.append((output.detach().clone(), target.clone()))
+        return real_forward(self, output, target)
+
+    monkeypatch.setattr(PerceptualLoss, "forward", recording)
+    config = _config(dataset, tmp_path / "run", steps=1, stage="lr", lr_feature_weight=0.05)
+    train_cleanup(config, TINY)
+    _, clean_lr, _, _ = DegradedSamples(SRPairDataset(dataset), config)[0]
+    output, target = seen[0]
+    assert output.shape[-2:] == target.shape[-2:] == clean_lr.shape[-2:]  # at LR: no upscaler in stage lr
+    assert torch.equal(target[0], clean_lr)
+    row = (tmp_path / "run" / "log.csv").read_text().splitlines()[1].split(",")
+    assert float(row[LOG_FIELDS.index("perceptual")]) > 0  # logged with the feature terms
+    train_cleanup(_config(dataset, tmp_path / "plain", steps=1, stage="lr"), TINY)
+    plain = (tmp_path / "plain" / "log.csv").read_text().splitlines()[1].split(",")
+    assert float(plain[LOG_FIELDS.index("perceptual")]) == 0
 
 
 def test_a_used_output_folder_or_a_changed_recipe_is_refused(dataset, tmp_path, capsys):

@@ -161,6 +161,21 @@ def test_auto_cleanup_of_a_clip_is_measured_once_over_its_frames(bundled_pipelin
     assert measure_clip(bundled_pipeline, noisy).cleanup > 0
 
 
+def test_auto_reads_each_sampled_frame_once_and_steadies_by_that_noise(bundled_pipeline, photo, tmp_path,
+                                                                        monkeypatch):
+    from perceptual_sr.inference import auto_cleanup
+
+    noisy = write_clip(tmp_path / "noisy.mp4", _frames(photo, 8, noise_sigma=40.0), crf=0)
+    reads, real_assess = [], auto_cleanup.assess
+    monkeypatch.setattr(auto_cleanup, "assess", lambda frame: reads.append(1) or real_assess(frame))
+    steadied, real_steady = [], upscale_clip.SteadyDetail
+    monkeypatch.setattr(upscale_clip, "SteadyDetail",
+                        lambda settings, noise: steadied.append(noise) or real_steady(settings, noise))
+    result = upscale_video(bundled_pipeline, noisy, tmp_path / "out.mp4")
+    assert len(reads) == len(upscale_clip.sample_frames(noisy, upscale_clip.open_clip(noisy)))
+    assert steadied == [result.quality.noise_sigma] and result.quality.noise_sigma > 10
+
+
 def test_the_cli_takes_folders_of_images_and_clips(photo, tmp_path, capsys):
     folder = tmp_path / "mixed"
     folder.mkdir()

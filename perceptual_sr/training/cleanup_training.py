@@ -99,7 +99,7 @@ class CleanupTrainConfig:
     upscaler_learning_rate: float = setting(0.0, "stage hr: also fine-tune the upscaler behind the cleanup at this "
                                                  "rate (0: it stays frozen)")
     lr_weight: float = setting(1.0, "weight of the Charbonnier term at LR (stage hr: deep supervision)")
-    feature_layers: str = setting("relu2_2", "VGG-16 layers of the perceptual term (stage hr)")
+    feature_layers: str = setting("relu2_2", "VGG-16 layers of the perceptual term (stage hr) and of --lr-feature-weight")
     pixel_weight: float = setting(10.0, "pixel MSE weight of the perceptual term (stage hr)")
     # The bundled upscaler's own final recipe (docs/training.md, stage 6): without these terms the
     # feature loss rewards a diagonal cross-hatch, and a cleanup trained through the frozen upscaler
@@ -123,6 +123,11 @@ class CleanupTrainConfig:
     # period is the cleanup's pixel-shuffle factor, 2.
     lr_hatch_weight: float = setting(0.0, "spectral excess penalty of the cleaned LR against the clean LR")
     lr_grid_weight: float = setting(0.0, "2-pixel grid penalty of the cleaned LR against the clean LR")
+    # The Charbonnier term's optimum is the average of what the damage hides, smoother than a clean
+    # LR; a feature term at LR (Johnson et al.'s loss, on the cleaned LR against the clean one)
+    # averages in VGG's space instead, which keeps edges and texture, at a sixteenth of stage hr's cost.
+    lr_feature_weight: float = setting(0.0, "weight of a VGG-16 feature term (--feature-layers) of the cleaned LR "
+                                            "against the clean LR (logged as perceptual)")
     checkpoint_every: int = setting(100, "steps between checkpoints")
     select_on: str | None = setting(None, "a folder of photos (e.g. Set5); each checkpoint is scored by "
                                           "LPIPS on their JPEG 75 and noise LRs, and the best is kept in best/")
@@ -154,7 +159,7 @@ class CleanupTrainConfig:
         if not 0.0 <= self.clean_share <= 1.0:
             raise ValueError(f"clean_share must be in [0, 1], got {self.clean_share!r}")
         for name in ("learning_rate", "upscaler_learning_rate", "lr_weight", "pixel_weight", "hatch_weight",
-                     "grid_weight", "adversarial_weight", "lr_hatch_weight", "lr_grid_weight"):
+                     "grid_weight", "adversarial_weight", "lr_hatch_weight", "lr_grid_weight", "lr_feature_weight"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
@@ -252,6 +257,7 @@ class _Learner:
     reference: PerceptualSR | None = None  # the frozen upscaler: selection scores in front of it
     upscaler: PerceptualSR | None = None  # what stage hr trains through: the reference or its trained copy
     perceptual: PerceptualLoss | None = None
+    lr_features: PerceptualLoss | None = None  # the feature term at LR
     critic: Critic | None = None
 
     @property
@@ -354,6 +360,7 @@ def _set_up(config: CleanupTrainConfig, network_config: CleanupConfig | None, sc
                         else copy.deepcopy(reference)).eval().requires_grad_(True)
         perceptual = PerceptualLoss(config.feature_layers, pixel_weight=config.pixel_weight,
                                     hatch_weight=config.hatch_weight, grid_weight=config.grid_weight)
+    lr_features = PerceptualLoss(config.feature_layers) if config.lr_feature_weight else None
     groups = [{"params": list(network.parameters()), "lr": config.learning_rate}]
     if upscaler is not None and upscaler is not reference:
         groups.append({"params": list(upscaler.parameters()), "lr": config.upscaler_learning_rate})
@@ -363,7 +370,8 @@ def _set_up(config: CleanupTrainConfig, network_config: CleanupConfig | None, sc
         if critic is not None:
             critic.network.load_state_dict(state["critic"])
             critic.optimizer.load_state_dict(state["critic_optimizer"])
-    return _Learner(network, optimizer, [group["lr"] for group in groups], reference, upscaler, perceptual, critic)
+    return _Learner(network, optimizer, [group["lr"] for group in groups], reference, upscaler, perceptual,
+                    lr_features, critic)
 
 
 def _train_step(learner: _Learner, config: CleanupTrainConfig, batch: tuple[torch.Tensor, ...],
@@ -381,14 +389,17 @@ def _train_step(learner: _Learner, config: CleanupTrainConfig, batch: tuple[torc
         loss = loss + config.lr_hatch_weight * spectral_excess(cleaned, clean_lr)
     if config.lr_grid_weight:
         loss = loss + config.lr_grid_weight * periodic_error(cleaned, clean_lr, period=2)
+    if learner.lr_features is not None:
+        perceptual_term = config.lr_feature_weight * learner.lr_features(cleaned, clean_lr)[0]
+        loss = loss + perceptual_term
     judged, real = cleaned, clean_lr  # what the discriminator tells apart
     if learner.upscaler is not None:
         upscaled = learner.upscaler(cleaned)
         if config.hr_target == "clean" or config.adversarial_on == "hr":
             with torch.no_grad():
                 upscaled_clean = learner.reference(clean_lr)
-        perceptual_term, _ = learner.perceptual(upscaled, upscaled_clean if config.hr_target == "clean" else hr)
-        loss = loss + perceptual_term
+        hr_term, _ = learner.perceptual(upscaled, upscaled_clean if config.hr_target == "clean" else hr)
+        loss, perceptual_term = loss + hr_term, perceptual_term + hr_term
         if config.adversarial_on == "hr":
             judged, real = upscaled, upscaled_clean
     adversarial_term, discriminator_loss = torch.zeros(()), torch.zeros(())
@@ -406,10 +417,12 @@ def _train_step(learner: _Learner, config: CleanupTrainConfig, batch: tuple[torc
 
 
 def _save_networks(folder: Path, learner: _Learner) -> None:
-    """What a run ships: the cleanup network, and a co-trained upscaler as `upscaler/`."""
-    learner.network.save_pretrained(folder)
+    """What a run ships: the cleanup network, and a co-trained upscaler as `upscaler/`. The
+    cleanup network is written last, so a run folder that has one holds the whole pair (the final
+    save goes into the run folder itself, beside the logs, and cannot be one folder swap)."""
     if learner.trained_upscaler is not None:
         learner.trained_upscaler.save_pretrained(folder / UPSCALER_DIR)
+    learner.network.save_pretrained(folder)
 
 
 def _save_checkpoint(folder: Path, learner: _Learner, step: int, config: CleanupTrainConfig) -> None:
@@ -453,7 +466,8 @@ def _read_checkpoint(folder: Path, config: CleanupTrainConfig) -> dict[str, Any]
     changed = [name for name in ("data", "stage", "degradation", "clean_share", "batch_size", "lr_crop", "seed",
                                  "upscaler", "feature_layers", "pixel_weight", "lr_weight", "hatch_weight",
                                  "grid_weight", "upscaler_learning_rate", "hr_target", "adversarial_weight",
-                                 "adversarial_on", "discriminator_features", "lr_hatch_weight", "lr_grid_weight")
+                                 "adversarial_on", "discriminator_features", "lr_hatch_weight", "lr_grid_weight",
+                                 "lr_feature_weight")
                if recipe.get(name, defaults[name]) != getattr(config, name)]
     if changed:
         raise ValueError(f"--resume with a different recipe ({', '.join(changed)}); use the original flags "

@@ -136,7 +136,10 @@ def upscale_video(pipeline: ImagePipeline, source: str | Path, destination: str 
     samples = sample_frames(source, info) if cleanup == "auto" or steady.hold else []
     quality = _median_quality(pipeline, samples, max_pixels) if cleanup == "auto" else None
     strength = quality.cleanup if quality is not None else cleanup
-    noise = median(auto_cleanup.assess(frame).noise_sigma for frame in samples) if samples else 0.0
+    if quality is not None and pipeline.has_axis("cleanup"):
+        noise = quality.noise_sigma  # the same median of the same frames' readings: not read twice
+    else:  # a model without a cleanup reports no noise to auto, but the steadying still needs it
+        noise = median(auto_cleanup.assess(frame).noise_sigma for frame in samples) if samples else 0.0
     size = even_size(info.width * outscale, info.height * outscale)
     started = time.perf_counter()
     with atomic_file(destination) as staging, ClipWriter(
