@@ -1,5 +1,6 @@
 """The cleanup network: shapes, the identity at strength 0, its receptive field, save and load, for
-either way back to the input's size (pixel-shuffle, or a bilinear resize)."""
+either way back to the input's size (pixel-shuffle, or a bilinear resize) and for a correction of
+colour only."""
 
 import pytest
 import torch
@@ -8,7 +9,8 @@ from perceptual_sr.networks.restorer import CleanupAt, CleanupConfig, CleanupNet
 
 TINY = CleanupConfig(channels=8, full_res_channels=4, blocks=2)
 TINY_RESIZE = CleanupConfig(channels=8, full_res_channels=4, blocks=2, upsample="resize")
-BOTH = pytest.mark.parametrize("config", [TINY, TINY_RESIZE], ids=["shuffle", "resize"])
+TINY_CHROMA = CleanupConfig(channels=8, full_res_channels=4, blocks=2, upsample="resize", corrects="chroma")
+EACH_DESIGN = pytest.mark.parametrize("config", [TINY, TINY_RESIZE, TINY_CHROMA], ids=["shuffle", "resize", "chroma"])
 
 
 def _trained_looking(config: CleanupConfig = TINY) -> CleanupNet:
@@ -20,14 +22,14 @@ def _trained_looking(config: CleanupConfig = TINY) -> CleanupNet:
     return network.eval()
 
 
-@BOTH
+@EACH_DESIGN
 @pytest.mark.parametrize("size", [(1, 1), (1, 7), (5, 3), (8, 8), (33, 20)])
 def test_any_size_keeps_its_shape(size, config):
     image = torch.rand(2, 3, *size)
     assert _trained_looking(config)(image, 0.7).shape == image.shape
 
 
-@BOTH
+@EACH_DESIGN
 def test_strength_zero_and_a_fresh_network_return_the_input_exactly(config):
     image = torch.rand(1, 3, 16, 16)
     assert torch.equal(_trained_looking(config)(image, 0.0), image)
@@ -43,7 +45,7 @@ def test_one_strength_per_image_in_a_batch():
         network(image, torch.tensor([0.1, 0.2, 0.3]))
 
 
-@BOTH
+@EACH_DESIGN
 def test_every_parameter_gets_a_gradient_and_the_count_is_the_configs(config):
     network = _trained_looking(config).train()
     assert config.parameter_count() == sum(p.numel() for p in network.parameters())
@@ -82,7 +84,7 @@ def test_resize_upsampling_has_no_per_phase_weights_to_paint_a_two_pixel_grid_wi
         assert bool((phases.amax(0) - phases.amin(0)).max() > 1e-4) == phases_differ, config.upsample
 
 
-@BOTH
+@EACH_DESIGN
 def test_save_and_load_give_the_same_function(tmp_path, config):
     network = _trained_looking(config)
     network.save_pretrained(tmp_path / "cleanup")
@@ -101,6 +103,8 @@ def test_a_damaged_config_is_a_clear_error():
         CleanupConfig(model_type="perceptual-sr")
     with pytest.raises(ValueError, match="upsample must be one of"):
         CleanupConfig(upsample="deconv")
+    with pytest.raises(ValueError, match="corrects must be one of"):
+        CleanupConfig(corrects="luma")
     with pytest.raises(ValueError, match="unknown CleanupConfig keys"):
         CleanupNet({"channels": 8, "scale": 4})
 
@@ -112,14 +116,25 @@ def test_bound_to_a_strength_it_runs_like_an_upscaler_of_scale_one():
     assert bound.scale == 1 and out.shape == image.shape and out.min() >= 0 and out.max() <= 1
 
 
-def test_a_resize_network_exports_to_onnx_and_runs_the_same(tmp_path):
+def test_a_chroma_network_keeps_the_luma_and_changes_the_colour():
+    network = _trained_looking(TINY_CHROMA)
+    image = torch.rand(2, 3, 17, 12)
+    with torch.no_grad():
+        out = network(image, 1.0)
+    weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)  # BT.601, as the colour fix and PSNR-Y
+    assert torch.allclose((out * weights).sum(1), (image * weights).sum(1), atol=1e-6)
+    assert (out - image).abs().max() > 1e-2
+
+
+@pytest.mark.parametrize("config", [TINY_RESIZE, TINY_CHROMA], ids=["resize", "chroma"])
+def test_a_resize_network_exports_to_onnx_and_runs_the_same(tmp_path, config):
     pytest.importorskip("onnxruntime")
     from perceptual_sr.inference.onnx_pipeline import OnnxCleanup, export_cleanup_onnx
 
-    network = _trained_looking(TINY_RESIZE)
+    network = _trained_looking(config)
     exported = OnnxCleanup(export_cleanup_onnx(network, tmp_path / "m.cleanup.onnx"))
     image = torch.rand(1, 3, 13, 22)
-    assert exported.config == TINY_RESIZE
+    assert exported.config == config
     assert torch.allclose(exported(image, 0.6), network(image, 0.6).clamp(0, 1), atol=1e-5)
 
 
