@@ -22,6 +22,7 @@ from perceptual_sr.training.cleanup_training import (
     strength_of,
     train_cleanup,
 )
+from perceptual_sr.utils.color import RGB_TO_YCBCR
 
 TINY = CleanupConfig(channels=8, full_res_channels=4, blocks=1)
 pytestmark = pytest.mark.slow  # prepares a dataset and trains
@@ -234,6 +235,22 @@ def test_the_feature_term_at_lr_compares_the_cleaned_lr_with_the_clean_lr(datase
     train_cleanup(_config(dataset, tmp_path / "plain", steps=1, stage="lr"), TINY)
     plain = (tmp_path / "plain" / "log.csv").read_text().splitlines()[1].split(",")
     assert float(plain[LOG_FIELDS.index("perceptual")]) == 0
+
+
+def test_a_colour_only_network_is_trained_toward_the_clean_colour_on_its_input_luma():
+    from perceptual_sr.training.cleanup_training import reachable_target
+
+    clean, degraded = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
+    chroma_network, rgb_network = CleanupNet(dataclasses.replace(TINY, corrects="chroma")), CleanupNet(TINY)
+    target = reachable_target(chroma_network, degraded, clean)
+    ycbcr = torch.from_numpy(RGB_TO_YCBCR.copy())
+
+    def planes(image):
+        return torch.einsum("kc,bchw->bkhw", ycbcr, image)
+
+    assert torch.allclose(planes(target)[:, 0], planes(degraded)[:, 0], atol=1e-6)  # the luma it cannot change
+    assert torch.allclose(planes(target)[:, 1:], planes(clean)[:, 1:], atol=1e-6)  # the colour it should reach
+    assert torch.equal(reachable_target(rgb_network, degraded, clean), clean)
 
 
 def test_a_used_output_folder_or_a_changed_recipe_is_refused(dataset, tmp_path, capsys):

@@ -62,7 +62,7 @@ from perceptual_sr.networks.upscaler import PerceptualSR
 from perceptual_sr.training.cleanup_selection import SELECTION_LOG, CheckpointSelection
 from perceptual_sr.training.loss import PerceptualLoss, periodic_error, spectral_excess
 from perceptual_sr.utils.atomic_write import atomic_folder, recover_folder, write_text
-from perceptual_sr.utils.color import rgb_to_grey
+from perceptual_sr.utils.color import LUMA_WEIGHTS, rgb_to_grey
 from perceptual_sr.utils.config_flags import setting
 from perceptual_sr.utils.interrupts import interrupts_deferred
 
@@ -239,6 +239,19 @@ def sample_batches(samples: DegradedSamples, config: CleanupTrainConfig, start_s
     yield from loader
 
 
+def reachable_target(network: CleanupNet, degraded: torch.Tensor, clean_lr: torch.Tensor) -> torch.Tensor:
+    """What a perfect cleanup by `network` would give: the clean LR, or for a colour-only network
+    the clean LR's colour on the input's own luma. Every LR term and the discriminator compare with
+    it, so none asks for what the network cannot change: Charbonnier's gradient is close to a sign
+    per channel, and a luma error would swamp the colour's (measured against the clean LR: no gain
+    in 4,000 samples); a discriminator would tell the input's luma from the clean one's and teach
+    nothing about colour."""
+    if network.config.corrects != "chroma":
+        return clean_lr
+    weights = torch.tensor(LUMA_WEIGHTS, dtype=clean_lr.dtype, device=clean_lr.device).view(1, 3, 1, 1)
+    return clean_lr + ((degraded - clean_lr) * weights).sum(dim=1, keepdim=True)  # R, G, B alike: luma only
+
+
 def charbonnier(output: torch.Tensor, target: torch.Tensor, epsilon: float = 1e-3) -> torch.Tensor:
     """A smooth L1 (Charbonnier 1994; as in EDVR and SwinIR's restoration losses)."""
     return torch.sqrt((output - target) ** 2 + epsilon ** 2).mean()
@@ -383,6 +396,7 @@ def _train_step(learner: _Learner, config: CleanupTrainConfig, batch: tuple[torc
     for group, base_rate in zip(learner.optimizer.param_groups, learner.base_rates):
         group["lr"] = base_rate * rate
     cleaned = learner.network(degraded, strength)
+    clean_lr = reachable_target(learner.network, degraded, clean_lr)
     lr_loss = charbonnier(cleaned, clean_lr)
     loss, perceptual_term = config.lr_weight * lr_loss, torch.zeros(())
     if config.lr_hatch_weight:
