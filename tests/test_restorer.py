@@ -138,16 +138,20 @@ def test_a_resize_network_exports_to_onnx_and_runs_the_same(tmp_path, config):
     assert torch.allclose(exported(image, 0.6), network(image, 0.6).clamp(0, 1), atol=1e-5)
 
 
-def test_a_resize_start_copies_a_shuffle_network_and_averages_its_four_phases(tmp_path):
+def _redesign_tool():
     import runpy
     from pathlib import Path
 
-    tool = runpy.run_path(str(Path(__file__).resolve().parent.parent / "tools" / "cleanup_resize_start.py"))
+    return runpy.run_path(str(Path(__file__).resolve().parent.parent / "tools" / "cleanup_redesign.py"))
+
+
+def test_a_resize_start_copies_a_shuffle_network_and_averages_its_four_phases():
+    redesigned = _redesign_tool()["redesigned"]
     shuffle = _trained_looking()
     with torch.no_grad():  # the same weights in all four phases of every output channel
         shuffle.up[0].weight.copy_(shuffle.up[0].weight[::4].repeat_interleave(4, dim=0))
         shuffle.up[0].bias.copy_(shuffle.up[0].bias[::4].repeat_interleave(4))
-    resize = tool["resize_start"](shuffle)
+    resize = redesigned(shuffle, upsample="resize")
     assert resize.config == TINY_RESIZE
     assert torch.equal(resize.up[1].weight, shuffle.up[0].weight[::4])
     assert torch.equal(resize.up[1].bias, shuffle.up[0].bias[::4])
@@ -156,5 +160,17 @@ def test_a_resize_start_copies_a_shuffle_network_and_averages_its_four_phases(tm
     # On a flat input both then compute the same thing: one value per channel, resized or shuffled.
     flat = torch.full((1, 3, 12, 12), 0.3)
     assert torch.allclose(resize(flat, 1.0), shuffle(flat, 1.0), atol=1e-6)
-    with pytest.raises(ValueError, match="expected a shuffle"):
-        tool["resize_start"](resize)
+    with pytest.raises(ValueError, match="cannot become a shuffle"):
+        redesigned(resize, upsample="shuffle")
+
+
+def test_a_chroma_start_keeps_every_weight_and_drops_the_corrections_luma():
+    rgb = _trained_looking(TINY_RESIZE)
+    chroma = _redesign_tool()["redesigned"](rgb, corrects="chroma")
+    assert chroma.config == TINY_CHROMA
+    assert all(torch.equal(chroma.state_dict()[k], v) for k, v in rgb.state_dict().items())
+    image = torch.rand(1, 3, 11, 9)
+    with torch.no_grad():
+        change, rgb_change = chroma(image, 1.0) - image, rgb(image, 1.0) - image
+    luma = (rgb_change * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    assert torch.allclose(change, rgb_change - luma, atol=1e-6)
