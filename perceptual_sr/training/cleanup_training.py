@@ -99,7 +99,8 @@ class CleanupTrainConfig:
     upscaler_learning_rate: float = setting(0.0, "stage hr: also fine-tune the upscaler behind the cleanup at this "
                                                  "rate (0: it stays frozen)")
     lr_weight: float = setting(1.0, "weight of the Charbonnier term at LR (stage hr: deep supervision)")
-    feature_layers: str = setting("relu2_2", "VGG-16 layers of the perceptual term (stage hr) and of --lr-feature-weight")
+    feature_layers: str = setting("relu2_2", "VGG-16 layers of the perceptual term (stage hr) and of "
+                                             "--lr-feature-weight")
     pixel_weight: float = setting(10.0, "pixel MSE weight of the perceptual term (stage hr)")
     # The bundled upscaler's own final recipe (docs/training.md, stage 6): without these terms the
     # feature loss rewards a diagonal cross-hatch, and a cleanup trained through the frozen upscaler
@@ -124,8 +125,9 @@ class CleanupTrainConfig:
     lr_hatch_weight: float = setting(0.0, "spectral excess penalty of the cleaned LR against the clean LR")
     lr_grid_weight: float = setting(0.0, "2-pixel grid penalty of the cleaned LR against the clean LR")
     # The Charbonnier term's optimum is the average of what the damage hides, smoother than a clean
-    # LR; a feature term at LR (Johnson et al.'s loss, on the cleaned LR against the clean one)
-    # averages in VGG's space instead, which keeps edges and texture, at a sixteenth of stage hr's cost.
+    # LR; a feature term at LR (Johnson et al.'s loss, at a sixteenth of stage hr's cost) averages in
+    # VGG's space instead. Measured (docs/training.md, cleanup-n): it smoothed as much (the top band's
+    # power fell 20%, as under Charbonnier alone), and LPIPS got worse.
     lr_feature_weight: float = setting(0.0, "weight of a VGG-16 feature term (--feature-layers) of the cleaned LR "
                                             "against the clean LR (logged as perceptual)")
     checkpoint_every: int = setting(100, "steps between checkpoints")
@@ -396,22 +398,22 @@ def _train_step(learner: _Learner, config: CleanupTrainConfig, batch: tuple[torc
     for group, base_rate in zip(learner.optimizer.param_groups, learner.base_rates):
         group["lr"] = base_rate * rate
     cleaned = learner.network(degraded, strength)
-    clean_lr = reachable_target(learner.network, degraded, clean_lr)
-    lr_loss = charbonnier(cleaned, clean_lr)
+    target = reachable_target(learner.network, degraded, clean_lr)  # what every LR term compares with
+    lr_loss = charbonnier(cleaned, target)
     loss, perceptual_term = config.lr_weight * lr_loss, torch.zeros(())
     if config.lr_hatch_weight:
-        loss = loss + config.lr_hatch_weight * spectral_excess(cleaned, clean_lr)
+        loss = loss + config.lr_hatch_weight * spectral_excess(cleaned, target)
     if config.lr_grid_weight:
-        loss = loss + config.lr_grid_weight * periodic_error(cleaned, clean_lr, period=2)
+        loss = loss + config.lr_grid_weight * periodic_error(cleaned, target, period=2)
     if learner.lr_features is not None:
-        perceptual_term = config.lr_feature_weight * learner.lr_features(cleaned, clean_lr)[0]
+        perceptual_term = config.lr_feature_weight * learner.lr_features(cleaned, target)[0]
         loss = loss + perceptual_term
-    judged, real = cleaned, clean_lr  # what the discriminator tells apart
+    judged, real = cleaned, target  # what the discriminator tells apart
     if learner.upscaler is not None:
         upscaled = learner.upscaler(cleaned)
         if config.hr_target == "clean" or config.adversarial_on == "hr":
             with torch.no_grad():
-                upscaled_clean = learner.reference(clean_lr)
+                upscaled_clean = learner.reference(target)
         hr_term, _ = learner.perceptual(upscaled, upscaled_clean if config.hr_target == "clean" else hr)
         loss, perceptual_term = loss + hr_term, perceptual_term + hr_term
         if config.adversarial_on == "hr":
