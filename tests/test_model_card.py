@@ -58,6 +58,8 @@ def test_the_card_speaks_of_the_weight_sets_its_folder_holds(tmp_path):
     pipeline.save_pretrained(tmp_path / "all")
     card = (tmp_path / "all" / "README.md").read_text()
     assert "model-index" in card and "real-photo/" in card and "`cleanup`" in card  # the bundled record is kept
+    bundled_limitations = card.split("## Limitations")[1].split("## ")[0]
+    assert "cleans the colour" in bundled_limitations and "removes JPEG blocks" not in bundled_limitations
     alone = SRPipeline.from_network(pipeline.network_at())
     text = alone.save_pretrained(tmp_path / "one").joinpath("README.md").read_text()
     limitations = text.split("## Limitations")[1].split("## ")[0]

@@ -126,6 +126,18 @@ def test_a_chroma_network_keeps_the_luma_and_changes_the_colour():
     assert (out - image).abs().max() > 1e-2
 
 
+def test_a_chroma_network_leaves_a_grey_image_grey_and_colours_only_near_colour():
+    network = _trained_looking(TINY_CHROMA)
+    grey = torch.rand(1, 1, 24, 24).expand(1, 3, 24, 24).contiguous()
+    with torch.no_grad():
+        assert torch.equal(network(grey, 1.0), grey)  # no colour to clean: none is invented
+        partly = grey.clone()
+        partly[:, 0, :, :6] += 0.1  # a red stripe on the left
+        change = (network(partly, 1.0) - partly).abs().amax(dim=1)[0]
+    assert change[:, :6].max() > 1e-3  # colour is cleaned where it is
+    assert change[:, 6 + 4:].max() == 0  # and nothing further than its reach from any
+
+
 @pytest.mark.parametrize("config", [TINY_RESIZE, TINY_CHROMA], ids=["resize", "chroma"])
 def test_a_resize_network_exports_to_onnx_and_runs_the_same(tmp_path, config):
     pytest.importorskip("onnxruntime")
@@ -174,3 +186,18 @@ def test_a_chroma_start_keeps_every_weight_and_drops_the_corrections_luma():
         change, rgb_change = chroma(image, 1.0) - image, rgb(image, 1.0) - image
     luma = (rgb_change * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
     assert torch.allclose(change, rgb_change - luma, atol=1e-6)
+
+
+def test_the_channel_oracle_mixes_one_images_luma_with_anothers_colour():
+    import runpy
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    mixed = runpy.run_path(str(Path(__file__).resolve().parent.parent / "tools" / "channel_oracle.py"))["mixed"]
+    rng = np.random.default_rng(0)
+    a, b = (rng.integers(100, 156, (12, 10, 3), dtype=np.uint8) for _ in range(2))  # no colour out of gamut
+    planes = [np.asarray(Image.fromarray(image).convert("YCbCr")).astype(int) for image in (mixed(a, b), a, b)]
+    assert np.abs(planes[0][..., 0] - planes[1][..., 0]).max() <= 1  # a's luma
+    assert np.abs(planes[0][..., 1:] - planes[2][..., 1:]).max() <= 1  # b's colour

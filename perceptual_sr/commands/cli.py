@@ -121,8 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--suffix", help="added to output names: NAME_SUFFIX.ext (default: x4, or x<outscale>; "
                                      "cleaned with --restore-only)")
     up.add_argument("--restore-only", action="store_true",
-                    help="remove JPEG blocks and noise only, at the input's own size (the cleanup network without "
-                         "the upscaler)")
+                    help="run the model's cleanup network only, at the input's own size, without the upscaler (the "
+                         "bundled one cleans a JPEG's colour and keeps its luma)")
     _add_model_options(up)
     up.add_argument("--color-fix", type=_color_fix, default=DEFAULT_COLOR_FIX,
                     choices=[c for c in COLOR_FIXES], metavar="{histogram,luma,none}",

@@ -52,6 +52,13 @@ WEIGHT_SET_LIMITATIONS = {
                "Gaussian and Poisson noise, blur, resizing): unusual damage (heavy chroma subsampling, film grain, "
                "screenshots of text) may be left or taken for detail. A clean photo forced to a high `cleanup` "
                "loses some fine texture.",
+    # The same folder holding a network that corrects colour only (`CleanupConfig.corrects`).
+    "cleanup-chroma": "**`cleanup/`**: a small network that cleans the colour of the input before it is upscaled "
+                      "(a JPEG keeps a quarter of it, coarsely quantized), as strongly as `cleanup` says (0 skips "
+                      "it); the luma reaches the upscaler unchanged, and a black-and-white photo stays so. Blocks "
+                      "and noise in the luma are left to the weights above. Trained on synthetic damage (JPEG "
+                      "30-95, Gaussian and Poisson noise, blur, resizing): other colour damage (a screenshot's "
+                      "coloured text, heavy colour noise) may be left.",
 }
 # The card's hand-written or measured parts, kept when a loaded model is saved again (`carried_from`).
 CARRIED_SECTIONS = ("Training", "Evaluation")
@@ -72,7 +79,8 @@ def build(config: Any, parameters: int, *, training: dict | str | None = None, e
     "degradation": "blur" or "bicubic"); None where it is not known.
     code_url: where the code lives, as the publisher sets it (never guessed).
     weight_sets: the weight sets of the folder ("" the default, "pixel-twin", ...) and "cleanup" where
-    it has the cleanup network: the usage and the limitations speak of these only.
+    it has the cleanup network ("cleanup-chroma" for one that corrects colour only): the usage and
+    the limitations speak of these only.
     """
     results = eval_results(scores or [], config.scale)
     made_by = DEGRADATION_TEXT.get(degradation, degradation) if degradation else f"x{config.scale} downscaling"
@@ -92,7 +100,7 @@ def build(config: Any, parameters: int, *, training: dict | str | None = None, e
                "run `pip install .` in that folder (PyTorch first; a CPU-only machine can take it from "
                "`--index-url https://download.pytorch.org/whl/cpu`)")
     axes = ["`detail` (0 faithful ... 1 sharp)"] if "pixel-twin" in weight_sets else []
-    if "cleanup" in weight_sets:
+    if "cleanup" in weight_sets or "cleanup-chroma" in weight_sets:
         axes.append("`cleanup` (0 ... 1, or \"auto\": the strength of the cleanup network)")
     elif "real-photo" in weight_sets:
         axes.append("`cleanup` (0 ... 1, or \"auto\")")

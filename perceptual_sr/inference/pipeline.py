@@ -139,8 +139,10 @@ class SRPipeline(ImagePipeline):
         in whole: an error or a kill leaves the old model or the new one, never a mix, and files
         of the folder that are not the model's stay."""
         folder = Path(folder)
-        card = {**self.card_record, **card, "weight_sets": tuple(name for name in WEIGHT_SETS if name in self._states)
-                + ((CLEANUP_SUBFOLDER,) if self._cleanup_state is not None else ())}
+        cleanup = () if self.cleanup_config is None else (
+            "cleanup-chroma" if self.cleanup_config.corrects == "chroma" else CLEANUP_SUBFOLDER,)  # as the card says
+        card = {**self.card_record, **card,
+                "weight_sets": tuple(name for name in WEIGHT_SETS if name in self._states) + cleanup}
         owned = {*_WEIGHT_FILES, "README.md", *(name for name in WEIGHT_SETS if name), CLEANUP_SUBFOLDER}
         with atomic_entries(folder, owned) as staging:
             for name, state in self._states.items():

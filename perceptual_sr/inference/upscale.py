@@ -289,8 +289,8 @@ def _upscale_planes(network: nn.Module, planes: torch.Tensor, out_dtype: torch.d
                              precision=precision, channels_last=fast, progress=options.progress)
 
 
-# The cleanup network sees about 50 input pixels around each output pixel (`CleanupConfig.receptive_field`):
-# its tiles overlap by half that, so a tiled cleanup equals an untiled one up to float rounding.
+# The cleanup network sees 50-58 input pixels around each output pixel (`CleanupConfig.receptive_field`):
+# its tiles overlap by more than half that, so a tiled cleanup equals an untiled one up to float rounding.
 CLEANUP_TILE_OVERLAP = 32
 
 
