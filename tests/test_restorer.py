@@ -201,3 +201,19 @@ def test_the_channel_oracle_mixes_one_images_luma_with_anothers_colour():
     planes = [np.asarray(Image.fromarray(image).convert("YCbCr")).astype(int) for image in (mixed(a, b), a, b)]
     assert np.abs(planes[0][..., 0] - planes[1][..., 0]).max() <= 1  # a's luma
     assert np.abs(planes[0][..., 1:] - planes[2][..., 1:]).max() <= 1  # b's colour
+
+
+def test_the_colour_block_score_sees_colour_squares_and_not_a_smooth_photo():
+    import runpy
+    from pathlib import Path
+
+    import numpy as np
+
+    score = runpy.run_path(str(Path(__file__).resolve().parent.parent / "tools" / "colour_blocks.py"))[
+        "colour_block_score"]
+    y, x = np.mgrid[0:128, 0:128]
+    smooth = np.stack([128 + 90 * np.sin(x / 9.3), 128 + 90 * np.cos(y / 7.1), 128 + 60 * np.sin((x + y) / 11.7)],
+                      axis=2).round().astype(np.uint8)
+    blocky = smooth.copy()
+    blocky[..., 0] = 128 + 90 * np.sin(x // 16 * 16 / 9.3)  # red in 16-pixel squares
+    assert abs(score(smooth, 16) - 1.0) < 0.15 and score(blocky, 16) > 3
