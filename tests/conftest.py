@@ -44,6 +44,17 @@ def bundled_pipeline():
     return SRPipeline.from_pretrained()
 
 
+@pytest.fixture
+def ctrl_c_raises():
+    """SIGINT as an interactive run has it (KeyboardInterrupt): a suite started in the background
+    (`nohup ... &`) inherits it ignored, and tests that send Ctrl-C would then see nothing."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.fixture(scope="session")
 def make_photo():
     """`make_photo(width, height, seed=0)`: a synthetic photo (see `synthetic_photo`); every test file's test image."""

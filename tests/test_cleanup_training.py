@@ -290,7 +290,8 @@ def test_bad_settings_are_clear_errors(dataset):
         DegradedSamples(SRPairDataset(dataset), _config(dataset, "unused", lr_crop=40))
 
 
-def test_an_interrupt_after_the_weights_moved_waits_for_the_step_to_end(dataset, tmp_path, monkeypatch):
+def test_an_interrupt_after_the_weights_moved_waits_for_the_step_to_end(dataset, tmp_path, monkeypatch,
+                                                                        ctrl_c_raises):
     import signal
 
     from perceptual_sr.networks.discriminator import Critic

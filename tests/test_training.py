@@ -364,7 +364,8 @@ def test_a_run_with_an_adversarial_term_resumes_exactly_and_ships_without_its_di
 
 
 @pytest.mark.slow
-def test_an_interrupt_after_the_weights_moved_waits_for_the_step_to_end(dataset, tmp_path, monkeypatch):
+def test_an_interrupt_after_the_weights_moved_waits_for_the_step_to_end(dataset, tmp_path, monkeypatch,
+                                                                        ctrl_c_raises):
     """Ctrl-C between the network's update and the discriminator's: the step ends and is counted,
     so the checkpoint never labels moved weights as the step before (a resume would train twice)."""
     import signal

@@ -81,7 +81,8 @@ below: a Charbonnier loss to the clean low-resolution image, then through the fr
 upscaler with its own perceptual loss, then (its last up-convolution turned into a bilinear resize
 and a conv, `tools/cleanup_redesign.py`) with an adversarial term at low resolution, selected by
 LPIPS on Set5; its correction was then restricted to colour (`tools/cleanup_redesign.py --corrects
-chroma`), as bundled. Settings of the runs:"""
+chroma`), as bundled: of the runs' colour-only versions, the best on Set5 and held-out training
+crops (`docs/training.md`, stage 7). Settings of the runs:"""
 
 
 # The GPU machine read copies of these folders under other names; the card names the originals.
