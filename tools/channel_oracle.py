@@ -62,7 +62,8 @@ def main() -> None:
 
     for folder in args.data:
         totals: dict[str, float] = {}
-        for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".bmp", ".jpg"))[:args.max_images]:
+        photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".bmp", ".jpg"))
+        for path in photos[:args.max_images]:
             hr = crop_to_multiple(load_rgb8(path), 4)
             clean = np.asarray(degrade_to_image(hr, 4, "bicubic"))
             damaged = np.asarray(degrade_to_image(hr, 4, args.degradation).convert("RGB"))

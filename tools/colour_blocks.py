@@ -51,8 +51,9 @@ def main() -> None:
             buffer = io.BytesIO()
             small.save(buffer, "JPEG", quality=quality)
             jpeg = Image.open(io.BytesIO(buffer.getvalue()))
-            cells = [f"photo {colour_block_score(reference, COLOUR_BLOCK * scale):.2f}"] + [
-                f"{model} {colour_block_score(np.asarray(pipeline.upscale(jpeg, cleanup='auto')), COLOUR_BLOCK * scale):.2f}"
+            period = COLOUR_BLOCK * scale
+            cells = [f"photo {colour_block_score(reference, period):.2f}"] + [
+                f"{model} {colour_block_score(np.asarray(pipeline.upscale(jpeg, cleanup='auto')), period):.2f}"
                 for model, pipeline in pipelines.items()]
             print(f"{name}, JPEG {quality}: " + " | ".join(cells), flush=True)
 

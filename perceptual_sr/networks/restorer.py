@@ -1,4 +1,5 @@
-"""The cleanup network: cleans the low-resolution input (JPEG damage and noise, or its colour alone), before the upscaler.
+"""The cleanup network: cleans the low-resolution input (JPEG damage and noise, or its colour only)
+before the upscaler.
 
 Why a network of its own, at the input's resolution: given the *clean* LR, the upscaler beats
 Real-ESRGAN on real-photo benchmarks; given a JPEG it does not, because one small set of weights
@@ -13,9 +14,10 @@ so that a receptive field of several JPEG blocks costs little:
                    -> back to LR size (`upsample`) -> 2 convs at LR size -> correction
 
 The output is `lr + strength * correction`: strength 0 returns the input exactly and the change
-grows with the strength. With `corrects="chroma"` (the bundled network) the correction is colour
-only, and only near colour in the input: the luma reaches the upscaler exactly (`CORRECTIONS`). The strength is also an input channel, so the network knows how hard
-to clean (FBCNN, Jiang et al. 2021, conditions on the JPEG quality the same way).
+grows with the strength. The strength is also an input channel, so the network knows how hard
+to clean (FBCNN, Jiang et al. 2021, conditions on the JPEG quality the same way). With
+`corrects="chroma"` (the bundled network) the correction is colour only, and only near colour in
+the input: the luma reaches the upscaler exactly (`CORRECTIONS`).
 """
 
 from __future__ import annotations
@@ -49,9 +51,9 @@ UPSAMPLINGS = ("shuffle", "resize")
 # (JPEG 4:2:0 keeps a quarter of it, coarsely quantized) took 0.585 -> 0.435 and 0.612 -> 0.501.
 CORRECTIONS = ("rgb", "chroma")
 # A colour-only network changes colour only where the input has some within CHROMA_REACH pixels,
-# fully where R, G and B spread over CHROMA_FLOOR 8-bit levels or more. Measured: without it, the networks
-# invented colour on black-and-white photos (Set14's three grey images, JPEG 75: LPIPS 0.53 -> 0.66
-# on one), while the colour JPEG's 4:2:0 bleeding it must remove lies beside colour by nature.
+# fully where R, G and B spread over CHROMA_FLOOR 8-bit levels or more. Measured: without it, the
+# networks invented colour on black-and-white photos (Set14's grey images at JPEG 75: LPIPS 0.53 ->
+# 0.66 on one), while the 4:2:0 bleeding it must remove lies beside colour by nature.
 CHROMA_FLOOR = 4.0
 CHROMA_REACH = 4
 
