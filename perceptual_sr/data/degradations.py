@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from perceptual_sr.data.kernels import blur, gaussian_kernel, sinc_kernel
-from perceptual_sr.utils.color import LUMA_WEIGHTS
+from perceptual_sr.utils.color import luma_plane
 from perceptual_sr.utils.pixels import dequantize_tensor, quantize_tensor, tensor_to_uint8, uint8_to_tensor
 
 KERNEL_TYPES = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso")
@@ -168,7 +168,7 @@ def add_poisson_noise(image: torch.Tensor, scale: float, gray: bool, generator: 
     torch.poisson on the CPU, and after the scaling the noise is not Poisson distributed anyway."""
     base = image
     if gray:
-        base = (image * torch.tensor(LUMA_WEIGHTS, dtype=image.dtype).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
+        base = luma_plane(image)
     std = base.clamp_min(0).div(POISSON_LEVELS).sqrt()
     noise = torch.randn(base.shape, generator=generator, dtype=image.dtype) * std
     return (image + scale * noise).clamp(0, 1)

@@ -32,7 +32,7 @@ from torch import nn
 from perceptual_sr.hub import model_card
 from perceptual_sr.networks.hub_module import SafeHubModule
 from perceptual_sr.networks.network_ends import check_rgb_batch
-from perceptual_sr.utils.color import LUMA_WEIGHTS
+from perceptual_sr.utils.color import luma_plane
 from perceptual_sr.utils.config_flags import config_from_dict, is_whole_number, setting
 
 CLEANUP_MODEL_TYPE = "perceptual-sr-cleanup"
@@ -150,7 +150,6 @@ class CleanupNet(SafeHubModule, library_name=model_card.LIBRARY):
         else:
             self.up = nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False), _conv(c, f))
         self.tail = nn.Sequential(_conv(f, f), nn.PReLU(f), _conv(f, 3))
-        self.register_buffer("luma_weights", torch.tensor(LUMA_WEIGHTS).view(1, 3, 1, 1), persistent=False)
         # Start as the identity (zero correction): training begins from "change nothing".
         nn.init.zeros_(self.tail[-1].weight)
         nn.init.zeros_(self.tail[-1].bias)
@@ -175,7 +174,7 @@ class CleanupNet(SafeHubModule, library_name=model_card.LIBRARY):
         correction = self.tail(x)  # (B, 3, H, W)
         if self.config.corrects == "chroma":  # less its luma, added to all three channels: Cb and Cr
             # weigh R, G and B to a sum of 0, so they keep the change, and the luma loses it
-            correction = correction - (correction * self.luma_weights).sum(dim=1, keepdim=True)
+            correction = correction - luma_plane(correction)
             correction = correction * _colour_nearby(lr)
         return correction
 

@@ -62,7 +62,7 @@ from perceptual_sr.networks.upscaler import PerceptualSR
 from perceptual_sr.training.cleanup_selection import SELECTION_LOG, CheckpointSelection
 from perceptual_sr.training.loss import PerceptualLoss, periodic_error, spectral_excess
 from perceptual_sr.utils.atomic_write import atomic_folder, recover_folder, write_text
-from perceptual_sr.utils.color import LUMA_WEIGHTS, rgb_to_grey
+from perceptual_sr.utils.color import luma_plane, rgb_to_grey
 from perceptual_sr.utils.config_flags import setting
 from perceptual_sr.utils.interrupts import interrupts_deferred
 
@@ -250,8 +250,7 @@ def reachable_target(network: CleanupNet, degraded: torch.Tensor, clean_lr: torc
     nothing about colour."""
     if network.config.corrects != "chroma":
         return clean_lr
-    weights = torch.tensor(LUMA_WEIGHTS, dtype=clean_lr.dtype, device=clean_lr.device).view(1, 3, 1, 1)
-    return clean_lr + ((degraded - clean_lr) * weights).sum(dim=1, keepdim=True)  # R, G, B alike: luma only
+    return clean_lr + luma_plane(degraded - clean_lr)  # R, G, B alike: luma only
 
 
 def charbonnier(output: torch.Tensor, target: torch.Tensor, epsilon: float = 1e-3) -> torch.Tensor:

@@ -16,7 +16,7 @@ from torch import nn
 from torchvision.models import vgg16
 
 from perceptual_sr.hub.weights import VGG16_WEIGHTS, loss_network_weights
-from perceptual_sr.utils.color import LUMA_WEIGHTS
+from perceptual_sr.utils.color import luma_plane
 
 # torchvision `vgg16().features` index of each ReLU, named as in the paper (block_conv).
 VGG16_RELU_INDEX = {
@@ -139,13 +139,12 @@ def spectral_excess(output: torch.Tensor, target: torch.Tensor, margin: float = 
     tile = min(tile, *output.shape[-2:])
     if tile < 16:
         raise ValueError(f"spectral_excess needs images of at least 16x16 pixels, got {tuple(output.shape)}")
-    luma = torch.tensor(LUMA_WEIGHTS, device=output.device).view(1, 3, 1, 1)
     hann = torch.hann_window(tile, periodic=False, device=output.device)
     window = torch.outer(hann, hann)
     floor = window.pow(2).sum() * _QUANTIZATION_POWER
 
     def power(image: torch.Tensor) -> torch.Tensor:  # (B, tile, tile // 2 + 1)
-        y = (image.float() * luma).sum(dim=1)
+        y = luma_plane(image.float())[:, 0]
         tiles = y.unfold(1, tile, tile // 2).unfold(2, tile, tile // 2)  # (B, rows, cols, tile, tile)
         tiles = (tiles - tiles.mean(dim=(-2, -1), keepdim=True)) * window
         spectrum = torch.view_as_real(torch.fft.rfft2(tiles))  # |.|^2 as re^2 + im^2: abs() has no gradient at 0

@@ -14,6 +14,7 @@ After BasicSR's `basicsr/utils/color_util.py`. BT.601 weighs red, green and blue
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 # BT.601 luma weights of R, G and B.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
@@ -37,6 +38,13 @@ def rgb_to_studio_y(image: np.ndarray) -> np.ndarray:
         raise ValueError(f"expected an (H, W, 3) uint8 array, got {image.dtype} {image.shape}")
     rgb = image.astype(np.float64) / 255.0
     return STUDIO_Y_OFFSET + rgb @ np.array(STUDIO_Y_WEIGHTS)
+
+
+def luma_plane(images: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) RGB -> (B, 1, H, W) full-range BT.601 luma, in the input's dtype and device:
+    `rgb_to_grey` for batches of channels-first tensors."""
+    weights = torch.tensor(LUMA_WEIGHTS, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    return (images * weights).sum(dim=1, keepdim=True)
 
 
 def rgb_to_grey(rgb: np.ndarray) -> np.ndarray:
